@@ -1,0 +1,100 @@
+"""The `correlator` command line (DESIGN.md §5). Only this module touches argv and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from correlator.errors import RuleSetError, TestFileError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="correlator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="validate rule files")
+    check.add_argument(
+        "rules", nargs="?", default="rules", help="rules directory (default ./rules)"
+    )
+
+    test = sub.add_parser("test", help="run rule unit tests")
+    test.add_argument("files", nargs="+", help="test files")
+
+    replay = sub.add_parser("replay", help="replay a JSON-lines event file offline")
+    replay.add_argument("events", help="JSON-lines file, one event per line ('-' for stdin)")
+    replay.add_argument("--rules", default="rules", help="rules directory (default ./rules)")
+    replay.add_argument("--final", action="store_true", help="print the final table instead")
+    replay.add_argument("--until", help="advance the clock at the end: epoch, RFC 3339 or +5m")
+    replay.add_argument("--max-lateness", default="5m", help="late-event bound (default 5m)")
+
+    sub.add_parser("schema", help="print the JSON Schema of rule files")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        return _check(args.rules)
+    if args.command == "test":
+        return _test(args.files)
+    if args.command == "replay":
+        return _replay(args)
+    if args.command == "schema":
+        from correlator.ruleset.document import json_schema
+
+        sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
+
+
+def _check(rules: str) -> int:
+    from correlator.ruleset.loader import load_rules
+
+    try:
+        ruleset = load_rules(rules)
+    except RuleSetError as exc:
+        for error in exc.errors:
+            print(error)
+        return 1
+    print(f"ok: {ruleset.summary()}")
+    return 0
+
+
+def _test(files: list[str]) -> int:
+    from correlator.testing import run_test_files
+
+    try:
+        return run_test_files(files, sys.stdout)
+    except TestFileError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except RuleSetError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 2
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from correlator import replay
+    from correlator.engine import Engine
+    from correlator.ruleset.loader import load_rules
+    from correlator.timeparse import parse_duration
+
+    try:
+        ruleset = load_rules(args.rules)
+    except RuleSetError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 2
+    engine = Engine(ruleset, max_lateness=parse_duration(args.max_lateness))
+    if args.events == "-":
+        return replay.run(
+            engine, sys.stdin, sys.stdout, sys.stderr, final=args.final, until=args.until
+        )
+    with open(args.events, encoding="utf-8") as events:
+        return replay.run(
+            engine, events, sys.stdout, sys.stderr, final=args.final, until=args.until
+        )

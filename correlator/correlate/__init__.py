@@ -1,0 +1,1 @@
+"""Correlation operators, one module per `kind:` (DESIGN.md §4 correlate)."""

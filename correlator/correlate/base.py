@@ -1,0 +1,104 @@
+"""The operator interface: every correlation kind is one small class behind it.
+
+The engine owns all state changes. An operator observes three things and acts
+only through the `Context` the engine hands it:
+
+- `on_event(occ, row, now, ctx)`: a normalized event passed `event_filter`
+  (`occ` is the occurrence, `row` the table row it folded into, None when a
+  resolution found no open problem);
+- `on_transition(transition, alert, now, ctx)`: an alert row was created,
+  reopened, cleared, ... (only the transitions listed in `transitions`);
+- `on_timer(key, now, ctx)`: a timer the operator scheduled came due.
+
+Operators keep their own indexes (by group or `on` values), never scan the
+table, and bound their state (`cap` per rule, counted when hit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from correlator.model import Alert, Change
+from correlator.ruleset.matchers import Matcher, Predicate
+from correlator.table.table import AlertTable
+
+# Row transitions operators may subscribe to.
+CREATED = "created"
+UPDATED = "updated"  # a deduplicated occurrence
+REOPENED = "reopened"
+CLEARED = "cleared"
+DELETED = "deleted"
+ACKNOWLEDGED = "acknowledged"
+SUPPRESSED = "suppressed"
+UNSUPPRESSED = "unsuppressed"
+MODIFIED = "modified"  # a rule changed fields (severity, labels, ...)
+
+
+@dataclass(frozen=True)
+class BuildEnv:
+    """What the whole rule set offers an operator when it is built."""
+
+    topology: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node → depends_on
+
+
+class Context(Protocol):
+    """What an operator may ask of the engine."""
+
+    table: AlertTable
+
+    def schedule(self, when: float, operator: Operator, key: Hashable) -> None: ...
+
+    def emit(self, change: Change) -> None: ...
+
+    def raise_alert(
+        self,
+        operator: Operator,
+        group: Sequence[tuple[str, Any]],
+        now: float,
+        *,
+        trigger: Alert | None = None,
+        members: Sequence[Alert] = (),
+        count: int = 0,
+        extra: dict[str, Any] | None = None,
+    ) -> Alert: ...
+
+    def clear(self, alert: Alert, now: float, who: str, why: str) -> None: ...
+
+    def suppress(self, alert: Alert, now: float, by: str, why: str) -> None: ...
+
+    def unsuppress(self, alert: Alert, now: float, by: str, why: str) -> None: ...
+
+    def suppressors(self, alert: Alert) -> tuple[str, ...]: ...
+
+    def modify(self, alert: Alert, now: float, who: str, why: str) -> None: ...
+
+    def count(self, what: str, rule: str) -> None: ...
+
+
+class Operator:
+    """Base of every correlation kind; subclasses override what they use."""
+
+    kind: ClassVar[str] = ""
+    transitions: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, name: str, spec: Any) -> None:
+        self.name = name
+        self.spec = spec
+        self.event_filter: Predicate | None = None  # None: the operator wants no events
+        self.event_keys: Sequence[Matcher] = ()  # equality matchers implied by the filter
+        self.alert_spec: Any = None  # the compiled `alert:` of rules that raise one
+
+    def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
+        """A normalized event passed `event_filter`."""
+
+    def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
+        """A row made one of the transitions listed in `transitions`."""
+
+    def on_timer(self, key: Hashable, now: float, ctx: Context) -> None:
+        """A timer scheduled with `ctx.schedule(when, self, key)` came due."""
+
+    def size(self) -> int:
+        """Entries of state held (windows, groups, pairs): for metrics and bounds."""
+        return 0

@@ -1,0 +1,88 @@
+"""`kind: clear` — a resolution clears every open problem with equal `on` fields.
+
+The generic clear across identifiers (Netcool's generic-clear automation): a
+`LinkUp` on `node, alertkey` clears the `LinkDown` row of the same interface
+even though the two have different identifiers. Open problems are indexed by
+their `on` values, so a resolution costs one dict lookup.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from correlator.correlate.base import (
+    CLEARED,
+    CREATED,
+    DELETED,
+    REOPENED,
+    BuildEnv,
+    Context,
+    Operator,
+)
+from correlator.model import Alert
+from correlator.ruleset.matchers import all_of, compile_matchers
+from correlator.ruleset.paths import alert_getter
+from correlator.ruleset.schema import FieldNames, Matchers, Rule
+
+
+class Spec(Rule):
+    kind: Literal["clear"]
+    problem: Matchers
+    resolution: Matchers
+    on: FieldNames
+
+
+class ClearOperator(Operator):
+    kind = "clear"
+    transitions = frozenset((CREATED, REOPENED, CLEARED, DELETED))
+
+    def __init__(self, spec: Spec) -> None:
+        super().__init__(spec.name, spec)
+        problem = compile_matchers(spec.problem)
+        resolution = compile_matchers(spec.resolution)
+        scope = compile_matchers(spec.match)
+        self._is_problem = all_of([m.test for m in (*scope, *problem)])
+        self.event_filter = all_of([m.test for m in (*scope, *resolution)])
+        self.event_keys = [m for m in (*scope, *resolution) if m.is_equality]
+        self._on = [alert_getter(name) for name in spec.on]
+        self._open: dict[tuple[str, ...], dict[str, Alert]] = {}
+        self._key_of: dict[str, tuple[str, ...]] = {}
+
+    def _key(self, alert: Alert) -> tuple[str, ...]:
+        return tuple(str(get(alert) or "") for get in self._on)
+
+    def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
+        if transition in (CREATED, REOPENED):
+            if alert.type == "problem" and self._is_problem(alert):
+                key = self._key(alert)
+                self._open.setdefault(key, {})[alert.identifier] = alert
+                self._key_of[alert.identifier] = key
+            return
+        key = self._key_of.pop(alert.identifier, ())
+        if key:
+            bucket = self._open.get(key)
+            if bucket is not None:
+                bucket.pop(alert.identifier, None)
+                if not bucket:
+                    del self._open[key]
+
+    def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
+        if occ.type != "resolution":
+            return
+        bucket = self._open.get(self._key(occ))
+        if not bucket:
+            return
+        for problem in list(bucket.values()):
+            if occ.last_occurrence < problem.last_occurrence:
+                continue  # an old resolution never clears a newer problem
+            ctx.clear(problem, now, self.name, f"resolution {occ.identifier} on {self._desc(occ)}")
+
+    def _desc(self, occ: Alert) -> str:
+        return ", ".join(f"{n}={v}" for n, v in zip(self.spec.on, self._key(occ), strict=True))
+
+    def size(self) -> int:
+        return len(self._key_of)
+
+
+def build(spec: Spec, env: BuildEnv) -> ClearOperator:
+    return ClearOperator(spec)

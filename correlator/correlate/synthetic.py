@@ -1,0 +1,96 @@
+"""The alerts correlation rules raise: identifier, fields and template context.
+
+Identifier: `correlator:<rule>` then `:<value>` per group value, unless the
+`alert:` sets `identifier`. Templates see the triggering alert's fields,
+`group` (each value under its name as written and under its last dotted
+segment), `count`, `members` (the matching alerts) and `rule`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from correlator.model import Alert, parse_severity
+from correlator.ruleset.paths import alert_context, last_segment
+from correlator.ruleset.schema import AlertSpec
+from correlator.ruleset.templates import Template, compile_map
+
+Group = Sequence[tuple[str, Any]]
+
+
+def group_key(group: Group) -> tuple[str, ...]:
+    return tuple("" if v is None else str(v) for _, v in group)
+
+
+class SyntheticAlert:
+    """A compiled `alert:` section."""
+
+    def __init__(self, rule: str, spec: AlertSpec | None) -> None:
+        spec = spec or AlertSpec()
+        self.rule = rule
+        self._single = {
+            name: Template(value)
+            for name in ("identifier", "node", "alertgroup", "alertkey", "severity", "summary")
+            if (value := getattr(spec, name)) is not None
+        }
+        self._labels = compile_map(spec.labels)
+        self._annotations = compile_map(spec.annotations)
+        self.expire_after = spec.expire_after
+
+    def context(
+        self, group: Group, trigger: Alert | None, members: Sequence[Alert], count: int
+    ) -> dict[str, Any]:
+        ctx: dict[str, Any] = alert_context(trigger) if trigger is not None else {}
+        values: dict[str, Any] = {}
+        for name, value in group:
+            values[name] = value
+            values.setdefault(last_segment(name), value)
+        ctx.update(group=values, count=count, members=list(members), rule=self.rule)
+        return ctx
+
+    def identifier(self, group: Group, ctx: dict[str, Any]) -> str:
+        template = self._single.get("identifier")
+        if template is not None:
+            return template.render(ctx)
+        return ":".join(("correlator", self.rule, *group_key(group)))
+
+    def build(
+        self,
+        group: Group,
+        now: float,
+        *,
+        trigger: Alert | None = None,
+        members: Sequence[Alert] = (),
+        count: int = 0,
+        extra: dict[str, Any] | None = None,
+    ) -> Alert:
+        """A new occurrence of the synthetic alert (not yet in the table)."""
+        ctx = self.context(group, trigger, members, count)
+        if extra:
+            ctx.update(extra)
+
+        def render(name: str, default: str) -> str:
+            template = self._single.get(name)
+            return default if template is None else template.render(ctx)
+
+        severities = [m.severity for m in members] or ([trigger.severity] if trigger else [])
+        default_severity = str(max(severities)) if severities else "4"
+        try:
+            severity = parse_severity(render("severity", default_severity) or default_severity)
+        except ValueError:
+            severity = 4
+        return Alert(
+            identifier=self.identifier(group, ctx),
+            node=render("node", "correlator"),
+            alertgroup=render("alertgroup", self.rule),
+            alertkey=render("alertkey", ":".join(group_key(group))),
+            severity=severity,
+            summary=render("summary", f"{self.rule}: {count} events"),
+            manager="correlator",
+            agent=self.rule,
+            labels={k: t.render(ctx) for k, t in self._labels.items()},
+            annotations={k: t.render(ctx) for k, t in self._annotations.items()},
+            last_occurrence=now,
+            expire_after=self.expire_after,
+        )

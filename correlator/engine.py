@@ -1,0 +1,225 @@
+"""The engine: normalize → alert table → correlate, pure and synchronous.
+
+`process(event, now)` and `tick(now)` return the changes they caused, in order.
+Time only comes in through `now`, so replay and tests are deterministic. The
+engine is also the `Context` operators act through: every row change passes
+through the table and comes back here as a transition, which becomes a public
+change and is dispatched to the operators subscribed to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any, Final
+
+from correlator.correlate.base import Operator
+from correlator.errors import EventError, LateEvent
+from correlator.model import (
+    CLEARED_KIND,
+    CREATED,
+    DELETED,
+    SUPPRESSED,
+    UNSUPPRESSED,
+    UPDATED,
+    Alert,
+    Change,
+)
+from correlator.ruleset.index import RuleIndex
+from correlator.ruleset.loader import RuleSet
+from correlator.stats import Stats
+from correlator.table.table import AlertTable
+from correlator.timeparse import format_duration
+from correlator.timers import TimerHeap
+
+PUBLIC_KIND: Final = {
+    "created": CREATED,
+    "updated": UPDATED,
+    "reopened": UPDATED,
+    "acknowledged": UPDATED,
+    "modified": UPDATED,
+    "cleared": CLEARED_KIND,
+    "deleted": DELETED,
+    "suppressed": SUPPRESSED,
+    "unsuppressed": UNSUPPRESSED,
+}
+
+
+class Engine:
+    """One alert table and the compiled rules that act on it."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        *,
+        max_lateness: float = 300.0,
+        delete_cleared_after: float = 120.0,
+    ) -> None:
+        self.stats = Stats()
+        self.max_lateness = max_lateness
+        self._timers = TimerHeap()
+        self.table = AlertTable(
+            self._transition,
+            self._timers.push,
+            self.stats,
+            delete_cleared_after=delete_cleared_after,
+        )
+        self._out: list[Change] = []
+        self._suppressors: dict[str, list[str]] = {}
+        self._newest = float("-inf")
+        self.operators: dict[str, Operator] = {}
+        self.load(rules)
+
+    # -- rules ---------------------------------------------------------------
+
+    def load(self, rules: RuleSet) -> None:
+        """Swap in a new rule set; operators whose definition is unchanged keep their state."""
+        kept: list[Operator] = []
+        for op in rules.operators:
+            old = self.operators.get(op.name)
+            kept.append(old if old is not None and old.spec == op.spec else op)
+        self.rules = rules
+        self._normalizer = rules.normalizer
+        self.operators = {op.name: op for op in kept}
+        self._event_ops: RuleIndex[Operator] = RuleIndex(
+            [(op, op.event_keys) for op in kept if op.event_filter is not None]
+        )
+        by_transition: dict[str, list[Operator]] = {}
+        for op in kept:
+            for transition in op.transitions:
+                by_transition.setdefault(transition, []).append(op)
+        self._by_transition = {t: tuple(ops) for t, ops in by_transition.items()}
+
+    # -- the two entry points -------------------------------------------------
+
+    def process(self, event: dict[str, Any], now: float) -> list[Change]:
+        """Fold one raw event into the table; raise EventError if it must be dead-lettered."""
+        self.stats.events += 1
+        try:
+            occ = self._normalizer.normalize(event, now)
+            if isinstance(occ, str):
+                self.stats.discarded[occ] += 1
+                return []
+            at = occ.last_occurrence
+            if at < self._newest - self.max_lateness:
+                late = format_duration(self._newest - at)
+                raise LateEvent(f"{late} older than the newest event (max_lateness exceeded)")
+        except EventError as exc:
+            self.stats.dead_lettered[exc.reason] += 1
+            raise
+        if at > self._newest:
+            self._newest = at
+        row = self.table.upsert(occ, now)
+        for op in self._event_ops.candidates(occ):
+            if op.event_filter is not None and op.event_filter(occ):
+                op.on_event(occ, row, now, self)
+        return self._drain()
+
+    def tick(self, now: float) -> list[Change]:
+        """Fire every timer due at or before `now`."""
+        for when, owner, key in self._timers.pop_due(now):
+            self._fire(when, owner, key)
+        return self._drain()
+
+    def run_timers_before(self, now: float) -> list[Change]:
+        """Fire timers due strictly before `now` (replay: an event at `now` comes first)."""
+        for when, owner, key in self._timers.pop_due(now, inclusive=False):
+            self._fire(when, owner, key)
+        return self._drain()
+
+    def next_timer(self) -> float | None:
+        return self._timers.next_due()
+
+    def acknowledge(self, identifier: str, who: str, now: float) -> list[Change]:
+        row = self.table.get(identifier)
+        if row is not None:
+            self.table.acknowledge(row, now, who)
+        return self._drain()
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _drain(self) -> list[Change]:
+        out = self._out
+        self._out = []
+        return out
+
+    def _fire(self, when: float, owner: Any, key: Hashable) -> None:
+        if owner is self.table:
+            self.table.on_timer(key, when)
+        elif isinstance(owner, Operator) and self.operators.get(owner.name) is owner:
+            owner.on_timer(key, when, self)  # timers of replaced rules are dropped
+
+    def _transition(self, transition: str, alert: Alert, now: float) -> None:
+        self._out.append(Change(now, PUBLIC_KIND[transition], alert))
+        if transition == "deleted":
+            self._suppressors.pop(alert.identifier, None)
+        for op in self._by_transition.get(transition, ()):
+            op.on_transition(transition, alert, now, self)
+
+    # -- Context: what operators may do -----------------------------------------
+
+    def schedule(self, when: float, operator: Operator, key: Hashable) -> None:
+        self._timers.push(when, operator, key)
+
+    def emit(self, change: Change) -> None:
+        self._out.append(change)
+
+    def raise_alert(
+        self,
+        operator: Operator,
+        group: Sequence[tuple[str, Any]],
+        now: float,
+        *,
+        trigger: Alert | None = None,
+        members: Sequence[Alert] = (),
+        count: int = 0,
+        extra: dict[str, Any] | None = None,
+    ) -> Alert:
+        occ = operator.alert_spec.build(
+            group, now, trigger=trigger, members=members, count=count, extra=extra
+        )
+        row = self.table.upsert(occ, now)
+        assert row is not None  # a problem occurrence always lands in a row
+        return row
+
+    def clear(self, alert: Alert, now: float, who: str, why: str) -> None:
+        self.table.clear(alert, now, who, why)
+
+    def suppress(self, alert: Alert, now: float, by: str, why: str) -> None:
+        """Add a suppressor; `suppressed_by` names the first one still holding."""
+        holders = self._suppressors.setdefault(alert.identifier, [])
+        if by in holders:
+            return
+        holders.append(by)
+        alert.note(now, by, f"suppressed: {why}")
+        if alert.suppressed_by is None:
+            alert.suppressed_by = by
+            self._transition("suppressed", alert, now)
+
+    def unsuppress(self, alert: Alert, now: float, by: str, why: str) -> None:
+        """Remove a suppressor; the alert is released when none is left."""
+        holders = self._suppressors.get(alert.identifier)
+        if not holders or by not in holders:
+            return
+        holders.remove(by)
+        alert.note(now, by, f"released: {why}")
+        if alert.suppressed_by != by:
+            return
+        if holders:
+            alert.suppressed_by = holders[0]
+            self._transition("modified", alert, now)
+            return
+        del self._suppressors[alert.identifier]
+        alert.suppressed_by = None
+        self._transition("unsuppressed", alert, now)
+
+    def suppressors(self, alert: Alert) -> tuple[str, ...]:
+        """Every rule currently suppressing the alert, first one first."""
+        return tuple(self._suppressors.get(alert.identifier, ()))
+
+    def modify(self, alert: Alert, now: float, who: str, why: str) -> None:
+        alert.state_change = now
+        alert.note(now, who, why)
+        self._transition("modified", alert, now)
+
+    def count(self, what: str, rule: str) -> None:
+        self.stats.rule_events[(rule, what)] += 1

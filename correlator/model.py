@@ -1,0 +1,170 @@
+"""The nouns of the pipeline: severities, the alert row, changes and dead letters.
+
+The hot path uses these slotted classes, never pydantic models: an alert row is
+created once per identifier and then mutated in place by deduplication.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+SEVERITY_NAMES: Final = ("clear", "indeterminate", "warning", "minor", "major", "critical")
+SEVERITY_BY_NAME: Final = {name: level for level, name in enumerate(SEVERITY_NAMES)}
+
+PROBLEM: Final = "problem"
+RESOLUTION: Final = "resolution"
+INFO: Final = "info"
+TYPES: Final = frozenset((PROBLEM, RESOLUTION, INFO))
+
+OPEN: Final = "open"
+ACKNOWLEDGED: Final = "acknowledged"
+CLEARED: Final = "cleared"
+
+DEFAULT_IDENTIFIER_FIELDS: Final = ("node", "alertgroup", "alertkey", "manager")
+STRING_FIELDS: Final = ("node", "manager", "agent", "alertgroup", "alertkey", "summary")
+
+# Change kinds, exactly as `correlator replay` prints them.
+CREATED: Final = "alert.created"
+UPDATED: Final = "alert.updated"
+CLEARED_KIND: Final = "alert.cleared"
+DELETED: Final = "alert.deleted"
+SUPPRESSED: Final = "alert.suppressed"
+UNSUPPRESSED: Final = "alert.unsuppressed"
+INCIDENT_OPENED: Final = "incident.opened"
+INCIDENT_UPDATED: Final = "incident.updated"
+INCIDENT_CLOSED: Final = "incident.closed"
+NOTIFICATION: Final = "notification"
+
+
+def parse_severity(value: object) -> int:
+    """Accept 0-5 or a Netcool severity name; raise ValueError for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"severity must be 0-5 or a name, not {value!r}")
+    if isinstance(value, int):
+        level = value
+    elif isinstance(value, str):
+        key = value.strip().lower()
+        if key in SEVERITY_BY_NAME:
+            return SEVERITY_BY_NAME[key]
+        if not key.isdigit():
+            raise ValueError(f"unknown severity {value!r}")
+        level = int(key)
+    elif isinstance(value, float) and value.is_integer():
+        level = int(value)
+    else:
+        raise ValueError(f"severity must be 0-5 or a name, not {value!r}")
+    if not 0 <= level <= 5:
+        raise ValueError(f"severity {level} is outside 0-5")
+    return level
+
+
+@dataclass(slots=True, eq=False)
+class JournalEntry:
+    """One timestamped note on an alert; automatic notes use who='correlator' or a rule name."""
+
+    at: float
+    who: str
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "who": self.who, "text": self.text}
+
+
+@dataclass(slots=True, eq=False)
+class Alert:
+    """One row of the alert table (DESIGN.md §3); also the shape of a normalized event."""
+
+    identifier: str
+    node: str
+    alertgroup: str
+    severity: int = 1
+    type: str = PROBLEM
+    summary: str = ""
+    alertkey: str = ""
+    manager: str = ""
+    agent: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    first_occurrence: float = 0.0
+    last_occurrence: float = 0.0
+    state_change: float = 0.0
+    serial: int = 0
+    tally: int = 1
+    status: str = OPEN
+    owner: str | None = None
+    suppressed_by: str | None = None
+    parent: str | None = None
+    incident: str | None = None
+    expire_at: float | None = None
+    expire_after: float | None = None
+    journal: list[JournalEntry] = field(default_factory=list)
+
+    def note(self, at: float, who: str, text: str) -> None:
+        self.journal.append(JournalEntry(at, who, text))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public JSON shape of a row (every field of DESIGN.md §3)."""
+        return {
+            "identifier": self.identifier,
+            "serial": self.serial,
+            "node": self.node,
+            "manager": self.manager,
+            "agent": self.agent,
+            "alertgroup": self.alertgroup,
+            "alertkey": self.alertkey,
+            "severity": self.severity,
+            "type": self.type,
+            "summary": self.summary,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "first_occurrence": self.first_occurrence,
+            "last_occurrence": self.last_occurrence,
+            "state_change": self.state_change,
+            "tally": self.tally,
+            "status": self.status,
+            "owner": self.owner,
+            "suppressed_by": self.suppressed_by,
+            "parent": self.parent,
+            "incident": self.incident,
+            "expire_at": self.expire_at,
+            "journal": [entry.to_dict() for entry in self.journal],
+        }
+
+
+@dataclass(slots=True, eq=False)
+class Change:
+    """One outcome of the engine, in the order it happened.
+
+    `alert` is the live row, not a copy: consumers serialize a change before the
+    next call into the engine (replay, sinks), which keeps the hot path free of
+    per-event snapshots.
+    """
+
+    at: float
+    kind: str
+    alert: Alert | None = None
+    incident: dict[str, Any] | None = None
+    receiver: str | None = None
+    alerts: list[Alert] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"at": self.at, "kind": self.kind}
+        if self.kind == NOTIFICATION:
+            out["receiver"] = self.receiver
+            out["alerts"] = [a.to_dict() for a in self.alerts or ()]
+            return out
+        if self.alert is not None:
+            out["alert"] = self.alert.to_dict()
+        if self.incident is not None:
+            out["incident"] = self.incident
+        return out
+
+
+@dataclass(slots=True, frozen=True)
+class DeadLetter:
+    """An event the pipeline could not use, kept with the reason so nothing is lost silently."""
+
+    reason: str
+    detail: str
+    event: Any

@@ -1,0 +1,1 @@
+"""Probe rules: a raw event becomes the canonical fields of an alert."""

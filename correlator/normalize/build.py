@@ -1,0 +1,121 @@
+"""Canonical fields → an Alert occurrence, with the checks of DESIGN.md §3.
+
+Anything that cannot become an alert raises InvalidEvent with a reason a human
+can act on; the caller dead-letters the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from correlator.errors import InvalidEvent
+from correlator.model import DEFAULT_IDENTIFIER_FIELDS, PROBLEM, TYPES, Alert, parse_severity
+from correlator.timeparse import parse_duration, parse_timestamp
+
+
+def text_field(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent(f"field {name!r} must be a string, not {type(value).__name__}")
+    return str(value)
+
+
+def string_map(value: Any, name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidEvent(f"field {name!r} must be a map, not {type(value).__name__}")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, str):
+            out[str(key)] = item
+        elif isinstance(item, bool):
+            out[str(key)] = "true" if item else "false"
+        elif isinstance(item, int | float):
+            out[str(key)] = str(item)
+        elif item is not None:
+            raise InvalidEvent(f"{name}.{key} must be a string, not {type(item).__name__}")
+    return out
+
+
+def identifier_of(alert: Alert, fields: Sequence[str]) -> str:
+    """The dedup key: the named fields' values joined by `:` (labels by `labels.x`)."""
+    parts = []
+    for name in fields:
+        if name.startswith("labels."):
+            parts.append(alert.labels.get(name[7:], ""))
+        elif name.startswith("annotations."):
+            parts.append(alert.annotations.get(name[12:], ""))
+        else:
+            value = getattr(alert, name, None)
+            if value is None:
+                value = alert.labels.get(name, "")
+            parts.append(value if isinstance(value, str) else str(value))
+    return ":".join(parts)
+
+
+def build_alert(
+    fields: Mapping[str, Any],
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    now: float,
+    *,
+    identifier_fields: Sequence[str] | None = None,
+    expire_after: float | None = None,
+) -> Alert:
+    """Validate canonical fields and make the occurrence; raise InvalidEvent if unusable."""
+    node = text_field(fields, "node")
+    alertgroup = text_field(fields, "alertgroup") or text_field(fields, "alertname")
+    if not node:
+        raise InvalidEvent("missing required field 'node'")
+    if not alertgroup:
+        raise InvalidEvent("missing required field 'alertgroup'")
+    try:
+        severity = parse_severity(fields.get("severity", 1))
+    except ValueError as exc:
+        raise InvalidEvent(f"field 'severity': {exc}") from None
+    kind = fields.get("type") or PROBLEM
+    if kind not in TYPES:
+        raise InvalidEvent(f"field 'type' must be problem, resolution or info, not {kind!r}")
+    timestamp = fields.get("timestamp")
+    if timestamp is None or timestamp == "":
+        at = now
+    else:
+        try:
+            at = parse_timestamp(timestamp)
+        except ValueError as exc:
+            raise InvalidEvent(f"field 'timestamp': {exc}") from None
+    raw_expiry = fields.get("expire_after")
+    if raw_expiry is not None and expire_after is None:
+        try:
+            expire_after = parse_duration(raw_expiry)
+        except ValueError as exc:
+            raise InvalidEvent(f"field 'expire_after': {exc}") from None
+    alert = Alert(
+        identifier="",
+        node=node,
+        alertgroup=alertgroup,
+        severity=severity,
+        type=kind,
+        summary=text_field(fields, "summary") or f"{alertgroup} on {node}",
+        alertkey=text_field(fields, "alertkey"),
+        manager=text_field(fields, "manager"),
+        agent=text_field(fields, "agent"),
+        labels=labels,
+        annotations=annotations,
+        last_occurrence=at,
+        expire_after=expire_after,
+    )
+    if identifier_fields is not None:
+        alert.identifier = identifier_of(alert, identifier_fields)
+    else:
+        explicit = fields.get("identifier")
+        if explicit is not None and not isinstance(explicit, str):
+            raise InvalidEvent("field 'identifier' must be a string")
+        alert.identifier = explicit or identifier_of(alert, DEFAULT_IDENTIFIER_FIELDS)
+    return alert

@@ -1,0 +1,1 @@
+"""Rule files: YAML with positions, pydantic schema, compiled matchers, CEL and templates."""

@@ -1,0 +1,41 @@
+"""The model of one rule file: every top-level section of DESIGN.md §4."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from correlator.correlate.kinds import CorrelateSpec
+from correlator.ruleset.schema import NormalizeRule, Strict
+
+
+class TopologyNode(Strict):
+    depends_on: list[str] = []
+
+
+class RuleFile(Strict):
+    """One YAML file; the loader merges many of them into one rule set.
+
+    `policies`, `route`, `receivers`, `time_intervals` and `tables` are accepted
+    here so rule repositories can hold them; the stages that use them validate
+    their contents.
+    """
+
+    normalize: list[NormalizeRule] = []
+    correlate: list[CorrelateSpec] = []
+    topology: dict[str, TopologyNode] = {}
+    policies: list[dict[str, Any]] = []
+    route: dict[str, Any] | None = None
+    receivers: list[dict[str, Any]] = []
+    inhibit_rules: list[dict[str, Any]] = []
+    time_intervals: list[dict[str, Any]] = []
+    tables: dict[str, Any] = Field(default_factory=dict)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of a rule file, for editors (`correlator schema`)."""
+    schema = RuleFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "correlator rule file"
+    return schema

@@ -1,0 +1,67 @@
+"""Dispatch index: which rules can possibly match an object, without trying them all.
+
+Each rule with an equality matcher (`program="ifmon"`) is filed under that
+name and value; rules without one are always candidates. A lookup costs one
+dict probe per indexed name, however many rules there are, and returns the
+candidates in rule order (first-match-wins semantics depend on it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from correlator.ruleset.matchers import Matcher, as_text
+from correlator.ruleset.paths import Getter
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    name: str
+    get: Getter
+    buckets: dict[str, tuple[int, ...]]
+
+
+class RuleIndex(Generic[T]):
+    """Candidates for an object among `items`, each described by its matchers."""
+
+    def __init__(self, items: Sequence[tuple[T, Sequence[Matcher]]]) -> None:
+        self._items = [item for item, _ in items]
+        popularity = Counter(m.name for _, ms in items for m in ms if m.is_equality)
+        always: list[int] = []
+        buckets: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        getters: dict[str, Getter] = {}
+        for position, (_, matchers) in enumerate(items):
+            equalities = [m for m in matchers if m.is_equality]
+            if not equalities:
+                always.append(position)
+                continue
+            best = max(equalities, key=lambda m: popularity[m.name])
+            buckets[best.name][best.value].append(position)
+            getters[best.name] = best.get
+        self._always = tuple(always)
+        self._keys = tuple(
+            _Key(name, getters[name], {v: tuple(p) for v, p in values.items()})
+            for name, values in buckets.items()
+        )
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def candidates(self, obj: Any) -> list[T]:
+        """Items whose equality key fits `obj`, plus unkeyed ones, in rule order."""
+        positions: list[int] = list(self._always)
+        sources = 1 if positions else 0
+        for key in self._keys:
+            found = key.buckets.get(as_text(key.get(obj)))
+            if found:
+                positions.extend(found)
+                sources += 1
+        if sources > 1:
+            positions.sort()
+        items = self._items
+        return [items[p] for p in positions]

@@ -1,0 +1,155 @@
+"""Prometheus/Alertmanager matchers: `name="v"`, `!=`, `=~`, `!~`, and `>= > <= <`.
+
+Regexes are fully anchored, as in Prometheus. A missing value reads as the empty
+string, so `team=""` matches alerts without a team. Numeric comparisons are
+allowed on `severity` (names accepted) and `tally`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from correlator.model import parse_severity
+from correlator.ruleset.paths import Getter, alert_getter, raw_getter
+
+Predicate = Callable[[Any], bool]
+
+_SYNTAX: Final = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(=~|!~|!=|>=|<=|==|=|>|<)\s*(.*?)\s*$")
+_NUMERIC_OPS: Final = frozenset((">=", ">", "<=", "<"))
+_NUMERIC_FIELDS: Final = frozenset(("severity", "tally"))
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """One parsed and compiled matcher; `test` is the hot-path predicate."""
+
+    name: str
+    op: str
+    value: str
+    test: Predicate
+    get: Getter
+
+    @property
+    def is_equality(self) -> bool:
+        return self.op == "="
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"bad quoted value {text}: {exc.msg}") from None
+        if not isinstance(value, str):
+            raise ValueError(f"bad quoted value {text}")
+        return value
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1]
+    return text
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _as_number(field: str, value: Any) -> float | None:
+    if field == "severity":
+        try:
+            return parse_severity(value)
+        except ValueError:
+            return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_matcher(text: str, *, raw: bool = False) -> Matcher:
+    """Parse and compile one matcher; raise ValueError with a readable message."""
+    match = _SYNTAX.match(text)
+    if match is None:
+        raise ValueError(f'not a matcher: {text!r} (expected name="value", !=, =~, !~, >=, <)')
+    name, op, value_text = match.groups()
+    op = "=" if op == "==" else op
+    value = _unquote(value_text)
+    get = raw_getter(name) if raw else alert_getter(name)
+    field = name.removeprefix("raw.")
+    return Matcher(name, op, value, _compile(field, op, value, get), get)
+
+
+def _compile(field: str, op: str, value: str, get: Getter) -> Predicate:
+    if op in _NUMERIC_OPS or (field in _NUMERIC_FIELDS and op in ("=", "!=")):
+        return _numeric(field, op, value, get)
+    if op in ("=~", "!~"):
+        try:
+            regex = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"bad regex {value!r}: {exc}") from None
+        fullmatch = regex.fullmatch
+        if op == "=~":
+            return lambda obj: fullmatch(as_text(get(obj))) is not None
+        return lambda obj: fullmatch(as_text(get(obj))) is None
+    if op == "=":
+        return lambda obj: as_text(get(obj)) == value
+    return lambda obj: as_text(get(obj)) != value
+
+
+def _numeric(field: str, op: str, value: str, get: Getter) -> Predicate:
+    if field not in _NUMERIC_FIELDS:
+        raise ValueError(f"numeric comparison {op} is only allowed on severity and tally")
+    bound = _as_number(field, value)
+    if bound is None:
+        raise ValueError(
+            f"{field} {op} needs a number{' or severity name' * (field == 'severity')}"
+        )
+
+    def test(obj: Any) -> bool:
+        number = _as_number(field, get(obj))
+        if number is None:
+            return op == "!="
+        if op == "=":
+            return number == bound
+        if op == "!=":
+            return number != bound
+        if op == ">=":
+            return number >= bound
+        if op == ">":
+            return number > bound
+        if op == "<=":
+            return number <= bound
+        return number < bound
+
+    return test
+
+
+def compile_matchers(texts: Sequence[str], *, raw: bool = False) -> list[Matcher]:
+    return [parse_matcher(text, raw=raw) for text in texts]
+
+
+def all_of(predicates: Sequence[Predicate]) -> Predicate:
+    """One predicate that holds when every one holds (the empty list always holds)."""
+    preds = tuple(predicates)
+    if not preds:
+        return lambda obj: True
+    if len(preds) == 1:
+        return preds[0]
+    if len(preds) == 2:
+        first, second = preds
+        return lambda obj: first(obj) and second(obj)
+
+    def test(obj: Any) -> bool:
+        return all(pred(obj) for pred in preds)
+
+    return test

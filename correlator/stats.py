@@ -1,0 +1,21 @@
+"""Counters the engine keeps; the metrics module exports them, tests read them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Stats:
+    """Plain integers on the hot path; labelled counts in Counters."""
+
+    events: int = 0
+    dedup_hits: int = 0
+    late_occurrences: int = 0
+    resolutions_unmatched: int = 0
+    resolutions_late: int = 0
+    discarded: Counter[str] = field(default_factory=Counter)  # by normalize rule
+    dead_lettered: Counter[str] = field(default_factory=Counter)  # by reason
+    rule_hits: Counter[str] = field(default_factory=Counter)  # by rule name
+    rule_events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, what)

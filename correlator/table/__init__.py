@@ -1,0 +1,1 @@
+"""The alert table: deduplication, clearing, expiry and deletion of rows."""

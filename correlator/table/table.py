@@ -1,0 +1,176 @@
+"""The alert table (DESIGN.md §3): one row per identifier, Netcool semantics.
+
+Every change of a row goes through here and is reported to `notify` as a
+transition, which the engine turns into public changes and operator calls.
+Expiry and deletion are timers, never table scans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Final
+
+from correlator.model import (
+    ACKNOWLEDGED,
+    CLEARED,
+    INFO,
+    OPEN,
+    PROBLEM,
+    RESOLUTION,
+    Alert,
+)
+from correlator.stats import Stats
+from correlator.timeparse import format_duration
+
+Notify = Callable[[str, Alert, float], None]
+Schedule = Callable[[float, object, Hashable], None]
+
+_EXPIRE: Final = "expire"
+_DELETE: Final = "delete"
+
+
+class AlertTable:
+    """Rows by identifier plus the rules that fold occurrences into them."""
+
+    def __init__(
+        self,
+        notify: Notify,
+        schedule: Schedule,
+        stats: Stats,
+        *,
+        delete_cleared_after: float = 120.0,
+    ) -> None:
+        self.rows: dict[str, Alert] = {}
+        self._notify = notify
+        self._schedule = schedule
+        self._stats = stats
+        self._serial = 0
+        self._expiring: set[str] = set()  # identifiers with an expiry timer pending
+        self.delete_cleared_after = delete_cleared_after
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, identifier: str) -> Alert | None:
+        return self.rows.get(identifier)
+
+    def upsert(self, occ: Alert, now: float) -> Alert | None:
+        """Fold one occurrence into the table; return the row it landed in, if any."""
+        row = self.rows.get(occ.identifier)
+        if occ.type == RESOLUTION:
+            return self._resolve(row, occ, now)
+        if row is None:
+            return self.insert(occ, now)
+        self._stats.dedup_hits += 1
+        row.tally += 1
+        at = occ.last_occurrence
+        if at < row.last_occurrence:
+            self._stats.late_occurrences += 1
+            self._notify("updated", row, now)
+            return row
+        row.last_occurrence = at
+        changed = False
+        if row.severity != occ.severity:
+            row.severity = occ.severity
+            changed = True
+        if row.summary != occ.summary:
+            row.summary = occ.summary
+            changed = True
+        if occ.labels and occ.labels != row.labels:
+            row.labels.update(occ.labels)
+        if occ.annotations and occ.annotations != row.annotations:
+            row.annotations.update(occ.annotations)
+        row.type = occ.type
+        if occ.expire_after is not None:
+            row.expire_after = occ.expire_after
+        if row.expire_after is not None:
+            row.expire_at = at + row.expire_after
+            self._arm_expiry(row)
+        if row.status == CLEARED and occ.type == PROBLEM:
+            row.status = OPEN
+            row.state_change = at
+            row.note(now, "correlator", f"reopened by a new occurrence (tally {row.tally})")
+            self._notify("reopened", row, now)
+            return row
+        if changed:
+            row.state_change = at
+        self._notify("updated", row, now)
+        return row
+
+    def insert(self, alert: Alert, now: float) -> Alert:
+        """Add a new row (an occurrence or a synthetic alert) and announce it."""
+        self._serial += 1
+        alert.serial = self._serial
+        alert.status = OPEN
+        at = alert.last_occurrence or now
+        alert.first_occurrence = alert.last_occurrence = alert.state_change = at
+        self.rows[alert.identifier] = alert
+        if alert.expire_after is not None:
+            alert.expire_at = at + alert.expire_after
+            self._arm_expiry(alert)
+        self._notify("created", alert, now)
+        return alert
+
+    def _resolve(self, row: Alert | None, occ: Alert, now: float) -> Alert | None:
+        if row is None or row.status == CLEARED or row.type == INFO:
+            self._stats.resolutions_unmatched += 1
+            return None
+        if occ.last_occurrence < row.last_occurrence:
+            self._stats.resolutions_late += 1
+            row.note(now, "correlator", "ignored a resolution older than the last occurrence")
+            return row
+        self.clear(row, now, "correlator", "resolution received", at=occ.last_occurrence)
+        return row
+
+    def clear(self, row: Alert, now: float, who: str, why: str, *, at: float | None = None) -> None:
+        """Clear an open row: severity 0, status cleared, deleted after the grace period."""
+        if row.status == CLEARED:
+            return
+        row.status = CLEARED
+        row.severity = 0
+        row.state_change = now if at is None or at < row.state_change else at
+        row.expire_at = None
+        row.note(now, who, f"cleared: {why}")
+        self._schedule(
+            row.state_change + self.delete_cleared_after, self, (_DELETE, row.identifier)
+        )
+        self._notify("cleared", row, now)
+
+    def acknowledge(self, row: Alert, now: float, who: str) -> None:
+        if row.status != OPEN:
+            return
+        row.status = ACKNOWLEDGED
+        row.owner = row.owner or who
+        row.state_change = now
+        row.note(now, who, "acknowledged")
+        self._notify("acknowledged", row, now)
+
+    def delete(self, row: Alert, now: float) -> None:
+        if self.rows.get(row.identifier) is row:
+            del self.rows[row.identifier]
+            self._notify("deleted", row, now)
+
+    def _arm_expiry(self, row: Alert) -> None:
+        if row.identifier not in self._expiring and row.expire_at is not None:
+            self._expiring.add(row.identifier)
+            self._schedule(row.expire_at, self, (_EXPIRE, row.identifier))
+
+    def on_timer(self, key: Hashable, now: float) -> None:
+        """Expire or delete a row if the timer still applies (rows move on)."""
+        assert isinstance(key, tuple)
+        what, identifier = key
+        row = self.rows.get(identifier)
+        if what == _EXPIRE:
+            self._expiring.discard(identifier)
+            if row is None or row.status == CLEARED or row.expire_at is None:
+                return
+            if row.expire_at > now:
+                self._arm_expiry(row)
+                return
+            after = format_duration(row.expire_after or 0.0)
+            self.clear(row, now, "correlator", f"expired after {after} without a new occurrence")
+        elif what == _DELETE:
+            if row is None or row.status != CLEARED:
+                return
+            if row.state_change + self.delete_cleared_after <= now:
+                self.delete(row, now)

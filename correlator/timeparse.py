@@ -1,0 +1,63 @@
+"""Durations (`30s`, `5m`, `1h30m`, `1d`) and timestamps (epoch or RFC 3339)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+_UNITS = (86400.0, 3600.0, 60.0, 1.0, 0.001)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `30s`, `5m`, `2h`, `1d` or combinations (`1h30m`); numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative: {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"not a duration: {value!r}")
+    match = _DURATION.match(value.strip())
+    if match is None or not any(match.groups()):
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 1d)")
+    return sum(float(n) * unit for n, unit in zip(match.groups(), _UNITS, strict=True) if n)
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest `1h30m`-style spelling, for messages and journals."""
+    whole = int(seconds)
+    if whole != seconds or whole == 0:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, name in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        count, whole = divmod(whole, unit)
+        if count:
+            parts.append(f"{count}{name}")
+    return "".join(parts)
+
+
+def parse_timestamp(value: object) -> float:
+    """Epoch seconds from a number or an RFC 3339 string (naive times are UTC)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not a timestamp: {value!r} (epoch seconds or RFC 3339)") from None
+    else:
+        raise ValueError(f"not a timestamp: {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
