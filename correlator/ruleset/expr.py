@@ -29,7 +29,7 @@ class CelExpression:
     def __call__(self, context: Mapping[str, Any]) -> bool:
         try:
             result = self._program.execute(dict(context))
-        except (RuntimeError, ValueError, TypeError):
+        except Exception:  # the cel package raises assorted builtins (KeyError, RuntimeError, ...)
             self.errors += 1
             return False
         if not isinstance(result, bool):

@@ -1,0 +1,43 @@
+"""Shared fixtures: rule sets from YAML text, and a guard against leaked threads."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from correlator.engine import Engine
+from correlator.ruleset.loader import RuleSet, load_rules
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """A test that leaves a thread running fails: background work must have an owner."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not leaked, f"test leaked threads: {leaked}"
+
+
+@pytest.fixture
+def ruleset(tmp_path: Path) -> Callable[[str], RuleSet]:
+    """Load a rule set from YAML text (dedented) written to a temporary rules directory."""
+
+    def make(text: str) -> RuleSet:
+        (tmp_path / "rules.yaml").write_text(textwrap.dedent(text))
+        return load_rules(tmp_path)
+
+    return make
+
+
+@pytest.fixture
+def engine(ruleset: Callable[[str], RuleSet]) -> Callable[[str], Engine]:
+    """An engine over rules given as YAML text."""
+
+    def make(text: str = "{}") -> Engine:
+        return Engine(ruleset(text))
+
+    return make

@@ -1,0 +1,125 @@
+"""The command line: replay, check, test and schema, as DESIGN.md §5 fixes them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from correlator.cli import main
+
+REPO = Path(__file__).parent.parent
+
+
+def _events(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _event(ts: float, node: str, **kw: object) -> str:
+    return json.dumps({"timestamp": ts, "node": node, "alertgroup": "Ping", **kw})
+
+
+def test_replay_30_events_3_identifiers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """30 events over 3 identifiers give 3 rows with tallies that add up."""
+    lines = [_event(1000 + i, f"h{i % 3}") for i in range(30)]
+    events = _events(tmp_path / "e.jsonl", lines)
+    assert main(["replay", str(events), "--rules", str(tmp_path), "--final"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["identifier"], r["tally"]) for r in rows] == [
+        ("h0:Ping::", 10),
+        ("h1:Ping::", 10),
+        ("h2:Ping::", 10),
+    ]
+
+
+def test_replay_prints_changes_and_clears(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every change is one JSON line {at, kind, alert}; a resolution clears."""
+    lines = [_event(10, "h1"), _event(20, "h1"), _event(30, "h1", type="resolution")]
+    events = _events(tmp_path / "e.jsonl", lines)
+    assert main(["replay", str(events), "--rules", str(tmp_path)]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(c["at"], c["kind"]) for c in out] == [
+        (10, "alert.created"),
+        (20, "alert.updated"),
+        (30, "alert.cleared"),
+    ]
+    assert out[-1]["alert"]["status"] == "cleared" and out[-1]["alert"]["severity"] == 0
+
+
+def test_replay_until_fires_pending_timers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--until +5m advances the clock after the last event so the deletion fires."""
+    lines = [_event(10, "h1"), _event(20, "h1", type="resolution")]
+    events = _events(tmp_path / "e.jsonl", lines)
+    assert main(["replay", str(events), "--rules", str(tmp_path), "--until", "+5m"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert out[-1]["kind"] == "alert.deleted" and out[-1]["at"] == 140
+
+
+def test_replay_reports_bad_lines_and_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad line is named by number on stderr; the other lines are still processed."""
+    lines = [
+        _event(10, "h1"),
+        json.dumps({"node": "h2", "alertgroup": "Ping"}),  # no timestamp
+        "{not json",
+        _event(12, "h3", severity="banana"),
+        _event(13, "h4"),
+    ]
+    events = _events(tmp_path / "e.jsonl", lines)
+    assert main(["replay", str(events), "--rules", str(tmp_path), "--final"]) == 1
+    captured = capsys.readouterr()
+    assert [r["node"] for r in json.loads(captured.out)] == ["h1", "h4"]
+    err = captured.err.splitlines()
+    assert err[0] == f"{events}:2: missing 'timestamp' (epoch seconds or RFC 3339)"
+    assert err[1].startswith(f"{events}:3: not JSON")
+    assert (
+        err[2]
+        == f"{events}:4: dead-lettered (invalid): field 'severity': unknown severity 'banana'"
+    )
+
+
+def test_replay_accepts_rfc3339(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Timestamps may be RFC 3339 strings."""
+    events = _events(tmp_path / "e.jsonl", [_event("2026-01-01T00:00:00Z", "h1")])  # type: ignore[arg-type]
+    assert main(["replay", str(events), "--rules", str(tmp_path), "--final"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["first_occurrence"] == 1767225600
+
+
+def test_check_ok_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """check: exit 0 with a one-line summary; exit 1 with file:line:col lines."""
+    assert main(["check", str(REPO / "rules")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("ok: ")
+    (tmp_path / "r.yaml").write_text("normalize:\n  - name: x\n    expire_after: [1]\n")
+    assert main(["check", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.startswith(
+        f"{tmp_path / 'r.yaml'}:3:19: normalize[0].expire_after"
+    )
+
+
+def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    """schema prints a JSON Schema that knows every section."""
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert {"normalize", "correlate", "topology", "inhibit_rules"} <= set(schema["properties"])
+
+
+def test_console_script_runs() -> None:
+    """The installed `python -m correlator` entry point works end to end."""
+    result = subprocess.run(
+        [sys.executable, "-m", "correlator", "check", str(REPO / "rules")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

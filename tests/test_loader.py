@@ -1,0 +1,77 @@
+"""Rule loading: every broken file is reported at the file, line and column of its node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from correlator.errors import RuleSetError
+from correlator.ruleset.loader import load_rules, rule_files
+
+BAD = Path(__file__).parent / "bad_rules"
+CASES = sorted(p.stem for p in BAD.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_rule_file_reports_position(case: str) -> None:
+    """Each bad file is paired with the error text it must produce (prefix match)."""
+    expected = (BAD / f"{case}.expected").read_text().strip()
+    with pytest.raises(RuleSetError) as info:
+        load_rules(BAD / f"{case}.yaml")
+    errors = [str(e).replace(f"{BAD}/", "") for e in info.value.errors]
+    assert len(errors) == 1, errors
+    if "KINDS" in expected:
+        expected = expected.split("KINDS")[0]
+    assert errors[0].startswith(expected), errors[0]
+
+
+def test_names_are_unique_across_files(tmp_path: Path) -> None:
+    """A second rule with the same name, in another file, is an error pointing at both."""
+    (tmp_path / "a.yaml").write_text("normalize:\n  - name: same\n")
+    sub = tmp_path / "team"
+    sub.mkdir()
+    (sub / "b.yaml").write_text("normalize:\n  - name: other\n  - name: same\n")
+    with pytest.raises(RuleSetError) as info:
+        load_rules(tmp_path)
+    (error,) = info.value.errors
+    assert (error.file, error.line, error.col) == (str(sub / "b.yaml"), 3, 11)
+    assert f"duplicate rule name 'same' (first at {tmp_path / 'a.yaml'}:2:11)" in error.message
+
+
+def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
+    """One run lists every problem, in every file."""
+    (tmp_path / "a.yaml").write_text("normalize:\n  - name: a\n    discard: 3\n")
+    (tmp_path / "b.yaml").write_text("correlate: [\n")
+    with pytest.raises(RuleSetError) as info:
+        load_rules(tmp_path)
+    assert [Path(e.file).name for e in info.value.errors] == ["a.yaml", "b.yaml"]
+
+
+def test_rule_files_skip_tests_and_hidden(tmp_path: Path) -> None:
+    """Test files (`*_test.yaml`, `tests/`) and hidden folders are not rule files."""
+    for name in ("a.yaml", "x/b.yml", "x/c_test.yaml", "tests/d.yaml", ".git/e.yaml", "f.txt"):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    assert [p.relative_to(tmp_path).as_posix() for p in rule_files(tmp_path)] == [
+        "a.yaml",
+        "x/b.yml",
+    ]
+
+
+def test_empty_files_and_yaml12_booleans(tmp_path: Path) -> None:
+    """An empty file is an empty rule set; `on:` is a key, not YAML 1.1's true."""
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "c.yaml").write_text(
+        "correlate:\n  - name: c\n    kind: clear\n    problem: ['a=\"1\"']\n"
+        "    resolution: ['a=\"2\"']\n    on: [node]\n"
+    )
+    rules = load_rules(tmp_path)
+    assert rules.summary() == "2 files, 0 normalize rules, 1 correlate rules, 0 topology nodes"
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    """A rules path that does not exist is an error, not an empty rule set."""
+    with pytest.raises(RuleSetError, match="no such rules file or directory"):
+        load_rules(tmp_path / "nope")

@@ -1,0 +1,66 @@
+"""Matchers: Prometheus syntax, anchoring, numeric comparisons, name resolution."""
+
+from __future__ import annotations
+
+import pytest
+
+from correlator.model import Alert
+from correlator.ruleset.matchers import parse_matcher
+
+
+def _alert(**kw: object) -> Alert:
+    base: dict[str, object] = {"identifier": "x", "node": "core-1", "alertgroup": "LinkDown"}
+    base.update(kw)
+    return Alert(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('alertgroup="LinkDown"', True),
+        ('alertgroup!="LinkDown"', False),
+        ('node=~"core-.*"', True),
+        ('node=~"core"', False),  # regexes are anchored
+        ('node!~"edge-.*"', True),
+        ("severity>=4", True),
+        ("severity>4", False),
+        ("severity>=major", True),
+        ("severity<critical", True),
+        ('severity="major"', True),
+        ("tally<=1", True),
+        ('labels.site="ams1"', True),
+        ('site="ams1"', True),  # bare names fall back to labels
+        ('team=""', True),  # a missing label reads as empty
+        ('team!=""', False),
+        ('alertname="LinkDown"', True),  # alertname is the alertgroup
+        ("node=core-1", True),  # unquoted values are accepted
+    ],
+)
+def test_matcher_on_alert(text: str, expected: bool) -> None:
+    """Each operator and name form evaluates as in Prometheus/Alertmanager."""
+    alert = _alert(severity=4, labels={"site": "ams1"})
+    assert parse_matcher(text).test(alert) is expected
+
+
+def test_raw_mode_reaches_into_nested_maps() -> None:
+    """In normalize rules `raw.a.b` and bare `a` read the raw event."""
+    raw = {"program": "ifmon", "meta": {"dc": "ams1"}, "count": 3}
+    assert parse_matcher('raw.meta.dc="ams1"', raw=True).test(raw)
+    assert parse_matcher('program="ifmon"', raw=True).test(raw)
+    assert parse_matcher('count="3"', raw=True).test(raw)
+    assert parse_matcher('missing=""', raw=True).test(raw)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("just words", "not a matcher"),
+        ('node=~"("', "bad regex"),
+        ("node>=3", "only allowed on severity and tally"),
+        ("severity>=banana", "needs a number or severity name"),
+    ],
+)
+def test_bad_matchers_are_rejected(text: str, message: str) -> None:
+    """A malformed matcher fails at load time with a readable reason."""
+    with pytest.raises(ValueError, match=message):
+        parse_matcher(text)

@@ -1,0 +1,115 @@
+"""Normalize (probe) rules: first match wins, continue, discard, templates, identifiers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from correlator.engine import Engine
+
+RULES = """
+normalize:
+  - name: link
+    match: ['raw.program="ifmon"']
+    fields: {node: "{{ raw.host }}", alertgroup: LinkDown, alertkey: "{{ raw.ifname }}",
+             severity: major, type: "{{ 'resolution' if raw.state == 'up' else 'problem' }}"}
+    labels: {site: "{{ raw.dc }}"}
+    identifier: [node, alertgroup, alertkey]
+    expire_after: 1h
+    continue: true
+  - name: link-team
+    match: ['program="ifmon"']
+    labels: {team: network}
+  - name: never-reached
+    match: ['program="ifmon"']
+    labels: {team: wrong}
+  - name: noise
+    match: ['raw.level="debug"']
+    discard: true
+  - name: cel-only
+    when: 'raw.kind == "disk" && raw.pct > 90.0'
+    fields: {node: "{{ host }}", alertgroup: DiskFull, severity: "{{ 'critical' if pct > 95 else 'minor' }}"}
+"""
+
+
+def test_rule_fields_labels_identifier_and_continue(engine: Callable[..., Engine]) -> None:
+    """Templates fill fields and labels; continue lets the next rule add; the first stop wins."""
+    eng = engine(RULES)
+    eng.process(
+        {"program": "ifmon", "host": "r1", "ifname": "xe-1", "state": "down", "dc": "ams1"}, 5
+    )
+    row = eng.table.get("r1:LinkDown:xe-1")
+    assert row is not None
+    assert row.severity == 4 and row.type == "problem"
+    assert row.labels == {"site": "ams1", "team": "network"}
+    assert row.expire_at == 5 + 3600
+    assert eng.rules.normalizer.hits == {
+        "link": 1, "link-team": 1, "never-reached": 0, "noise": 0, "cel-only": 0
+    }  # fmt: skip
+
+
+def test_templated_type_produces_resolution(engine: Callable[..., Engine]) -> None:
+    """A rule can turn an `up` message into the resolution of the `down`."""
+    eng = engine(RULES)
+    eng.process({"program": "ifmon", "host": "r1", "ifname": "xe-1", "state": "down"}, 5)
+    eng.process({"program": "ifmon", "host": "r1", "ifname": "xe-1", "state": "up"}, 6)
+    row = eng.table.get("r1:LinkDown:xe-1")
+    assert row is not None and row.status == "cleared"
+
+
+def test_discard_is_counted_not_an_error(engine: Callable[..., Engine]) -> None:
+    """`discard: true` drops the event and counts it by rule."""
+    eng = engine(RULES)
+    assert eng.process({"level": "debug", "node": "x", "alertgroup": "y"}, 1) == []
+    assert eng.stats.discarded["noise"] == 1
+    assert len(eng.table) == 0
+
+
+def test_cel_when_and_bare_names(engine: Callable[..., Engine]) -> None:
+    """`when:` is CEL over the raw event; bare names in templates read the raw event."""
+    eng = engine(RULES)
+    eng.process({"kind": "disk", "pct": 97.0, "host": "db1"}, 1)
+    eng.process({"kind": "disk", "pct": 50.0, "host": "db2", "node": "db2", "alertgroup": "Ok"}, 1)
+    row = eng.table.get("db1:DiskFull::")
+    assert row is not None and row.severity == 5
+    assert eng.table.get("db2:Ok::") is not None  # no rule matched: passed through
+
+
+def test_unmatched_event_with_canonical_fields_passes_unchanged(
+    engine: Callable[..., Engine],
+) -> None:
+    """An event that already has the canonical fields needs no rule."""
+    eng = engine(RULES)
+    event = {
+        "node": "h9", "alertgroup": "Ping", "alertkey": "k", "manager": "m", "agent": "a",
+        "severity": "warning", "summary": "s", "labels": {"env": "prod", "n": 3},
+        "annotations": {"runbook_url": "u"},
+    }  # fmt: skip
+    eng.process(event, 1)
+    row = eng.table.get("h9:Ping:k:m")
+    assert row is not None
+    assert (row.agent, row.severity, row.summary) == ("a", 2, "s")
+    assert row.labels == {"env": "prod", "n": "3"} and row.annotations == {"runbook_url": "u"}
+
+
+def test_explicit_identifier_and_alertname_alias(engine: Callable[..., Engine]) -> None:
+    """A raw `identifier` is kept; `alertname` stands in for a missing alertgroup."""
+    eng = engine("{}")
+    eng.process({"node": "h1", "alertname": "HighCPU", "identifier": "custom-1"}, 1)
+    row = eng.table.get("custom-1")
+    assert row is not None and row.alertgroup == "HighCPU"
+
+
+def test_missing_template_values_render_empty(engine: Callable[..., Engine]) -> None:
+    """A template over a missing raw key renders empty on both the fast and Jinja2 paths."""
+    eng = engine(
+        """
+        normalize:
+          - name: r
+            match: ['raw.src="x"']
+            fields: {node: "{{ raw.host }}", alertgroup: G, alertkey: "{{ raw.nothing }}",
+                     summary: "[{{ raw.nothing }}]"}
+        """
+    )
+    eng.process({"src": "x", "host": "h"}, 1)
+    row = eng.table.get("h:G::")
+    assert row is not None and row.summary == "[]"

@@ -1,0 +1,179 @@
+"""The alert table: dedup, Netcool clearing, reopen, late events, expiry, deletion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from correlator.engine import Engine
+from correlator.errors import InvalidEvent, LateEvent
+
+
+def ev(at: float, **kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"node": "h1", "alertgroup": "Down", "timestamp": at}
+    base.update(kw)
+    return base
+
+
+def kinds(changes: list[Any]) -> list[str]:
+    return [c.kind for c in changes]
+
+
+def test_duplicates_fold_into_one_row(engine: Callable[..., Engine]) -> None:
+    """Same identifier: tally counts, first/last occurrence move, no second row."""
+    eng = engine()
+    assert kinds(eng.process(ev(10, severity="minor"), 10)) == ["alert.created"]
+    assert kinds(eng.process(ev(20, severity="minor"), 20)) == ["alert.updated"]
+    row = eng.table.get("h1:Down::")
+    assert row is not None
+    assert (row.tally, row.first_occurrence, row.last_occurrence) == (2, 10, 20)
+    assert row.state_change == 10  # nothing but the tally changed
+    eng.process(ev(30, severity="critical", summary="worse"), 30)
+    assert (row.severity, row.summary, row.state_change) == (5, "worse", 30)
+    assert len(eng.table) == 1
+    assert eng.stats.dedup_hits == 2
+
+
+def test_defaults_and_identifier(engine: Callable[..., Engine]) -> None:
+    """Only node and alertgroup are required; the rest default as DESIGN.md §3 says."""
+    eng = engine()
+    eng.process(ev(1), 1)
+    row = eng.table.get("h1:Down::")
+    assert row is not None
+    assert (row.severity, row.type, row.summary, row.status) == (1, "problem", "Down on h1", "open")
+    assert row.serial == 1 and row.labels == {} and row.owner is None
+
+
+def test_resolution_clears_and_old_resolution_does_not(engine: Callable[..., Engine]) -> None:
+    """A resolution clears its problem unless it is older than the last occurrence."""
+    eng = engine()
+    eng.process(ev(100, severity="major"), 100)
+    eng.process(ev(90, type="resolution"), 100)
+    row = eng.table.get("h1:Down::")
+    assert row is not None and row.status == "open"
+    assert kinds(eng.process(ev(110, type="resolution"), 110)) == ["alert.cleared"]
+    assert (row.status, row.severity, row.state_change) == ("cleared", 0, 110)
+    assert any("resolution" in entry.text for entry in row.journal)
+
+
+def test_resolution_without_problem_creates_nothing(engine: Callable[..., Engine]) -> None:
+    """A resolution with no open problem creates no row and is counted."""
+    eng = engine()
+    assert eng.process(ev(1, type="resolution"), 1) == []
+    assert len(eng.table) == 0
+    assert eng.stats.resolutions_unmatched == 1
+
+
+def test_info_is_never_cleared_by_resolution(engine: Callable[..., Engine]) -> None:
+    """`info` rows ignore resolutions; they leave through expire_after."""
+    eng = engine()
+    eng.process(ev(1, type="info", expire_after="1m"), 1)
+    eng.process(ev(2, type="resolution"), 2)
+    row = eng.table.get("h1:Down::")
+    assert row is not None and row.status == "open"
+    assert kinds(eng.tick(61)) == ["alert.cleared"]
+    assert row.status == "cleared"
+
+
+def test_problem_reopens_cleared_row(engine: Callable[..., Engine]) -> None:
+    """A new problem occurrence on a cleared row reopens it; tally goes on."""
+    eng = engine()
+    eng.process(ev(1, severity="major"), 1)
+    eng.process(ev(2, type="resolution"), 2)
+    eng.process(ev(3, severity="major"), 3)
+    row = eng.table.get("h1:Down::")
+    assert row is not None
+    assert (row.status, row.tally, row.severity, row.state_change) == ("open", 2, 4, 3)
+    assert row.journal[-1].text.startswith("reopened")
+
+
+def test_late_occurrence_only_counts(engine: Callable[..., Engine]) -> None:
+    """An occurrence older than last_occurrence counts in tally and changes nothing else."""
+    eng = engine()
+    eng.process(ev(100, severity="minor", summary="now"), 100)
+    eng.process(ev(50, severity="critical", summary="then"), 100)
+    row = eng.table.get("h1:Down::")
+    assert row is not None
+    assert (row.tally, row.severity, row.summary, row.last_occurrence) == (2, 3, "now", 100)
+
+
+def test_expire_after_is_pushed_back_by_new_occurrences(engine: Callable[..., Engine]) -> None:
+    """expire_at moves with each occurrence; the row clears when it is finally reached."""
+    eng = engine()
+    eng.process(ev(0, expire_after="60s"), 0)
+    eng.process(ev(50, expire_after="60s"), 50)
+    assert eng.tick(100) == []
+    row = eng.table.get("h1:Down::")
+    assert row is not None and row.expire_at == 110
+    assert kinds(eng.tick(110)) == ["alert.cleared"]
+    assert "expired after 1m" in row.journal[-1].text
+
+
+def test_cleared_rows_are_deleted_after_grace(engine: Callable[..., Engine]) -> None:
+    """Cleared rows go away delete_cleared_after (120 s) later, unless they reopen."""
+    eng = engine()
+    eng.process(ev(0), 0)
+    eng.process(ev(10, type="resolution"), 10)
+    assert eng.tick(129) == []
+    assert kinds(eng.tick(130)) == ["alert.deleted"]
+    assert len(eng.table) == 0
+    eng.process(ev(200), 200)
+    eng.process(ev(210, type="resolution"), 210)
+    eng.process(ev(300), 300)  # reopened before the grace period ends
+    assert eng.tick(1000) == []
+    assert len(eng.table) == 1
+
+
+def test_tick_does_nothing_when_nothing_is_due(engine: Callable[..., Engine]) -> None:
+    """tick with no due timer returns no change (and costs one comparison)."""
+    eng = engine()
+    eng.process(ev(0, expire_after="1h"), 0)
+    assert eng.tick(10) == []
+    assert eng.next_timer() == 3600
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"alertgroup": "Down"}, "missing required field 'node'"),
+        ({"node": "h1"}, "missing required field 'alertgroup'"),
+        ({"node": "h1", "alertgroup": "D", "severity": "banana"}, "unknown severity 'banana'"),
+        ({"node": "h1", "alertgroup": "D", "severity": 9}, "outside 0-5"),
+        ({"node": "h1", "alertgroup": "D", "type": "bogus"}, "field 'type'"),
+        ({"node": ["h1"], "alertgroup": "D"}, "must be a string"),
+        ({"node": "h1", "alertgroup": "D", "labels": "x"}, "must be a map"),
+        ({"node": "h1", "alertgroup": "D", "timestamp": "yesterday"}, "not a timestamp"),
+    ],
+)
+def test_invalid_events_are_rejected_with_reason(
+    engine: Callable[..., Engine], event: dict[str, Any], reason: str
+) -> None:
+    """Events that cannot become alerts raise InvalidEvent naming the problem."""
+    eng = engine()
+    with pytest.raises(InvalidEvent, match=reason):
+        eng.process(event, 0)
+    assert eng.stats.dead_lettered["invalid"] == 1
+    assert len(eng.table) == 0
+
+
+def test_late_events_are_dead_lettered(engine: Callable[..., Engine]) -> None:
+    """Older than the newest event minus max_lateness (5 m) → LateEvent."""
+    eng = engine()
+    eng.process(ev(1000), 1000)
+    eng.process(ev(701, node="h2"), 1000)  # within 5 minutes: accepted
+    with pytest.raises(LateEvent):
+        eng.process(ev(699, node="h3"), 1000)
+    assert eng.stats.dead_lettered["late"] == 1
+    assert eng.table.get("h3:Down::") is None
+
+
+def test_acknowledge(engine: Callable[..., Engine]) -> None:
+    """Acknowledging sets status and owner and notes it in the journal."""
+    eng = engine()
+    eng.process(ev(0), 0)
+    assert kinds(eng.acknowledge("h1:Down::", "alice", 5)) == ["alert.updated"]
+    row = eng.table.get("h1:Down::")
+    assert row is not None
+    assert (row.status, row.owner, row.journal[-1].who) == ("acknowledged", "alice", "alice")

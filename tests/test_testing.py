@@ -1,0 +1,131 @@
+"""`correlator test`: pass/fail, readable diffs, exit codes 0/1/2, repeats and late events."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from correlator.cli import main
+from correlator.testing import run_test_file
+
+RULES = """
+normalize:
+  - name: ping
+    match: ['raw.check="ping"']
+    fields: {node: "{{ raw.host }}", alertgroup: NodeUnreachable, severity: major}
+    labels: {site: "{{ raw.site }}"}
+"""
+
+
+def _write(tmp_path: Path, test: str) -> Path:
+    (tmp_path / "rules.yaml").write_text(textwrap.dedent(RULES))
+    path = tmp_path / "ping_test.yaml"
+    path.write_text(textwrap.dedent(test))
+    return path
+
+
+PASSING = """
+start: 2026-01-01T00:00:00Z
+tests:
+  - name: repeats fold into one row
+    events:
+      - at: 10s
+        repeat: {every: 20s, times: 5}
+        event: {check: ping, host: n1, site: ams1}
+    expect:
+      - at: 1m
+        alerts: [{identifier: "n1:NodeUnreachable::", tally: 3, labels.site: ams1, severity: 4}]
+      - at: 2m
+        alerts: [{identifier: "n1:NodeUnreachable::", tally: 5, severity: major, owner: null}]
+        absent: ["n2:NodeUnreachable::"]
+"""
+
+
+def test_passing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Default rule_files is the test file's directory; a pass prints PASS and the count."""
+    path = _write(tmp_path, PASSING)
+    assert main(["test", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"PASS {path}: repeats fold into one row", "1 passed, 0 failed"]
+
+
+def test_failure_prints_a_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A failing expectation shows the wanted and actual value of each differing field."""
+    path = _write(tmp_path, PASSING.replace("tally: 5", "tally: 6"))
+    assert main(["test", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "at 2m:" in out
+    assert "- tally: 6" in out and "+ tally: 5" in out
+    assert out.splitlines()[-1] == "0 passed, 1 failed"
+
+
+def test_empty_list_means_none(tmp_path: Path) -> None:
+    """`alerts: []` requires an empty table; `absent` fails when the row exists."""
+    path = _write(
+        tmp_path,
+        """
+        tests:
+          - name: t
+            events: [{at: 0s, event: {check: ping, host: n1}}]
+            expect:
+              - {at: 1s, alerts: []}
+              - {at: 2s, absent: ["n1:NodeUnreachable::"]}
+        """,
+    )
+    (result,) = run_test_file(path)
+    assert len(result.failures) == 2
+    assert "expected none, got 1" in result.failures[0]
+    assert "has a row" in result.failures[1]
+
+
+def test_late_by_models_out_of_order_arrival(tmp_path: Path) -> None:
+    """`late_by` sends an event whose timestamp is older than its arrival."""
+    path = _write(
+        tmp_path,
+        """
+        tests:
+          - name: t
+            events:
+              - {at: 100s, event: {check: ping, host: n1}}
+              - {at: 110s, late_by: 30s, event: {check: ping, host: n1}}
+            expect:
+              - {at: 2m, alerts: [{identifier: "n1:NodeUnreachable::", tally: 2, last_occurrence: 100}]}
+        """,
+    )
+    (result,) = run_test_file(path)
+    assert result.passed, result.failures
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "tests:\n  - name: t\n    expect: [{at: soon}]\n",
+            ":3:19: tests[0].expect[0].at: not a duration",
+        ),
+        ("tests: [\n", ":2:1: YAML syntax error"),
+        ("rule_files: [nothing*.yaml]\ntests: []\n", ":1:14: rule_files[0]: no file matches"),
+        (
+            "tests:\n  - name: t\n    expect: [{at: 2s}, {at: 1s}]\n",
+            "expectations must be in time order",
+        ),
+    ],
+)
+def test_invalid_test_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, error: str
+) -> None:
+    """An invalid test file is reported as file:line:col and exits 2."""
+    path = _write(tmp_path, text)
+    assert main(["test", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(str(path)) and error in err, err
+
+
+def test_broken_rules_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rules that do not load make the test file unusable: exit 2 with their errors."""
+    path = _write(tmp_path, PASSING)
+    (tmp_path / "rules.yaml").write_text("normalize: 3\n")
+    assert main(["test", str(path)]) == 2
+    assert "rules.yaml:1:12: normalize" in capsys.readouterr().err
