@@ -37,8 +37,19 @@ INCIDENT_CLOSED: Final = "incident.closed"
 NOTIFICATION: Final = "notification"
 
 
+_SEVERITY_FAST: Final[dict[object, int]] = {}
+for _level, _name in enumerate(SEVERITY_NAMES):
+    for _key in (_level, str(_level), _name, _name.capitalize(), _name.upper()):
+        _SEVERITY_FAST[_key] = _level
+
+
 def parse_severity(value: object) -> int:
     """Accept 0-5 or a Netcool severity name; raise ValueError for anything else."""
+    if type(value) is not bool:  # True == 1 would otherwise hit the table
+        try:
+            return _SEVERITY_FAST[value]
+        except (KeyError, TypeError):
+            pass
     if isinstance(value, bool):
         raise ValueError(f"severity must be 0-5 or a name, not {value!r}")
     if isinstance(value, int):

@@ -6,16 +6,21 @@ can act on; the caller dead-letters the event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from operator import attrgetter
 from typing import Any
 
 from correlator.errors import InvalidEvent
 from correlator.model import DEFAULT_IDENTIFIER_FIELDS, PROBLEM, TYPES, Alert, parse_severity
+from correlator.ruleset.paths import ALERT_FIELDS
 from correlator.timeparse import parse_duration, parse_timestamp
 
 
 def text_field(fields: Mapping[str, Any], name: str) -> str:
     value = fields.get(name)
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, str):
@@ -43,20 +48,33 @@ def string_map(value: Any, name: str) -> dict[str, str]:
     return out
 
 
-def identifier_of(alert: Alert, fields: Sequence[str]) -> str:
-    """The dedup key: the named fields' values joined by `:` (labels by `labels.x`)."""
-    parts = []
-    for name in fields:
-        if name.startswith("labels."):
-            parts.append(alert.labels.get(name[7:], ""))
-        elif name.startswith("annotations."):
-            parts.append(alert.annotations.get(name[12:], ""))
-        else:
-            value = getattr(alert, name, None)
-            if value is None:
-                value = alert.labels.get(name, "")
-            parts.append(value if isinstance(value, str) else str(value))
-    return ":".join(parts)
+def _part(name: str) -> Callable[[Alert], str]:
+    if name.startswith("labels."):
+        key = name[7:]
+        return lambda alert: alert.labels.get(key, "")
+    if name.startswith("annotations."):
+        key = name[12:]
+        return lambda alert: alert.annotations.get(key, "")
+    if name in ALERT_FIELDS:
+        get = attrgetter(name)
+        return lambda alert: _text(get(alert))
+    return lambda alert: alert.labels.get(name, "")
+
+
+def _text(value: Any) -> str:
+    return value if type(value) is str else ("" if value is None else str(value))
+
+
+@cache
+def identifier_function(fields: tuple[str, ...]) -> Callable[[Alert], str]:
+    """The dedup key builder for a list of fields: their values joined by `:`."""
+    if fields == DEFAULT_IDENTIFIER_FIELDS:
+        return lambda a: f"{a.node}:{a.alertgroup}:{a.alertkey}:{a.manager}"
+    parts = tuple(_part(name) for name in fields)
+    return lambda alert: ":".join([part(alert) for part in parts])
+
+
+_default_identifier = identifier_function(DEFAULT_IDENTIFIER_FIELDS)
 
 
 def build_alert(
@@ -80,7 +98,7 @@ def build_alert(
     except ValueError as exc:
         raise InvalidEvent(f"field 'severity': {exc}") from None
     kind = fields.get("type") or PROBLEM
-    if kind not in TYPES:
+    if type(kind) is not str or kind not in TYPES:
         raise InvalidEvent(f"field 'type' must be problem, resolution or info, not {kind!r}")
     timestamp = fields.get("timestamp")
     if timestamp is None or timestamp == "":
@@ -112,10 +130,10 @@ def build_alert(
         expire_after=expire_after,
     )
     if identifier_fields is not None:
-        alert.identifier = identifier_of(alert, identifier_fields)
+        alert.identifier = identifier_function(tuple(identifier_fields))(alert)
     else:
         explicit = fields.get("identifier")
         if explicit is not None and not isinstance(explicit, str):
             raise InvalidEvent("field 'identifier' must be a string")
-        alert.identifier = explicit or identifier_of(alert, DEFAULT_IDENTIFIER_FIELDS)
+        alert.identifier = explicit or _default_identifier(alert)
     return alert

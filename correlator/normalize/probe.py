@@ -14,15 +14,11 @@ from typing import Any
 from correlator.errors import InvalidEvent
 from correlator.model import Alert
 from correlator.normalize.build import build_alert, string_map
-from correlator.ruleset.expr import when_predicate
+from correlator.ruleset.expr import when_raw
 from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.matchers import Predicate, all_of, compile_matchers
 from correlator.ruleset.schema import NormalizeRule
 from correlator.ruleset.templates import Template, compile_map
-
-
-def _raw_context(raw: Any) -> dict[str, Any]:
-    return {**raw, "raw": raw}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +39,7 @@ class ProbeRule:
 def compile_rule(spec: NormalizeRule) -> tuple[ProbeRule, list[Any]]:
     matchers = compile_matchers(spec.match, raw=True)
     preds: list[Predicate] = [m.test for m in matchers]
-    when = when_predicate(spec.when, _raw_context)
+    when = when_raw(spec.when)
     if when is not None:
         preds.append(when)
     rule = ProbeRule(

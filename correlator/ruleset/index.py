@@ -23,7 +23,7 @@ T = TypeVar("T")
 class _Key:
     name: str
     get: Getter
-    buckets: dict[str, tuple[int, ...]]
+    buckets: dict[str, tuple[tuple[int, ...], tuple[Any, ...]]]  # value → (positions, items)
 
 
 class RuleIndex(Generic[T]):
@@ -44,24 +44,27 @@ class RuleIndex(Generic[T]):
             buckets[best.name][best.value].append(position)
             getters[best.name] = best.get
         self._always = tuple(always)
+        self._always_items = tuple(self._items[p] for p in always)
         self._keys = tuple(
-            _Key(name, getters[name], {v: tuple(p) for v, p in values.items()})
+            _Key(
+                name,
+                getters[name],
+                {v: (tuple(p), tuple(self._items[i] for i in p)) for v, p in values.items()},
+            )
             for name, values in buckets.items()
         )
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def candidates(self, obj: Any) -> list[T]:
+    def candidates(self, obj: Any) -> Sequence[T]:
         """Items whose equality key fits `obj`, plus unkeyed ones, in rule order."""
-        positions: list[int] = list(self._always)
-        sources = 1 if positions else 0
-        for key in self._keys:
-            found = key.buckets.get(as_text(key.get(obj)))
-            if found:
-                positions.extend(found)
-                sources += 1
-        if sources > 1:
-            positions.sort()
+        found = [hit for key in self._keys if (hit := key.buckets.get(as_text(key.get(obj))))]
+        if not found:
+            return self._always_items
+        if len(found) == 1 and not self._always:
+            return found[0][1]
+        positions = [*self._always, *(p for hit in found for p in hit[0])]
+        positions.sort()
         items = self._items
         return [items[p] for p in positions]

@@ -1,9 +1,15 @@
-"""Jinja2 templates, sandboxed, compiled once; plain references take a fast path.
+"""Jinja2 templates, sandboxed, compiled once, with two fast paths.
 
-`{{ raw.host }}` or `{{ node }}` alone is resolved by a dict walk without Jinja2
-(ten times cheaper); text without `{{`/`{%` is a constant. Anything else is a
-sandboxed Jinja2 template with the default (lenient) Undefined: a missing name
-or a None value renders as the empty string, on both paths.
+- `{{ raw.host }}` or `{{ node }}` alone is resolved by a dict walk without
+  Jinja2; text without `{{`/`{%` is a constant.
+- Any other template is a pure function of the values it reads: at compile
+  time we list the dotted paths it references, and renders are memoized by
+  those values (`{{ 'resolution' if raw.state == 'up' else 'problem' }}` costs
+  one dict probe after the first render per state). Templates that loop,
+  assign or draw random values are rendered every time.
+
+A missing name or a None value renders as the empty string, on every path;
+attributes of a missing name are missing too (ChainableUndefined), not errors.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
 import jinja2
+from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -21,49 +28,121 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-_ENV: Final = ImmutableSandboxedEnvironment(autoescape=False, finalize=_finalize)
+_ENV: Final = ImmutableSandboxedEnvironment(
+    autoescape=False, finalize=_finalize, undefined=jinja2.ChainableUndefined
+)
 K = TypeVar("K", bound=str)
 _PLAIN_REF: Final = re.compile(r"^\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}$")
+_MEMO_LIMIT: Final = 1024
+_UNCACHEABLE: Final = (nodes.Macro, nodes.CallBlock, nodes.Include, nodes.Import, nodes.FromImport)
+_IMPURE_FILTERS: Final = frozenset(("random", "shuffle"))
+
+Path = tuple[str, ...]
+
+
+def _lookup(context: Any, path: Path) -> Any:
+    value = context
+    for part in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def referenced_paths(ast: nodes.Template) -> list[Path] | None:
+    """Dotted paths the template reads from its context, or None if it is not memoizable."""
+    if any(True for _ in ast.find_all(_UNCACHEABLE)):
+        return None
+    if any(n.ctx != "load" for n in ast.find_all(nodes.Name)):
+        return None  # loop variables or {% set %}: names that are not context paths
+    if any(f.name in _IMPURE_FILTERS for f in ast.find_all(nodes.Filter)):
+        return None
+    parents: dict[int, nodes.Node] = {}
+    for node in ast.find_all(nodes.Node):
+        for child in node.iter_child_nodes():
+            parents[id(child)] = node
+    paths: set[Path] = set()
+    for name in ast.find_all(nodes.Name):
+        path: list[str] = [name.name]
+        current: nodes.Node = name
+        while True:
+            parent = parents.get(id(current))
+            if isinstance(parent, nodes.Getattr) and parent.node is current:
+                grand = parents.get(id(parent))
+                if isinstance(grand, nodes.Call) and grand.node is parent:
+                    break  # a method call: the path ends at its receiver
+                path.append(parent.attr)
+            elif (
+                isinstance(parent, nodes.Getitem)
+                and parent.node is current
+                and isinstance(parent.arg, nodes.Const)
+                and isinstance(parent.arg.value, str)
+            ):
+                path.append(parent.arg.value)
+            else:
+                break
+            current = parent
+        paths.add(tuple(path))
+    return sorted(paths)
 
 
 class Template:
-    """A template over a mapping; `strip` names a prefix that also resolves bare (`raw`)."""
+    """A template over a mapping; `prefix` names a key that also resolves bare (`raw`)."""
 
-    __slots__ = ("_jinja", "_path", "_prefix", "constant", "source")
+    __slots__ = ("_jinja", "_memo", "_path", "_paths", "_prefix", "constant", "source")
 
     def __init__(self, source: str, *, prefix: str | None = None) -> None:
         self.source = source
         self._prefix = prefix
-        self._path: tuple[str, ...] | None = None
+        self._path: Path | None = None
+        self._paths: list[Path] | None = None
         self._jinja: jinja2.Template | None = None
+        self._memo: dict[tuple[Any, ...], str] = {}
         self.constant: str | None = None
         if "{{" not in source and "{%" not in source and "{#" not in source:
             self.constant = source
             return
         plain = _PLAIN_REF.match(source.strip())
         if plain is not None:
-            path = tuple(plain.group(1).split("."))
-            if prefix is not None and path[0] == prefix and len(path) > 1:
-                path = path[1:]
-            self._path = path
+            self._path = self._strip(tuple(plain.group(1).split(".")))
             return
         try:
-            self._jinja = _ENV.from_string(source)
+            ast = _ENV.parse(source)
+            self._jinja = _ENV.from_string(ast)
         except jinja2.TemplateSyntaxError as exc:
             raise ValueError(f"bad template {source!r}: {exc.message}") from None
+        paths = referenced_paths(ast)
+        self._paths = None if paths is None else [self._strip(p) for p in paths]
+
+    def _strip(self, path: Path) -> Path:
+        if self._prefix is not None and path[0] == self._prefix and len(path) > 1:
+            return path[1:]
+        return path
 
     def render(self, context: Mapping[str, Any]) -> str:
         if self.constant is not None:
             return self.constant
         if self._path is not None:
-            value: Any = context
-            for part in self._path:
-                if not isinstance(value, Mapping):
-                    return ""
-                value = value.get(part)
-                if value is None:
-                    return ""
+            value = _lookup(context, self._path)
+            if value is None:
+                return ""
             return value if isinstance(value, str) else str(value)
+        if self._paths is None:
+            return self._render(context)
+        key = tuple(_lookup(context, path) for path in self._paths)
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value (a list, a map): render every time
+            return self._render(context)
+        text = self._render(context)
+        if len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[key] = text
+        return text
+
+    def _render(self, context: Mapping[str, Any]) -> str:
         assert self._jinja is not None
         if self._prefix is not None:
             context = {**context, self._prefix: context}
