@@ -1,0 +1,86 @@
+"""Engine-level behaviour: reload keeps state of unchanged rules, templates and CEL caching."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from correlator.engine import Engine
+from correlator.ruleset.loader import load_rules
+from correlator.ruleset.templates import Template
+
+CLEAR = """
+correlate:
+  - name: generic
+    kind: clear
+    problem: ['alertgroup="Down"']
+    resolution: ['alertgroup="Up"']
+    on: [node]
+"""
+
+
+def _rules(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "r.yaml").write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+def test_reload_keeps_state_of_unchanged_rules(tmp_path: Path) -> None:
+    """A rule with the same name and definition keeps its state across a reload."""
+    engine = Engine(load_rules(_rules(tmp_path, CLEAR)))
+    engine.process({"node": "h1", "alertgroup": "Down", "timestamp": 1}, 1)
+    before = engine.operators["generic"]
+    engine.load(load_rules(_rules(tmp_path, CLEAR)))
+    assert engine.operators["generic"] is before
+    engine.process({"node": "h1", "alertgroup": "Up", "type": "resolution", "timestamp": 2}, 2)
+    row = engine.table.get("h1:Down::")
+    assert row is not None and row.status == "cleared"
+
+
+def test_reload_restarts_changed_rules_empty(tmp_path: Path) -> None:
+    """A changed definition starts with empty state; the alert table is kept."""
+    engine = Engine(load_rules(_rules(tmp_path, CLEAR)))
+    engine.process({"node": "h1", "alertgroup": "Down", "timestamp": 1}, 1)
+    engine.load(load_rules(_rules(tmp_path, CLEAR.replace("on: [node]", "on: [node, alertkey]"))))
+    assert engine.operators["generic"].size() == 0
+    assert len(engine.table) == 1
+
+
+def test_memoized_template_matches_jinja() -> None:
+    """A memoized template renders the same as Jinja2 for every distinct input."""
+    template = Template("{{ 'resolution' if raw.state == 'up' else 'problem' }}", prefix="raw")
+    assert [template.render({"state": s}) for s in ("up", "down", "up", None)] == [
+        "resolution",
+        "problem",
+        "resolution",
+        "problem",
+    ]
+    looped = Template("{% for m in members %}{{ m }},{% endfor %}")
+    assert looped.render({"members": ["a", "b"]}) == "a,b,"
+    assert looped.render({"members": ["c"]}) == "c,"
+
+
+def test_method_calls_and_missing_names_in_templates() -> None:
+    """Method calls on values work; chains on missing names render empty."""
+    template = Template("{{ raw.instance.split(':')[0] }}|{{ raw.a.b.c }}", prefix="raw")
+    assert template.render({"instance": "web-1:9100"}) == "web-1|"
+    assert template.render({"instance": "db-2:9100"}) == "db-2|"
+
+
+def test_cel_errors_do_not_match_and_are_counted(tmp_path: Path) -> None:
+    """A CEL run-time error (missing key) means no match, not a crash."""
+    rules = load_rules(
+        _rules(
+            tmp_path,
+            """
+            normalize:
+              - name: cel
+                when: 'raw.meta.pct > 90.0'
+                fields: {node: "{{ raw.host }}", alertgroup: Hot}
+            """,
+        )
+    )
+    engine = Engine(rules)
+    engine.process({"host": "h", "meta": {"pct": 95.0}}, 1)
+    engine.process({"node": "n", "alertgroup": "Other", "meta": {}}, 1)
+    assert engine.table.get("h:Hot::") is not None
+    assert engine.table.get("n:Other::") is not None
