@@ -74,11 +74,12 @@ class Engine:
     def load(self, rules: RuleSet) -> None:
         """Swap in a new rule set; operators whose definition is unchanged keep their state."""
         kept: list[Operator] = []
-        for op in rules.operators:
+        for op in rules.build_operators():
             old = self.operators.get(op.name)
             kept.append(old if old is not None and old.spec == op.spec else op)
         self.rules = rules
         self._normalizer = rules.normalizer
+        self._unstarted = [op for op in kept if self.operators.get(op.name) is not op]
         self.operators = {op.name: op for op in kept}
         self._event_ops: RuleIndex[Operator] = RuleIndex(
             [(op, op.event_keys) for op in kept if op.event_filter is not None]
@@ -93,6 +94,7 @@ class Engine:
 
     def process(self, event: dict[str, Any], now: float) -> list[Change]:
         """Fold one raw event into the table; raise EventError if it must be dead-lettered."""
+        self._start(now)
         self.stats.events += 1
         try:
             occ = self._normalizer.normalize(event, now)
@@ -116,12 +118,14 @@ class Engine:
 
     def tick(self, now: float) -> list[Change]:
         """Fire every timer due at or before `now`."""
+        self._start(now)
         for when, owner, key in self._timers.pop_due(now):
             self._fire(when, owner, key)
         return self._drain()
 
     def run_timers_before(self, now: float) -> list[Change]:
         """Fire timers due strictly before `now` (replay: an event at `now` comes first)."""
+        self._start(now)
         for when, owner, key in self._timers.pop_due(now, inclusive=False):
             self._fire(when, owner, key)
         return self._drain()
@@ -136,6 +140,13 @@ class Engine:
         return self._drain()
 
     # -- plumbing ------------------------------------------------------------
+
+    def _start(self, now: float) -> None:
+        """Call `start` on operators loaded since the last entry (expected groups, ...)."""
+        if self._unstarted:
+            operators, self._unstarted = self._unstarted, []
+            for op in operators:
+                op.start(now, self)
 
     def _drain(self) -> list[Change]:
         out = self._out
@@ -215,6 +226,14 @@ class Engine:
     def suppressors(self, alert: Alert) -> tuple[str, ...]:
         """Every rule currently suppressing the alert, first one first."""
         return tuple(self._suppressors.get(alert.identifier, ()))
+
+    def in_maintenance(self, alert: Alert) -> bool:
+        """Whether a rule that pauses escalation (maintenance) suppresses the alert."""
+        operators = self.operators
+        return any(
+            (op := operators.get(by)) is not None and op.pauses_escalation
+            for by in self._suppressors.get(alert.identifier, ())
+        )
 
     def modify(self, alert: Alert, now: float, who: str, why: str) -> None:
         alert.state_change = now

@@ -72,6 +72,8 @@ class Context(Protocol):
 
     def suppressors(self, alert: Alert) -> tuple[str, ...]: ...
 
+    def in_maintenance(self, alert: Alert) -> bool: ...
+
     def modify(self, alert: Alert, now: float, who: str, why: str) -> None: ...
 
     def count(self, what: str, rule: str) -> None: ...
@@ -82,6 +84,7 @@ class Operator:
 
     kind: ClassVar[str] = ""
     transitions: ClassVar[frozenset[str]] = frozenset()
+    pauses_escalation: ClassVar[bool] = False  # its suppressions stop escalation clocks
 
     def __init__(self, name: str, spec: Any) -> None:
         self.name = name
@@ -98,6 +101,9 @@ class Operator:
 
     def on_timer(self, key: Hashable, now: float, ctx: Context) -> None:
         """A timer scheduled with `ctx.schedule(when, self, key)` came due."""
+
+    def start(self, now: float, ctx: Context) -> None:
+        """The rule was (re)loaded with new state: `now` is the first time the engine runs it."""
 
     def size(self) -> int:
         """Entries of state held (windows, groups, pairs): for metrics and bounds."""

@@ -19,13 +19,14 @@ from correlator.correlate.base import (
     Context,
     Operator,
 )
+from correlator.correlate.grouping import FieldKey
 from correlator.model import Alert
+from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
-from correlator.ruleset.paths import alert_getter
 from correlator.ruleset.schema import FieldNames, Matchers, Rule
 
 
-class Spec(Rule):
+class ClearRule(Rule):
     kind: Literal["clear"]
     problem: Matchers
     resolution: Matchers
@@ -36,25 +37,24 @@ class ClearOperator(Operator):
     kind = "clear"
     transitions = frozenset((CREATED, REOPENED, CLEARED, DELETED))
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: ClearRule) -> None:
         super().__init__(spec.name, spec)
         problem = compile_matchers(spec.problem)
         resolution = compile_matchers(spec.resolution)
         scope = compile_matchers(spec.match)
-        self._is_problem = all_of([m.test for m in (*scope, *problem)])
-        self.event_filter = all_of([m.test for m in (*scope, *resolution)])
+        when = when_alert(spec.when)
+        extra = [when] if when is not None else []
+        self._is_problem = all_of([*(m.test for m in (*scope, *problem)), *extra])
+        self.event_filter = all_of([*(m.test for m in (*scope, *resolution)), *extra])
         self.event_keys = [m for m in (*scope, *resolution) if m.is_equality]
-        self._on = [alert_getter(name) for name in spec.on]
+        self._on = FieldKey(spec.on)
         self._open: dict[tuple[str, ...], dict[str, Alert]] = {}
         self._key_of: dict[str, tuple[str, ...]] = {}
-
-    def _key(self, alert: Alert) -> tuple[str, ...]:
-        return tuple(str(get(alert) or "") for get in self._on)
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         if transition in (CREATED, REOPENED):
             if alert.type == "problem" and self._is_problem(alert):
-                key = self._key(alert)
+                key = self._on.of(alert)
                 self._open.setdefault(key, {})[alert.identifier] = alert
                 self._key_of[alert.identifier] = key
             return
@@ -69,7 +69,7 @@ class ClearOperator(Operator):
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
         if occ.type != "resolution":
             return
-        bucket = self._open.get(self._key(occ))
+        bucket = self._open.get(self._on.of(occ))
         if not bucket:
             return
         for problem in list(bucket.values()):
@@ -78,11 +78,11 @@ class ClearOperator(Operator):
             ctx.clear(problem, now, self.name, f"resolution {occ.identifier} on {self._desc(occ)}")
 
     def _desc(self, occ: Alert) -> str:
-        return ", ".join(f"{n}={v}" for n, v in zip(self.spec.on, self._key(occ), strict=True))
+        return self._on.describe(self._on.of(occ))
 
     def size(self) -> int:
         return len(self._key_of)
 
 
-def build(spec: Spec, env: BuildEnv) -> ClearOperator:
+def build(spec: ClearRule, env: BuildEnv) -> ClearOperator:
     return ClearOperator(spec)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from correlator.correlate.inhibit import InhibitRule
 from correlator.correlate.kinds import CorrelateSpec
 from correlator.ruleset.schema import NormalizeRule, Strict
 
@@ -28,7 +29,7 @@ class RuleFile(Strict):
     policies: list[dict[str, Any]] = []
     route: dict[str, Any] | None = None
     receivers: list[dict[str, Any]] = []
-    inhibit_rules: list[dict[str, Any]] = []
+    inhibit_rules: list[InhibitRule] = []
     time_intervals: list[dict[str, Any]] = []
     tables: dict[str, Any] = Field(default_factory=dict)
 

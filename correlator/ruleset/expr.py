@@ -92,13 +92,3 @@ def _alert_var(name: str) -> Getter:
     if name == "annotations":
         return lambda alert: alert.annotations
     return alert_getter(name)
-
-
-def when_predicate(
-    source: str | None, context_of: Callable[[Any], dict[str, Any]]
-) -> Callable[[Any], bool] | None:
-    """`when:` over any object through a context builder (slower: prefer when_alert)."""
-    if not source:
-        return None
-    expression = CelExpression(source)
-    return lambda obj: expression(context_of(obj))

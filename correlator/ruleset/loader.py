@@ -7,14 +7,17 @@ node; all files are checked before anything is rejected, so one run of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from correlator.correlate.base import BuildEnv, Operator
+from correlator.correlate.inhibit import build_rule as build_inhibit
 from correlator.correlate.kinds import BUILDERS
+from correlator.correlate.topology import find_cycles
 from correlator.errors import RuleError, RuleSetError
 from correlator.normalize.probe import Normalizer
 from correlator.ruleset.document import RuleFile
@@ -44,14 +47,18 @@ class RuleSet:
     files: list[str]
     normalize: list[NormalizeRule]
     normalizer: Normalizer
-    operators: list[Operator]
+    factories: list[Callable[[], Operator]]
     env: BuildEnv
     documents: list[RuleFile] = field(default_factory=list)
+
+    def build_operators(self) -> list[Operator]:
+        """Fresh operators with empty state: every engine gets its own."""
+        return [factory() for factory in self.factories]
 
     def summary(self) -> str:
         return (
             f"{len(self.files)} files, {len(self.normalize)} normalize rules, "
-            f"{len(self.operators)} correlate rules, {len(self.env.topology)} topology nodes"
+            f"{len(self.factories)} correlate rules, {len(self.env.topology)} topology nodes"
         )
 
 
@@ -129,6 +136,9 @@ def _named(source: _Source) -> Iterator[tuple[tuple[str | int, ...], str]]:
             name = rule.get("name") if isinstance(rule, dict) else None
             if isinstance(name, str):
                 yield (section, i, "name"), name
+    for i, inhibit in enumerate(source.model.inhibit_rules):
+        path = ("inhibit_rules", i, "name") if inhibit.name else ("inhibit_rules", i)
+        yield path, inhibit.rule_name()  # an unnamed (pasted) rule has a generated name
 
 
 def _check_names(sources: list[_Source], errors: list[RuleError]) -> None:
@@ -147,27 +157,37 @@ def _check_names(sources: list[_Source], errors: list[RuleError]) -> None:
 def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
     errors: list[RuleError] = []
     topology: dict[str, tuple[str, ...]] = {}
+    origin: dict[str, _Source] = {}
     for source in sources:
         for node, deps in source.model.topology.items():
             if node in topology:
                 errors.append(source.error(("topology", node), f"node {node!r} defined twice"))
             topology[node] = tuple(deps.depends_on)
+            origin.setdefault(node, source)
+    for cycle in find_cycles(topology):
+        where = origin[cycle[0]]
+        line, col = where.located.position(("topology", cycle[0]), key=True)
+        message = f"topology: dependency cycle {' -> '.join(cycle)}"
+        errors.append(RuleError(where.name, line, col, message))
     env = BuildEnv(topology=topology)
     normalize = [rule for source in sources for rule in source.model.normalize]
-    operators: list[Operator] = []
+    factories: list[Callable[[], Operator]] = []
     for source in sources:
         for i, spec in enumerate(source.model.correlate):
+            factory = partial(BUILDERS[spec.kind], spec, env)
             try:
-                operators.append(BUILDERS[spec.kind](spec, env))
+                factory()  # built once here so a bad rule is rejected at load time
             except ValueError as exc:
                 errors.append(source.error(("correlate", i), f"correlate[{i}]: {exc}"))
+            factories.append(factory)
+        factories.extend(partial(build_inhibit, rule) for rule in source.model.inhibit_rules)
     if errors:
         raise RuleSetError(errors)
     return RuleSet(
         files=files,
         normalize=normalize,
         normalizer=Normalizer(normalize),
-        operators=operators,
+        factories=factories,
         env=env,
         documents=[source.model for source in sources],
     )

@@ -1,0 +1,286 @@
+"""`kind: escalate` — an alert nobody took within `after` gets louder, once.
+
+A matching alert that stays open (not acknowledged, not cleared) for `after`
+gets the `set:` values (templates over the alert: `severity`, `summary`,
+`labels.<k>`, `annotations.<k>`) and, with `receiver:`, one notification
+(`Change(kind="notification")`). The escalation is a `modified` transition
+with the journal note `escalated by <rule>`; policies with `on: [escalate]`
+will hook in there.
+
+The clock starts when the alert opens (or first matches while open) and stops
+for good on acknowledge, clear or deletion. A reopen starts a new episode: the
+clock restarts and label/annotation values the escalation set are put back
+(unless something else changed them since). Time spent inside a maintenance
+window does not count: the clock pauses while `Context.in_maintenance` holds
+and resumes from where it stood when the window releases the alert.
+
+After the escalation, `set:` values are sticky for the episode: a deduplicated
+occurrence that resets them (the table takes each occurrence's severity) gets
+them back, and severity is only ever raised back, never lowered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from pydantic import Field, field_validator
+
+from correlator.correlate.base import (
+    ACKNOWLEDGED,
+    CLEARED,
+    CREATED,
+    DELETED,
+    MODIFIED,
+    REOPENED,
+    SUPPRESSED,
+    UNSUPPRESSED,
+    UPDATED,
+    BuildEnv,
+    Context,
+    Operator,
+)
+from correlator.model import NOTIFICATION, OPEN, Alert, Change, parse_severity
+from correlator.ruleset.expr import when_alert
+from correlator.ruleset.matchers import all_of, compile_matchers
+from correlator.ruleset.paths import alert_context
+from correlator.ruleset.schema import Duration, Rule, TemplateText
+from correlator.ruleset.templates import Template
+from correlator.timeparse import format_duration
+
+_SETTABLE: Final = ("severity", "summary")
+_MAPS: Final = ("labels.", "annotations.")
+
+Value = int | str | None
+
+
+class EscalateRule(Rule):
+    kind: Literal["escalate"]
+    after: Duration
+    set_: dict[str, TemplateText] = Field({}, alias="set")
+    receiver: str | None = Field(None, min_length=1)
+    max_alerts: int = Field(100_000, ge=1)
+
+    @field_validator("after")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("after must be longer than 0s")
+        return value
+
+    @field_validator("set_")
+    @classmethod
+    def _fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            head, _, key = name.partition(".")
+            if name not in _SETTABLE and not (key and head in ("labels", "annotations")):
+                raise ValueError(
+                    f"cannot set {name!r}: use severity, summary, labels.<k> or annotations.<k>"
+                )
+        return value
+
+
+@dataclass(slots=True, eq=False)
+class _Clock:
+    """Open-and-unacknowledged time of one alert; `elapsed` is what counted before `started`."""
+
+    alert: Alert
+    started: float
+    elapsed: float = 0.0
+    paused: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Escalated:
+    """What an escalation set on an alert, and what it found there (for a reopen)."""
+
+    alert: Alert
+    applied: dict[str, Value] = field(default_factory=dict)
+    before: dict[str, Value] = field(default_factory=dict)
+
+
+def _get(alert: Alert, name: str) -> Value:
+    if name == "severity":
+        return alert.severity
+    if name == "summary":
+        return alert.summary
+    head, _, key = name.partition(".")
+    return (alert.labels if head == "labels" else alert.annotations).get(key)
+
+
+def _put(alert: Alert, name: str, value: Value) -> None:
+    if name == "severity":
+        alert.severity = int(value or 0)
+    elif name == "summary":
+        alert.summary = str(value or "")
+    else:
+        head, _, key = name.partition(".")
+        target = alert.labels if head == "labels" else alert.annotations
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = str(value)
+
+
+class EscalateOperator(Operator):
+    kind = "escalate"
+    transitions = frozenset(
+        (
+            *(CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED, ACKNOWLEDGED),
+            *(SUPPRESSED, UNSUPPRESSED),  # maintenance holds and releases the alert
+        )
+    )
+
+    def __init__(self, spec: EscalateRule) -> None:
+        super().__init__(spec.name, spec)
+        scope = [m.test for m in compile_matchers(spec.match)]
+        when = when_alert(spec.when)
+        self._matches = all_of([*scope, when] if when is not None else scope)
+        self._after = spec.after
+        self._set = {name: Template(text) for name, text in spec.set_.items()}
+        self._receiver = spec.receiver
+        self._cap = spec.max_alerts
+        self._clocks: dict[str, _Clock] = {}
+        self._done: dict[str, _Escalated] = {}
+
+    def start(self, now: float, ctx: Context) -> None:
+        """A rule loaded while alerts are open times them from now (a reload never pages a burst)."""
+        for alert in list(ctx.table.rows.values()):
+            self._begin(alert, now, ctx)
+
+    # -- transitions -------------------------------------------------------------
+
+    def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
+        ident = alert.identifier
+        if transition in (ACKNOWLEDGED, CLEARED, DELETED):
+            self._clocks.pop(ident, None)
+            if transition == DELETED:
+                self._done.pop(ident, None)
+            return
+        if transition == REOPENED:
+            self._clocks.pop(ident, None)
+            done = self._done.pop(ident, None)
+            self._begin(alert, min(alert.last_occurrence, now), ctx)
+            if done is not None and done.alert is alert:
+                self._reset(done, now, ctx)
+            return
+        done = self._done.get(ident)
+        if done is not None:
+            if transition == UPDATED and done.alert is alert:
+                self._reapply(done, now, ctx)
+            return
+        clock = self._clocks.get(ident)
+        if clock is None or clock.alert is not alert:
+            since = min(alert.first_occurrence, now) if transition == CREATED else now
+            self._begin(alert, since, ctx)
+        elif transition in (UPDATED, MODIFIED) and not self._matches(alert):
+            del self._clocks[ident]  # it no longer qualifies: the clock stops
+        else:
+            self._sync(clock, now, ctx)
+
+    def _begin(self, alert: Alert, since: float, ctx: Context) -> None:
+        """Start the clock of an open, matching alert."""
+        if alert.status != OPEN or not self._matches(alert):
+            return
+        if self.size() >= self._cap:
+            ctx.count("cap_hit", self.name)
+            return
+        clock = _Clock(alert, since, paused=ctx.in_maintenance(alert))
+        self._clocks[alert.identifier] = clock
+        if not clock.paused:
+            self._arm(clock, ctx)
+
+    def _sync(self, clock: _Clock, now: float, ctx: Context) -> None:
+        """Pause while a maintenance window holds the alert; resume when it lets go."""
+        held = ctx.in_maintenance(clock.alert)
+        if held and not clock.paused:
+            clock.elapsed += max(now - clock.started, 0.0)
+            clock.paused = True
+        elif clock.paused and not held:
+            clock.started, clock.paused = now, False
+            left = format_duration(max(self._after - clock.elapsed, 0.0))
+            clock.alert.note(now, self.name, f"maintenance over: escalation in {left}")
+            self._arm(clock, ctx)
+
+    def _arm(self, clock: _Clock, ctx: Context) -> None:
+        ctx.schedule(clock.started + self._after - clock.elapsed, self, clock.alert.identifier)
+
+    # -- the escalation ------------------------------------------------------------
+
+    def on_timer(self, key: Hashable, now: float, ctx: Context) -> None:
+        assert isinstance(key, str)
+        clock = self._clocks.get(key)
+        if clock is None or clock.paused or clock.started + self._after - clock.elapsed > now:
+            return  # stopped, paused or restarted since this timer was set
+        alert = clock.alert
+        if ctx.table.get(key) is not alert or alert.status != OPEN or not self._matches(alert):
+            del self._clocks[key]
+            return
+        if ctx.in_maintenance(alert):
+            self._sync(clock, now, ctx)
+            return
+        del self._clocks[key]
+        self._escalate(alert, now, ctx)
+
+    def _escalate(self, alert: Alert, now: float, ctx: Context) -> None:
+        done = _Escalated(alert)
+        context = alert_context(alert)
+        for name, template in self._set.items():
+            text = template.render(context)
+            value: Value = text
+            if name == "severity":
+                try:
+                    value = parse_severity(text)
+                except ValueError:
+                    ctx.count("bad_value", self.name)
+                    alert.note(now, self.name, f"not a severity: {text!r}; severity left alone")
+                    continue
+            done.before[name] = _get(alert, name)
+            done.applied[name] = value
+            _put(alert, name, value)
+        self._done[alert.identifier] = done
+        why = (
+            f"escalated by {self.name}: open and unacknowledged for {format_duration(self._after)}"
+        )
+        if done.applied:
+            why += "; set " + ", ".join(f"{k}={v}" for k, v in done.applied.items())
+        if self._receiver is not None:
+            why += f"; notified {self._receiver}"
+        ctx.modify(alert, now, self.name, why)
+        ctx.count("escalated", self.name)
+        if self._receiver is not None:
+            ctx.emit(Change(now, NOTIFICATION, receiver=self._receiver, alerts=[alert]))
+
+    def _reapply(self, done: _Escalated, now: float, ctx: Context) -> None:
+        """A new occurrence reset escalated values: the escalation holds for the episode."""
+        alert = done.alert
+        changed = []
+        for name, value in done.applied.items():
+            current = _get(alert, name)
+            if current == value or (name == "severity" and int(current or 0) > int(value or 0)):
+                continue
+            _put(alert, name, value)
+            changed.append(f"{name}={value}")
+        if changed:
+            ctx.modify(alert, now, self.name, "kept escalated " + ", ".join(changed))
+
+    def _reset(self, done: _Escalated, now: float, ctx: Context) -> None:
+        """A reopen is a new episode: put back the labels/annotations the escalation replaced."""
+        alert = done.alert
+        restored = []
+        for name, value in done.applied.items():
+            if name.startswith(_MAPS) and _get(alert, name) == value:
+                _put(alert, name, done.before.get(name))
+                restored.append(name)
+        if restored:
+            ctx.modify(
+                alert, now, self.name, "reopened: escalation reset, restored " + ", ".join(restored)
+            )
+
+    def size(self) -> int:
+        return len(self._clocks) + len(self._done)
+
+
+def build(spec: EscalateRule, env: BuildEnv) -> EscalateOperator:
+    return EscalateOperator(spec)

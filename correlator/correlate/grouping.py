@@ -1,0 +1,32 @@
+"""Group keys: the values of a rule's `group_by` / `on` fields, compiled once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from correlator.model import Alert
+from correlator.ruleset.matchers import as_text
+from correlator.ruleset.paths import alert_getter
+
+Key = tuple[str, ...]
+
+
+class FieldKey:
+    """Reads the named fields of an alert as a hashable key (missing values are "")."""
+
+    __slots__ = ("_getters", "names")
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self._getters = tuple(alert_getter(name) for name in self.names)
+
+    def of(self, alert: Alert) -> Key:
+        return tuple(as_text(get(alert)) for get in self._getters)
+
+    def pairs(self, key: Key) -> list[tuple[str, str]]:
+        """(name as written, value) for each field: the `group` of synthetic alerts."""
+        return list(zip(self.names, key, strict=True))
+
+    def describe(self, key: Key) -> str:
+        """`node=r1, alertkey=xe-0/0/1`, for journal notes."""
+        return ", ".join(f"{n}={v}" for n, v in zip(self.names, key, strict=True))

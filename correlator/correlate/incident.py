@@ -1,0 +1,323 @@
+"""`kind: incident` — a cascade of related alerts is one incident, not a page per alert.
+
+Matching alerts with equal `group_by` values join the group's current incident
+while each arrives within `window` of the group's most recent member (a closed
+interval); one that comes later starts a new incident. An incident opens once
+it has `min_members` members; below that it is pending, and is dropped when
+the window runs out or all its members clear. A member beyond `max_members`
+starts the group's next incident (counted as `incident_cap`).
+
+Incidents are objects of their own, not synthetic alerts: they are published as
+`incident.opened` / `incident.updated` / `incident.closed` changes carrying the
+incident as a dict (id, rule, title, status, severity, group, members,
+root_cause, opened_at, updated_at, closed_at). Members get `incident` = the id
+and, except the root cause itself, `parent` = the root cause's identifier
+(unless another rule already set a parent: a parent this rule did not write is
+never overwritten). The root cause is the earliest member (occurrence time,
+then serial) among those matching `root_cause:`, or among all when none does.
+Severity is the highest among open members (0 once closed); the incident closes
+when every member has cleared and never reopens: a member that reopens later
+joins the group's next incident.
+
+Ids are `<rule>:<group values>:<start>`, start being the first member's
+occurrence time as `YYYYmmddTHHMMSSZ` (UTC), with `.2`, `.3`, ... when the same
+group starts more than one incident in one second: deterministic in replay and
+tests, unique across reloads and restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from correlator.correlate.base import (
+    CLEARED,
+    CREATED,
+    DELETED,
+    MODIFIED,
+    REOPENED,
+    UPDATED,
+    BuildEnv,
+    Context,
+    Operator,
+)
+from correlator.correlate.synthetic import SyntheticAlert
+from correlator.model import CLEARED as STATUS_CLEARED
+from correlator.model import INCIDENT_CLOSED, INCIDENT_OPENED, INCIDENT_UPDATED, Alert, Change
+from correlator.ruleset.expr import when_alert
+from correlator.ruleset.matchers import all_of, compile_matchers
+from correlator.ruleset.paths import alert_getter, last_segment
+from correlator.ruleset.schema import Duration, FieldNames, Matchers, Rule, TemplateText
+from correlator.ruleset.templates import Template
+
+Key = tuple[str, ...]
+
+
+class IncidentRule(Rule):
+    kind: Literal["incident"]
+    group_by: FieldNames
+    window: Duration
+    min_members: int = Field(1, ge=1)
+    max_members: int = Field(1000, ge=1)
+    title: TemplateText = "{{ summary }}{% if count > 1 %} (+{{ count - 1 }} related){% endif %}"
+    root_cause: Matchers = []
+    max_incidents: int = Field(100_000, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> IncidentRule:
+        if self.window <= 0:
+            raise ValueError("window must be longer than 0s")
+        if self.max_members < self.min_members:
+            raise ValueError("max_members must be at least min_members")
+        return self
+
+
+@dataclass(slots=True, eq=False)
+class _Member:
+    alert: Alert
+    at: float  # occurrence time it joined with
+    root_ok: bool  # matches `root_cause:`
+
+
+@dataclass(slots=True, eq=False)
+class _Incident:
+    id: str
+    key: Key
+    members: dict[str, _Member] = field(default_factory=dict)  # join order
+    root: _Member | None = None
+    opened_at: float | None = None
+    updated_at: float | None = None
+    closed_at: float | None = None
+    parents: dict[str, str] = field(default_factory=dict)  # parent values this rule wrote
+    shown: dict[str, Any] | None = None  # the last published view
+
+
+@dataclass(slots=True, eq=False)
+class _Group:
+    """The group's current incident (accepting members until `last` + window)."""
+
+    current: _Incident | None
+    last: float
+    stamp: str = ""
+    dup: int = 0
+
+
+def _stamp(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _better(a: _Member, b: _Member) -> bool:
+    """Whether `a` is a better root cause than `b`: a root_cause match, then the earliest."""
+    if a.root_ok != b.root_ok:
+        return a.root_ok
+    return (a.at, a.alert.serial) < (b.at, b.alert.serial)
+
+
+class IncidentOperator(Operator):
+    kind = "incident"
+    transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
+
+    def __init__(self, spec: IncidentRule) -> None:
+        super().__init__(spec.name, spec)
+        scope = [m.test for m in compile_matchers(spec.match)]
+        when = when_alert(spec.when)
+        self._matches = all_of([*scope, when] if when is not None else scope)
+        roots = compile_matchers(spec.root_cause)
+        self._root_ok = all_of([m.test for m in roots]) if roots else None
+        self._getters = [alert_getter(name) for name in spec.group_by]
+        short = [last_segment(name) for name in spec.group_by]
+        self._names = short if len(set(short)) == len(short) else list(spec.group_by)
+        self._window = spec.window
+        self._min, self._max = spec.min_members, spec.max_members
+        self._cap = spec.max_incidents
+        self._title = Template(spec.title)
+        self._context = SyntheticAlert(spec.name, None)  # the template context of alert: specs
+        self._groups: dict[Key, _Group] = {}
+        self._of: dict[str, _Incident] = {}  # member identifier → its live incident
+        self._live: dict[str, _Incident] = {}  # pending and open incidents by id
+
+    def _key(self, alert: Alert) -> Key:
+        return tuple(str(get(alert) or "") for get in self._getters)
+
+    # -- transitions -------------------------------------------------------------
+
+    def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
+        ident = alert.identifier
+        inc = self._of.get(ident)
+        if transition in (CLEARED, DELETED):
+            if inc is not None:
+                if transition == DELETED:
+                    del self._of[ident]
+                self._member_cleared(inc, now, ctx)
+            return
+        if inc is not None:
+            if inc.opened_at is not None:
+                self._publish(inc, now, ctx)  # severity or title may have changed
+            return
+        if alert.status != STATUS_CLEARED and self._matches(alert):
+            self._join(alert, now, ctx)
+
+    def _join(self, alert: Alert, now: float, ctx: Context) -> None:
+        """An open matching alert that belongs to no live incident of this rule."""
+        key = self._key(alert)
+        at = alert.last_occurrence
+        group = self._groups.get(key)
+        if group is not None and at > group.last + self._window:
+            self._expire(key, group)  # the window ran out; its timer is not due yet
+            group = None
+        inc = group.current if group is not None else None
+        if inc is not None and len(inc.members) >= self._max:
+            ctx.count("incident_cap", self.name)
+            inc = None  # the old incident stays open; this member starts the next one
+        if inc is None or group is None:
+            found = self._new(key, group, at, ctx)
+            if found is None:
+                return
+            group, inc = found
+        member = _Member(alert, at, self._root_ok(alert) if self._root_ok else False)
+        inc.members[alert.identifier] = member
+        self._of[alert.identifier] = inc
+        if at > group.last:
+            group.last = at
+            ctx.schedule(at + self._window, self, key)
+        if inc.opened_at is None:
+            if len(inc.members) >= self._min:
+                self._open(inc, now, ctx)
+            return
+        moved = inc.root is None or _better(member, inc.root)
+        if moved:
+            inc.root = member
+        self._publish(inc, now, ctx)
+        self._adopt(inc, inc.members.values() if moved else (member,), now, ctx)
+
+    def _new(
+        self, key: Key, group: _Group | None, at: float, ctx: Context
+    ) -> tuple[_Group, _Incident] | None:
+        if len(self._live) >= self._cap or (group is None and len(self._groups) >= self._cap):
+            ctx.count("cap_hit", self.name)
+            return None
+        if group is None:
+            group = self._groups[key] = _Group(None, at)
+            ctx.schedule(at + self._window, self, key)
+        stamp = _stamp(at)
+        if stamp == group.stamp:
+            group.dup += 1
+        else:
+            group.stamp, group.dup = stamp, 1
+        ident = ":".join((self.name, *key, stamp)) + (f".{group.dup}" if group.dup > 1 else "")
+        inc = group.current = self._live[ident] = _Incident(ident, key)
+        return group, inc
+
+    def _member_cleared(self, inc: _Incident, now: float, ctx: Context) -> None:
+        if any(m.alert.status != STATUS_CLEARED for m in inc.members.values()):
+            if inc.opened_at is not None:
+                self._publish(inc, now, ctx)
+            return
+        if inc.opened_at is not None:
+            inc.closed_at = now
+            self._publish(inc, now, ctx, INCIDENT_CLOSED)
+        self._forget(inc)  # closed, or a pending incident with nothing left open
+
+    # -- timers ------------------------------------------------------------------
+
+    def on_timer(self, key: Hashable, now: float, ctx: Context) -> None:
+        """The group's window ran out: later alerts start a new incident."""
+        assert isinstance(key, tuple)
+        group = self._groups.get(key)
+        if group is not None and group.last + self._window <= now:
+            self._expire(key, group)
+
+    def _expire(self, key: Key, group: _Group) -> None:
+        del self._groups[key]
+        inc = group.current
+        if inc is not None and inc.opened_at is None:
+            self._forget(inc)  # never reached min_members
+
+    def _forget(self, inc: _Incident) -> None:
+        self._live.pop(inc.id, None)
+        for ident in inc.members:
+            if self._of.get(ident) is inc:
+                del self._of[ident]
+        group = self._groups.get(inc.key)
+        if group is not None and group.current is inc:
+            group.current = None
+
+    # -- publishing --------------------------------------------------------------
+
+    def _open(self, inc: _Incident, now: float, ctx: Context) -> None:
+        inc.opened_at = now
+        for member in inc.members.values():
+            if inc.root is None or _better(member, inc.root):
+                inc.root = member
+        self._publish(inc, now, ctx, INCIDENT_OPENED)
+        self._adopt(inc, inc.members.values(), now, ctx)
+
+    def _view(self, inc: _Incident) -> dict[str, Any]:
+        alerts = [m.alert for m in inc.members.values()]
+        group = list(zip(self._names, inc.key, strict=True))
+        root = inc.root.alert if inc.root is not None else None
+        context = self._context.context(group, root, alerts, len(alerts))
+        return {
+            "id": inc.id,
+            "rule": self.name,
+            "title": self._title.render(context),
+            "status": "closed" if inc.closed_at is not None else "open",
+            "severity": max((a.severity for a in alerts if a.status != STATUS_CLEARED), default=0),
+            "group": dict(group),
+            "members": list(inc.members),
+            "root_cause": root.identifier if root is not None else None,
+            "opened_at": inc.opened_at,
+            "updated_at": inc.updated_at,
+            "closed_at": inc.closed_at,
+        }
+
+    def _publish(self, inc: _Incident, now: float, ctx: Context, kind: str | None = None) -> None:
+        """Emit the incident if it changed (or as `kind`); views are never mutated once sent."""
+        view = self._view(inc)
+        if kind is None:
+            if view == inc.shown:
+                return
+            kind = INCIDENT_UPDATED
+        inc.updated_at = view["updated_at"] = now
+        inc.shown = view
+        ctx.emit(Change(now, kind, incident=view))
+
+    def _adopt(self, inc: _Incident, members: Iterable[_Member], now: float, ctx: Context) -> None:
+        """Point members at the incident and non-root members at the root cause."""
+        assert inc.root is not None
+        root = inc.root.alert
+        title = inc.shown["title"] if inc.shown else ""
+        for member in list(members):
+            alert = member.alert
+            if ctx.table.get(alert.identifier) is not alert:
+                continue  # deleted meanwhile
+            notes = []
+            if alert.incident != inc.id:
+                alert.incident = inc.id
+                notes.append(f"joined incident {inc.id} ({title})")
+            want = None if alert is root else root.identifier
+            mine = inc.parents.get(alert.identifier)
+            if alert.parent != want and (alert.parent is None or alert.parent == mine):
+                alert.parent = want
+                if want is None:
+                    inc.parents.pop(alert.identifier, None)
+                else:
+                    inc.parents[alert.identifier] = want
+                notes.append(
+                    "root cause: parent unset" if want is None else f"parent {want} (root cause)"
+                )
+            elif notes and alert is root:
+                notes.append("root cause")
+            if notes:
+                ctx.modify(alert, now, self.name, "; ".join(notes))
+
+    def size(self) -> int:
+        return len(self._groups) + len(self._of)
+
+
+def build(spec: IncidentRule, env: BuildEnv) -> IncidentOperator:
+    return IncidentOperator(spec)

@@ -1,0 +1,357 @@
+"""`inhibit_rules` — Alertmanager inhibition: an open source alert mutes matching targets.
+
+While an alert matching the source side is open, every open alert matching the
+target side whose `equal` labels have the same values is suppressed by the
+rule (`suppressed_by`); when the last such source clears, the targets are
+released. Alertmanager's rules hold: a missing `equal` label reads as "" (so
+missing on both sides counts as equal), and an alert that matches both sides
+cannot be inhibited by an alert that also matches both sides (itself included).
+
+Sources and targets are indexed by their `equal` values, so an alert arriving
+or clearing costs one dict probe, and only the targets of a group whose source
+state flipped are touched. Order does not matter: a source that opens after its
+targets suppresses them, a target that opens under an open source is suppressed
+at once. A target that clears keeps its `suppressed_by` as the record of why
+nobody was told; it is released if it reopens with no source left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
+
+from correlator.correlate.base import (
+    CLEARED,
+    CREATED,
+    DELETED,
+    MODIFIED,
+    REOPENED,
+    UPDATED,
+    BuildEnv,
+    Context,
+    Operator,
+)
+from correlator.model import CLEARED as CLEARED_STATUS
+from correlator.model import SEVERITY_NAMES, Alert
+from correlator.ruleset.matchers import Matcher, Predicate, all_of, as_text, parse_matcher
+from correlator.ruleset.paths import alert_getter
+from correlator.ruleset.schema import RuleName, Strict
+
+Key: TypeAlias = tuple[str, ...]
+
+
+# -- Alertmanager matcher syntax ---------------------------------------------
+
+
+def split_matchers(line: str) -> list[str]:
+    """`{a="x", b=~"y,z"}` → `['a="x"', 'b=~"y,z"']`: one config line may hold several.
+
+    Alertmanager accepts a comma-separated list, optionally in braces, per
+    `*_matchers` entry; commas inside quoted values do not split.
+    """
+    text = line.strip()
+    if text.startswith("{") and text.endswith("}"):
+        text = text[1:-1]
+    parts: list[str] = []
+    current: list[str] = []
+    quote = ""
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif quote and char == "\\":
+            escaped = True
+        elif char in "\"'" and (not quote or quote == char):
+            quote = "" if quote else char
+        elif char == "," and not quote:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current).strip())
+    return [part for part in parts if part]
+
+
+def _check_line(line: str) -> str:
+    pieces = split_matchers(line)
+    if not pieces:
+        raise ValueError("empty matcher")
+    for piece in pieces:
+        parse_matcher(piece)
+    return line
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _text(value: Any) -> Any:
+    """YAML `code: 500` is the label value "500", as in Alertmanager."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+MatcherLines = Annotated[
+    list[Annotated[str, AfterValidator(_check_line)]], BeforeValidator(_one_or_many)
+]
+LabelMap = dict[str, Annotated[str, BeforeValidator(_text)]]
+
+
+def _equality_text(name: str, value: str) -> str:
+    return f"{name}={json.dumps(value)}"
+
+
+def _regex_text(name: str, value: str) -> str:
+    return f"{name}=~{json.dumps(value)}"
+
+
+class InhibitRule(Strict):
+    """One entry of `inhibit_rules`, Alertmanager's keys plus an optional name and cap."""
+
+    name: RuleName | None = None
+    source_matchers: MatcherLines = []
+    target_matchers: MatcherLines = []
+    source_match: LabelMap = {}
+    target_match: LabelMap = {}
+    source_match_re: LabelMap = {}
+    target_match_re: LabelMap = {}
+    equal: list[str] = []
+    max_alerts: int = Field(100_000, ge=1)
+
+    @field_validator("source_match", "target_match")
+    @classmethod
+    def _check_match(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            parse_matcher(_equality_text(name, text))
+        return value
+
+    @field_validator("source_match_re", "target_match_re")
+    @classmethod
+    def _check_match_re(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            parse_matcher(_regex_text(name, text))
+        return value
+
+    def rule_name(self) -> str:
+        """The given name, or `inhibit-<hash>` of the rule's content.
+
+        Pasted Alertmanager blocks have no name. A content hash is stable across
+        reloads, file moves and reordering; a changed rule gets a new name,
+        which is what a changed rule means for its state anyway.
+        """
+        if self.name:
+            return self.name
+        content = self.model_dump(mode="json", exclude={"name"}, exclude_defaults=True)
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return "inhibit-" + hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+    def side(self, which: Literal["source", "target"]) -> list[Matcher]:
+        """Every matcher of one side: `*_matchers` lines, then `*_match`, then `*_match_re`."""
+        lines: list[str] = getattr(self, f"{which}_matchers")
+        equal: dict[str, str] = getattr(self, f"{which}_match")
+        regex: dict[str, str] = getattr(self, f"{which}_match_re")
+        texts = [piece for line in lines for piece in split_matchers(line)]
+        texts += [_equality_text(n, v) for n, v in equal.items()]
+        texts += [_regex_text(n, v) for n, v in regex.items()]
+        return [parse_matcher(text) for text in texts]
+
+
+class InhibitKindRule(InhibitRule):
+    """The same rule written under `correlate:` with `kind: inhibit` (a name is required)."""
+
+    kind: Literal["inhibit"]
+    name: RuleName
+
+
+def _severity_aware(matcher: Matcher) -> Predicate:
+    """Regex matchers on severity also see its name, as Alertmanager configs expect.
+
+    Alertmanager treats `severity` as a label holding a name (`critical`); the
+    shared matcher compares regexes with the number. Pasted blocks such as
+    `severity=~"warning|info"` must keep working, so both are tried.
+    """
+    if matcher.name != "severity" or matcher.op not in ("=~", "!~"):
+        return matcher.test
+    fullmatch = re.compile(matcher.value).fullmatch
+
+    def hit(alert: Alert) -> bool:
+        level = alert.severity
+        name = SEVERITY_NAMES[level] if 0 <= level < len(SEVERITY_NAMES) else ""
+        return fullmatch(name) is not None or fullmatch(str(level)) is not None
+
+    if matcher.op == "=~":
+        return hit
+    return lambda alert: not hit(alert)
+
+
+# -- the operator -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Sources:
+    """Open source alerts with one set of `equal` values."""
+
+    one: dict[str, Alert] = field(default_factory=dict)  # match the source side only
+    two: dict[str, Alert] = field(default_factory=dict)  # match both sides
+
+    def state(self) -> tuple[bool, bool]:
+        return bool(self.one), bool(self.two)
+
+    def holder(self, two_sided_target: bool) -> Alert | None:
+        """A source that inhibits a target (Alertmanager's two-sided exclusion)."""
+        found = next(iter(self.one.values()), None)
+        if found is None and not two_sided_target:
+            found = next(iter(self.two.values()), None)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    key: Key
+    source: bool
+    target: bool
+
+
+class InhibitOperator(Operator):
+    kind = "inhibit"
+    transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
+
+    def __init__(self, spec: InhibitRule) -> None:
+        super().__init__(spec.rule_name(), spec)
+        self._is_source = all_of([_severity_aware(m) for m in spec.side("source")])
+        self._is_target = all_of([_severity_aware(m) for m in spec.side("target")])
+        self._equal_names = tuple(spec.equal)
+        self._equal = tuple(alert_getter(name) for name in spec.equal)
+        self._cap = spec.max_alerts
+        self._members: dict[str, _Member] = {}
+        self._sources: dict[Key, _Sources] = {}
+        self._targets: dict[Key, dict[str, Alert]] = {}
+        self._held: set[str] = set()  # targets this rule suppresses (kept while cleared)
+
+    def start(self, now: float, ctx: Context) -> None:
+        """(Re)build the index from the open rows: a new or changed rule knows them at once.
+
+        The index is derived from the table, so it is rebuilt whenever an engine
+        starts running the rule (one pass per load, never per event). Sources go
+        first, so targets already held stay held without a release/suppress flap.
+        """
+        self._members.clear()
+        self._sources.clear()
+        self._targets.clear()
+        self._held.clear()
+        rows = [alert for alert in ctx.table.rows.values() if alert.status != CLEARED_STATUS]
+        rows.sort(key=lambda alert: not self._is_source(alert))
+        for alert in rows:
+            self.on_transition(CREATED, alert, now, ctx)
+
+    def _classify(self, alert: Alert) -> _Member | None:
+        if alert.status == CLEARED_STATUS:
+            return None
+        source = self._is_source(alert)
+        target = self._is_target(alert)
+        if not (source or target):
+            return None
+        key = tuple(as_text(get(alert)) for get in self._equal)
+        return _Member(key, source, target)
+
+    def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
+        ident = alert.identifier
+        deleted = transition == DELETED
+        if deleted:
+            self._held.discard(ident)  # the engine dropped its suppressors with the row
+        new = None if deleted else self._classify(alert)
+        old = self._members.get(ident)
+        if new == old:
+            return
+        if old is None and len(self._members) >= self._cap:
+            ctx.count("cap_hit", self.name)
+            return
+        flipped: set[Key] = set()
+        if old is not None:
+            self._leave(ident, old, flipped)
+        if new is not None:
+            self._join(alert, new, flipped)
+        if not deleted:
+            self._settle(alert, now, ctx)
+        for key in flipped:
+            for target in list(self._targets.get(key, {}).values()):
+                self._settle(target, now, ctx)
+
+    def _join(self, alert: Alert, member: _Member, flipped: set[Key]) -> None:
+        ident = alert.identifier
+        self._members[ident] = member
+        if member.source:
+            bucket = self._sources.setdefault(member.key, _Sources())
+            before = bucket.state()
+            (bucket.two if member.target else bucket.one)[ident] = alert
+            if bucket.state() != before:
+                flipped.add(member.key)
+        if member.target:
+            self._targets.setdefault(member.key, {})[ident] = alert
+
+    def _leave(self, ident: str, member: _Member, flipped: set[Key]) -> None:
+        del self._members[ident]
+        if member.source:
+            bucket = self._sources[member.key]
+            before = bucket.state()
+            (bucket.two if member.target else bucket.one).pop(ident, None)
+            if bucket.state() != before:
+                flipped.add(member.key)
+            if not (bucket.one or bucket.two):
+                del self._sources[member.key]
+        if member.target:
+            targets = self._targets[member.key]
+            targets.pop(ident, None)
+            if not targets:
+                del self._targets[member.key]
+
+    def _settle(self, alert: Alert, now: float, ctx: Context) -> None:
+        """Suppress or release one alert so it agrees with the current sources."""
+        ident = alert.identifier
+        member = self._members.get(ident)
+        holder = None
+        if member is not None and member.target:
+            bucket = self._sources.get(member.key)
+            holder = bucket.holder(member.source) if bucket is not None else None
+        # A suppression under this name made before a reload that changed the rule
+        # is taken over, so it can be released.
+        held = ident in self._held or self.name in ctx.suppressors(alert)
+        if holder is not None and not held:
+            self._held.add(ident)
+            where = self._describe(member.key) if member is not None else ""
+            ctx.suppress(alert, now, self.name, f"inhibited by {holder.identifier} ({where})")
+        elif holder is None and held and alert.status != CLEARED_STATUS:
+            self._held.discard(ident)
+            why = (
+                f"no open source alert left ({self._describe(member.key)})"
+                if member is not None and member.target
+                else "no longer matches the target matchers"
+            )
+            ctx.unsuppress(alert, now, self.name, why)
+
+    def _describe(self, key: Key) -> str:
+        if not key:
+            return "no equal labels"
+        pairs = zip(self._equal_names, key, strict=True)
+        return "equal " + ", ".join(f"{name}={value!r}" for name, value in pairs)
+
+    def size(self) -> int:
+        return len(self._members)
+
+
+def build_rule(spec: InhibitRule) -> InhibitOperator:
+    """An operator for one `inhibit_rules` entry."""
+    return InhibitOperator(spec)
+
+
+def build(spec: InhibitKindRule, env: BuildEnv) -> InhibitOperator:
+    """An operator for a `kind: inhibit` rule under `correlate:`."""
+    return InhibitOperator(spec)

@@ -1,0 +1,233 @@
+"""`kind: pair` — a `first` event must be followed by a `second` within `within`.
+
+The late-job / lost-heartbeat-pair pattern (SEC's `PairWithWindow`): a job
+start opens a pair for its `on` values; the job end closes it. When no end
+comes by first+`within`, the rule raises its `alert:`; an end that arrives
+after that clears the alert again (the job finished, late), with a journal note.
+
+Pairs live in a dict keyed by their `on` values: a `second` costs one lookup,
+never a scan. A repeated `first` neither extends nor restarts an open pair (an
+earlier one arriving out of order moves the deadline earlier: the pair starts
+at the first `first`). A `second` without any `first` is ignored for alerting,
+but remembered for `within` so that a `first` delivered after its own `second`
+(reordered across partitions) still completes the pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
+from typing import Final, Literal
+
+from pydantic import Field
+
+from correlator.correlate.base import CLEARED, DELETED, BuildEnv, Context, Operator
+from correlator.correlate.grouping import FieldKey
+from correlator.correlate.synthetic import SyntheticAlert
+from correlator.model import Alert
+from correlator.ruleset.expr import when_alert
+from correlator.ruleset.matchers import Matcher, Predicate, all_of, compile_matchers
+from correlator.ruleset.schema import AlertSpec, Duration, FieldNames, Matchers, Rule
+from correlator.timeparse import format_duration
+
+_DUE: Final = "due"  # timer: a pair's deadline
+_ORPHAN: Final = "orphan"  # timer: forget an unpaired second
+
+Key = tuple[str, ...]
+
+
+class PairRule(Rule):
+    kind: Literal["pair"]
+    first: Matchers
+    second: Matchers
+    on: FieldNames
+    within: Duration
+    alert: AlertSpec | None = None
+    max_pairs: int = Field(100_000, ge=1)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """An open pair: the first occurrence (a private copy, for templates) and its deadline."""
+
+    first: Alert
+    at: float
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Raised:
+    """A raised alert that a late `second` may still clear."""
+
+    alert: Alert
+    at: float  # time of the `first` it was raised for
+
+
+def common_equalities(*groups: list[Matcher]) -> list[Matcher]:
+    """Equality matchers present in every group: safe dispatch keys for an OR of groups."""
+    head, *rest = groups
+    wanted = [{(m.name, m.value) for m in group if m.is_equality} for group in rest]
+    return [m for m in head if m.is_equality and all((m.name, m.value) in w for w in wanted)]
+
+
+def _snapshot(occ: Alert) -> Alert:
+    """A private copy: `occ` may be the live row, which dedup and expiry keep changing."""
+    return replace(occ, labels=dict(occ.labels), annotations=dict(occ.annotations), journal=[])
+
+
+class PairOperator(Operator):
+    kind = "pair"
+    transitions = frozenset((CLEARED, DELETED))
+
+    def __init__(self, spec: PairRule) -> None:
+        super().__init__(spec.name, spec)
+        if spec.within <= 0:
+            raise ValueError("within must be longer than 0s")
+        self.alert_spec = SyntheticAlert(spec.name, spec.alert)
+        scope = compile_matchers(spec.match)
+        first = compile_matchers(spec.first)
+        second = compile_matchers(spec.second)
+        self._is_first = all_of([m.test for m in first])
+        self._is_second = all_of([m.test for m in second])
+        self.event_filter = self._filter(scope, when_alert(spec.when))
+        self.event_keys = [m for m in scope if m.is_equality] + common_equalities(first, second)
+        self._on = FieldKey(spec.on)
+        self._within = spec.within
+        self._cap = spec.max_pairs
+        self._pending: dict[Key, _Pending] = {}
+        self._raised: dict[Key, _Raised] = {}
+        self._raised_key: dict[str, Key] = {}  # synthetic identifier → key
+        self._orphans: dict[Key, float] = {}  # key → time of the newest unpaired second
+
+    def _filter(self, scope: list[Matcher], when: Predicate | None) -> Predicate:
+        in_scope = all_of([m.test for m in scope])
+        is_first, is_second = self._is_first, self._is_second
+
+        def test(occ: Alert) -> bool:
+            return in_scope(occ) and (is_first(occ) or is_second(occ))
+
+        if when is None:
+            return test
+        return lambda occ: test(occ) and when(occ)
+
+    # -- events --------------------------------------------------------------
+
+    def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
+        key = self._on.of(occ)
+        at = occ.last_occurrence
+        if self._is_second(occ) and (key in self._pending or key in self._raised):
+            self._on_second(key, occ, at, now, ctx)
+        elif self._is_first(occ):
+            self._on_first(key, occ, at, ctx)
+        else:
+            self._remember_orphan(key, at, ctx)
+
+    def _on_first(self, key: Key, occ: Alert, at: float, ctx: Context) -> None:
+        orphan = self._orphans.get(key)
+        if orphan is not None and at <= orphan <= at + self._within:
+            del self._orphans[key]  # its second came first (reordered delivery): complete
+            return
+        pending = self._pending.get(key)
+        if pending is not None:
+            if at < pending.at:  # an earlier first, delivered late: the pair starts there
+                pending.first, pending.at = _snapshot(occ), at
+                pending.deadline = at + self._within
+                ctx.schedule(pending.deadline, self, (_DUE, key))
+            return  # a repeat neither extends nor restarts the timer
+        if self.size() >= self._cap:
+            ctx.count("cap_hit", self.name)
+            return
+        pending = _Pending(_snapshot(occ), at, at + self._within)
+        self._pending[key] = pending
+        ctx.schedule(pending.deadline, self, (_DUE, key))
+
+    def _on_second(self, key: Key, occ: Alert, at: float, now: float, ctx: Context) -> None:
+        consumed = False
+        pending = self._pending.get(key)
+        if pending is not None and at > pending.deadline:
+            self._expire(key, pending, ctx)  # too late; its deadline timer has not fired yet
+        elif pending is not None and at >= pending.at:
+            del self._pending[key]
+            consumed = True
+        raised = self._raised.get(key)
+        if raised is not None and at >= raised.at:
+            self._forget_raised(key)
+            self._clear_late(raised, occ, at, now, ctx)
+            consumed = True
+        if not consumed:
+            self._remember_orphan(key, at, ctx)
+
+    def _remember_orphan(self, key: Key, at: float, ctx: Context) -> None:
+        """A second nothing waits for: ignored, but kept `within` for a reordered first."""
+        ctx.count("unpaired_second", self.name)
+        known = self._orphans.get(key)
+        if known is not None and known >= at:
+            return
+        if known is None and self.size() >= self._cap:
+            ctx.count("cap_hit", self.name)
+            return
+        self._orphans[key] = at
+        ctx.schedule(at + self._within, self, (_ORPHAN, key))
+
+    def _clear_late(self, raised: _Raised, occ: Alert, at: float, now: float, ctx: Context) -> None:
+        row = raised.alert
+        if ctx.table.get(row.identifier) is not row:
+            return
+        late = format_duration(max(at - raised.at - self._within, 0.0))
+        why = f"second event {occ.identifier} arrived {late} after the {format_duration(self._within)} deadline"
+        ctx.clear(row, now, self.name, why)
+
+    # -- timers and transitions ------------------------------------------------
+
+    def on_timer(self, key: Hashable, now: float, ctx: Context) -> None:
+        assert isinstance(key, tuple)
+        what, group = key
+        if what == _DUE:
+            pending = self._pending.get(group)
+            if pending is not None and pending.deadline <= now:
+                self._expire(group, pending, ctx)
+        elif what == _ORPHAN:
+            orphan = self._orphans.get(group)
+            if orphan is not None and orphan + self._within <= now:
+                del self._orphans[group]
+
+    def _expire(self, key: Key, pending: _Pending, ctx: Context) -> None:
+        """No second by the deadline: raise the alert (at the deadline, whatever the clock says)."""
+        del self._pending[key]
+        when = pending.deadline
+        group = list(zip(self.spec.on, key, strict=True))
+        first = pending.first
+        alert = ctx.raise_alert(self, group, when, trigger=first, members=(first,), count=1)
+        alert.note(
+            when,
+            self.name,
+            f"raised: no second event for {self._on.describe(key)} within "
+            f"{format_duration(self._within)} of first event {first.identifier}",
+        )
+        self._forget_raised(key)
+        if alert.identifier in self._raised_key:
+            self._forget_raised(self._raised_key[alert.identifier])
+        if self.size() >= self._cap:
+            ctx.count("cap_hit", self.name)  # raised, but a late second will not clear it
+            return
+        self._raised[key] = _Raised(alert, pending.at)
+        self._raised_key[alert.identifier] = key
+
+    def _forget_raised(self, key: Key) -> None:
+        raised = self._raised.pop(key, None)
+        if raised is not None:
+            self._raised_key.pop(raised.alert.identifier, None)
+
+    def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
+        """Our raised alert was cleared or deleted by someone else: stop tracking it."""
+        key = self._raised_key.get(alert.identifier)
+        raised = self._raised.get(key) if key is not None else None
+        if key is not None and raised is not None and raised.alert is alert:
+            self._forget_raised(key)
+
+    def size(self) -> int:
+        return len(self._pending) + len(self._raised) + len(self._orphans)
+
+
+def build(spec: PairRule, env: BuildEnv) -> PairOperator:
+    return PairOperator(spec)

@@ -1,0 +1,337 @@
+"""`kind: threshold` — `count` matching events within `window` raise one alert per group.
+
+The storm-to-one-alert pattern (SEC's `SingleWithThreshold`, Netcool's event
+rate triggers): a site whose uplink is cut sends a NodeUnreachable per host;
+the rule raises one `site-outage` per site instead. Per `group_by` value the
+rule counts matching events (or `distinct:` values of a field) whose event time
+lies in the closed window [t - window, t], t being the newest event time of
+the group. At `count` it raises its `alert:` once; from then on every matching
+event is folded into that row (tally, `count`, `members`) and its row gets
+`parent` = the synthetic identifier. The alert clears `clear_after` (default
+`window`) after the last matching event; a `reset_on:` event discards the
+group's count and clears a raised alert.
+
+State is small by construction: before the raise a group holds fewer than
+`count` (time, identifier) entries, since reaching `count` raises and empties
+them; after the raise it holds counters only. One timer per group, re-armed
+when it fires (the group's deadline only ever moves later).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from pydantic import Field
+
+from correlator.correlate.base import CLEARED, BuildEnv, Context, Operator
+from correlator.correlate.synthetic import SyntheticAlert
+from correlator.model import CLEARED as STATUS_CLEARED
+from correlator.model import RESOLUTION, Alert
+from correlator.ruleset.expr import when_alert
+from correlator.ruleset.matchers import Matcher, Predicate, all_of, as_text, compile_matchers
+from correlator.ruleset.paths import alert_getter
+from correlator.ruleset.schema import AlertSpec, Duration, Matchers, Rule
+from correlator.timeparse import format_duration
+
+MAX_MEMBERS: Final = 100  # member rows handed to templates (all members get `parent`)
+MAX_VALUES: Final = 10_000  # distinct values remembered for a raised alert's `count`
+
+Key = tuple[str, ...]
+
+
+class ThresholdRule(Rule):
+    kind: Literal["threshold"]
+    group_by: list[str] = []
+    count: int = Field(ge=1)
+    window: Duration
+    distinct: str | None = None
+    clear_after: Duration | None = None
+    reset_on: Matchers = []
+    alert: AlertSpec | None = None
+    max_groups: int = Field(100_000, ge=1)
+
+
+@dataclass(slots=True)
+class _Group:
+    """One group's window (before the raise) or raised episode (after it)."""
+
+    group: list[tuple[str, str]]
+    newest: float  # newest matching event time
+    floor: float = float("-inf")  # events at or before a reset are discarded
+    times: deque[tuple[float, str]] = field(default_factory=deque)  # sorted (time, identifier)
+    seen: dict[str, tuple[float, str]] = field(default_factory=dict)  # value → (time, identifier)
+    alert: Alert | None = None
+    count: int = 0  # events (distinct values) counted for the raised alert
+    values: set[str] = field(default_factory=set)
+    members: list[Alert] = field(default_factory=list)
+    member_ids: set[str] = field(default_factory=set)
+    timer: float | None = None  # due time of the group's live timer
+
+
+def equalities_in_all(*groups: list[Matcher]) -> list[Matcher]:
+    """Equality matchers every group has: safe dispatch keys for an OR of groups."""
+    head, *rest = groups
+    wanted = [{(m.name, m.value) for m in group if m.is_equality} for group in rest]
+    return [m for m in head if m.is_equality and all((m.name, m.value) in w for w in wanted)]
+
+
+def default_alert(spec: AlertSpec | None, summary: str, expire_after: float) -> AlertSpec:
+    """The rule's `alert:` with the kind's defaults for what it leaves unset."""
+    spec = spec or AlertSpec()
+    update: dict[str, object] = {}
+    if spec.summary is None:
+        update["summary"] = summary
+    if spec.expire_after is None:
+        update["expire_after"] = expire_after
+    return spec.model_copy(update=update) if update else spec
+
+
+def group_text(names: list[str]) -> str:
+    """A template naming each group value, e.g. ` for labels.site={{ group['labels.site'] }}`."""
+    if not names:
+        return ""
+    return " for " + ", ".join(f"{n}={{{{ group[{n!r}] }}}}" for n in names)
+
+
+class ThresholdOperator(Operator):
+    kind = "threshold"
+    transitions = frozenset((CLEARED,))
+
+    def __init__(self, spec: ThresholdRule) -> None:
+        super().__init__(spec.name, spec)
+        if spec.window <= 0:
+            raise ValueError("window must be longer than 0s")
+        if spec.clear_after is not None and spec.clear_after <= 0:
+            raise ValueError("clear_after must be longer than 0s")
+        self._window = spec.window
+        self._clear_after = spec.window if spec.clear_after is None else spec.clear_after
+        self._count = spec.count
+        self._cap = spec.max_groups
+        self._names = list(spec.group_by)
+        self._group_of = [alert_getter(name) for name in spec.group_by]
+        self._distinct = alert_getter(spec.distinct) if spec.distinct else None
+        what = f"distinct {spec.distinct} values" if spec.distinct else "matching events"
+        self._what = what
+        summary = f"{{{{ count }}}} {what} within {format_duration(spec.window)}"
+        self.alert_spec = SyntheticAlert(
+            spec.name,
+            default_alert(spec.alert, summary + group_text(self._names), self._clear_after),
+        )
+        scope = compile_matchers(spec.match)
+        reset = compile_matchers(spec.reset_on)
+        self._counts = self._counted(scope, when_alert(spec.when))
+        self._is_reset = all_of([m.test for m in reset]) if reset else None
+        self.event_filter = self._counts if self._is_reset is None else self._either()
+        self.event_keys = equalities_in_all(scope, reset) if reset else self._eq(scope)
+        self._groups: dict[Key, _Group] = {}
+        self._raised_key: dict[str, Key] = {}  # synthetic identifier → group
+
+    @staticmethod
+    def _eq(scope: list[Matcher]) -> list[Matcher]:
+        return [m for m in scope if m.is_equality]
+
+    @staticmethod
+    def _counted(scope: list[Matcher], when: Predicate | None) -> Predicate:
+        """Matching events; resolutions only when the rule's `match` names `type` itself."""
+        preds = [m.test for m in scope]
+        if not any(m.name == "type" for m in scope):
+            preds.append(lambda occ: occ.type != RESOLUTION)
+        if when is not None:
+            preds.append(when)
+        return all_of(preds)
+
+    def _either(self) -> Predicate:
+        counts, is_reset = self._counts, self._is_reset
+        assert is_reset is not None
+        return lambda occ: is_reset(occ) or counts(occ)
+
+    def _key(self, alert: Alert) -> Key:
+        return tuple(as_text(get(alert)) for get in self._group_of)
+
+    def _desc(self, g: _Group) -> str:
+        return ", ".join(f"{n}={v}" for n, v in g.group) or "all events"
+
+    # -- events --------------------------------------------------------------
+
+    def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
+        key = self._key(occ)
+        at = occ.last_occurrence
+        if self._is_reset is not None and self._is_reset(occ):
+            self._reset(key, occ, at, now, ctx)
+            return
+        g = self._groups.get(key)
+        if g is None:
+            if len(self._groups) >= self._cap:
+                ctx.count("cap_hit", self.name)
+                return
+            g = self._groups[key] = _Group(list(zip(self._names, key, strict=True)), at)
+        elif at < g.newest - self._window or at <= g.floor:
+            ctx.count("late", self.name)  # its window has passed (or a reset discarded it)
+            return
+        g.newest = max(g.newest, at)
+        if g.alert is not None:
+            self._fold(key, g, occ, row, now, ctx)
+        elif self._add(g, occ, at):
+            self._raise(key, g, row or occ, now, ctx)
+        self._arm(key, g, ctx)
+
+    def _add(self, g: _Group, occ: Alert, at: float) -> bool:
+        """Count one event into the window; True when the threshold is reached."""
+        cutoff = g.newest - self._window
+        if self._distinct is None:
+            times = g.times
+            if times and at < times[-1][0]:
+                times.insert(_position(times, at), (at, occ.identifier))  # out of order
+            else:
+                times.append((at, occ.identifier))
+            while times[0][0] < cutoff:
+                times.popleft()
+            return len(times) >= self._count
+        value = as_text(self._distinct(occ))
+        known = g.seen.get(value)
+        if known is None or at >= known[0]:
+            g.seen[value] = (at, occ.identifier)
+        if len(g.seen) >= self._count:  # only then can stale values change the answer
+            g.seen = {v: e for v, e in g.seen.items() if e[0] >= cutoff}
+        return len(g.seen) >= self._count
+
+    def _raise(self, key: Key, g: _Group, trigger: Alert, now: float, ctx: Context) -> None:
+        entries = list(g.seen.values()) if self._distinct is not None else list(g.times)
+        g.count = len(entries)
+        g.values = set(g.seen)
+        g.times.clear()
+        g.seen.clear()
+        rows = [r for _, i in sorted(entries) if (r := ctx.table.get(i)) is not None]
+        for row in rows:
+            if row.identifier not in g.member_ids and len(g.members) < MAX_MEMBERS:
+                g.members.append(row)
+                g.member_ids.add(row.identifier)
+        alert = ctx.raise_alert(
+            self, g.group, now, trigger=trigger, members=g.members, count=g.count
+        )
+        self._attach(key, g, alert)
+        span = format_duration(self._window)
+        alert.note(
+            now, self.name, f"raised: {g.count} {self._what} within {span} for {self._desc(g)}"
+        )
+        for row in rows:
+            self._adopt(g, row, alert, now, ctx)
+
+    def _fold(
+        self, key: Key, g: _Group, occ: Alert, row: Alert | None, now: float, ctx: Context
+    ) -> None:
+        """A matching event while raised: one more occurrence of the synthetic alert."""
+        if self._distinct is None:
+            g.count += 1
+        elif len(g.values) < MAX_VALUES:
+            g.values.add(as_text(self._distinct(occ)))
+            g.count = len(g.values)
+        if row is not None and row.identifier not in g.member_ids and len(g.members) < MAX_MEMBERS:
+            g.members.append(row)
+            g.member_ids.add(row.identifier)
+        alert = ctx.raise_alert(
+            self, g.group, now, trigger=row or occ, members=g.members, count=g.count
+        )
+        if alert is not g.alert:  # the row was replaced (deleted and raised anew)
+            self._attach(key, g, alert)
+        if row is not None:
+            self._adopt(g, row, alert, now, ctx)
+
+    def _adopt(self, g: _Group, row: Alert, alert: Alert, now: float, ctx: Context) -> None:
+        """Point a member at the synthetic alert, unless another open parent holds it."""
+        if row.parent == alert.identifier or row is alert:
+            return
+        if row.parent is not None:
+            other = ctx.table.get(row.parent)
+            if other is not None and other.status != STATUS_CLEARED:
+                return
+        row.parent = alert.identifier
+        why = f"parent set to {alert.identifier}: counted for {self._desc(g)}"
+        ctx.modify(row, now, self.name, why)
+
+    def _reset(self, key: Key, occ: Alert, at: float, now: float, ctx: Context) -> None:
+        """Discard the group's count up to the reset's time; clear a raised alert it postdates."""
+        g = self._groups.get(key)
+        if g is None:
+            return
+        g.floor = max(g.floor, at)
+        if g.alert is not None and at >= g.newest:
+            alert = self._detach(g)
+            ctx.clear(alert, now, self.name, f"reset by {occ.identifier}")
+        while g.times and g.times[0][0] <= at:
+            g.times.popleft()
+        g.seen = {v: e for v, e in g.seen.items() if e[0] > at}
+        self._arm(key, g, ctx)
+
+    # -- timers and transitions ------------------------------------------------
+
+    def _deadline(self, g: _Group) -> float:
+        if g.alert is not None:
+            return g.newest + self._clear_after
+        return max(g.newest, g.floor) + self._window
+
+    def _arm(self, key: Key, g: _Group, ctx: Context) -> None:
+        due = self._deadline(g)
+        if g.timer is None or due < g.timer:
+            g.timer = due
+            ctx.schedule(due, self, key)
+
+    def on_timer(self, key: Hashable, now: float, ctx: Context) -> None:
+        """Clear a raised alert after `clear_after` of silence; forget an idle group."""
+        assert isinstance(key, tuple)
+        g = self._groups.get(key)
+        if g is None or g.timer != now:
+            return  # stale: the group is gone or has an earlier timer of its own
+        g.timer = None
+        if self._deadline(g) > now:
+            self._arm(key, g, ctx)
+            return
+        if g.alert is not None:
+            alert = self._detach(g)
+            quiet = format_duration(self._clear_after)
+            ctx.clear(alert, now, self.name, f"no matching event for {quiet} ({self._desc(g)})")
+        del self._groups[key]
+
+    def _attach(self, key: Key, g: _Group, alert: Alert) -> None:
+        if g.alert is not None:
+            self._raised_key.pop(g.alert.identifier, None)
+        g.alert = alert
+        self._raised_key[alert.identifier] = key
+
+    def _detach(self, g: _Group) -> Alert:
+        """End the group's episode; the next matching event starts counting afresh."""
+        alert = g.alert
+        assert alert is not None
+        self._raised_key.pop(alert.identifier, None)
+        g.alert = None
+        g.count = 0
+        g.values = set()
+        g.members = []
+        g.member_ids = set()
+        return alert
+
+    def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
+        """Our alert was cleared by someone else (operator, expiry): the episode ends."""
+        key = self._raised_key.get(alert.identifier)
+        g = self._groups.get(key) if key is not None else None
+        if g is not None and g.alert is alert:
+            self._detach(g)
+            alert.note(now, self.name, f"{self.name} counts afresh for {self._desc(g)}")
+
+    def size(self) -> int:
+        return len(self._groups)
+
+
+def _position(times: deque[tuple[float, str]], at: float) -> int:
+    """Where a late event goes: after every entry at or before `at` (searching from the end)."""
+    i = len(times)
+    while i and times[i - 1][0] > at:
+        i -= 1
+    return i
+
+
+def build(spec: ThresholdRule, env: BuildEnv) -> ThresholdOperator:
+    return ThresholdOperator(spec)

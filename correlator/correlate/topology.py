@@ -1,0 +1,324 @@
+"""`kind: topology` — downstream alerts become symptoms of the most-upstream open alert.
+
+With the `topology:` graph (`<node>: {depends_on: [..]}`, transitive), an open
+matching alert on a node whose upstream nodes carry an open matching alert is a
+symptom: its `parent` is the root alert's identifier and the rule suppresses
+it. The root is the open matching alert on the most upstream such node (the
+one with the smallest depth below the top of the graph; ties go to the oldest
+alert, by serial), so a root never has an open alert above it.
+
+Arrival order does not matter: a root that opens later adopts the open alerts
+below it (re-parenting those under a less upstream root); when a root clears,
+each of its still-open symptoms moves under the next open ancestor alert or is
+released. A symptom that clears keeps `parent` and its suppression as the
+record of why nobody was told (released if it reopens with no root left).
+
+The graph is compiled once per build: for each node its transitive ancestors,
+most upstream first, and its transitive descendants. Open alerts are kept per
+node, so an alert opening costs a walk of its own ancestors and, when it is a
+root, of its descendants' nodes: never a table scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, PrivateAttr
+
+from correlator.correlate.base import (
+    CLEARED,
+    CREATED,
+    DELETED,
+    MODIFIED,
+    REOPENED,
+    UPDATED,
+    BuildEnv,
+    Context,
+    Operator,
+)
+from correlator.model import CLEARED as CLEARED_STATUS
+from correlator.model import Alert
+from correlator.ruleset.expr import when_alert
+from correlator.ruleset.matchers import all_of, compile_matchers
+from correlator.ruleset.schema import Rule
+
+
+class TopologyRule(Rule):
+    kind: Literal["topology"]
+    max_alerts: int = Field(100_000, ge=1)
+    # The graph the rule was built against: part of its definition, so a reload
+    # that changes `topology:` rebuilds the operator instead of keeping a stale graph.
+    _graph: tuple[tuple[str, tuple[str, ...]], ...] = PrivateAttr(default=())
+
+
+# -- the graph ------------------------------------------------------------------
+
+
+def find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Dependency cycles as node paths (`[a, b, a]`), each found once; iterative DFS."""
+    gray, black = 1, 2
+    color: dict[str, int] = {}
+    cycles: list[list[str]] = []
+    for start in graph:
+        if color.get(start):
+            continue
+        color[start] = gray
+        path = [start]
+        stack = [iter(graph.get(start, ()))]
+        while stack:
+            for dep in stack[-1]:
+                seen = color.get(dep, 0)
+                if seen == gray:
+                    cycles.append([*path[path.index(dep) :], dep])
+                elif not seen:
+                    color[dep] = gray
+                    path.append(dep)
+                    stack.append(iter(graph.get(dep, ())))
+                    break
+            else:
+                color[path.pop()] = black
+                stack.pop()
+    return cycles
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """The compiled topology: depth, ancestors (most upstream first), descendants."""
+
+    depth: dict[str, int]
+    upstream: dict[str, tuple[str, ...]]
+    downstream: dict[str, tuple[str, ...]]
+
+
+def compile_graph(graph: Mapping[str, Sequence[str]]) -> Graph:
+    """Transitive closure in topological order; nodes on or below a cycle are left out.
+
+    The loader rejects cycles with their position, so this only has to stay
+    well-defined if it is handed one.
+    """
+    nodes = set(graph) | {dep for deps in graph.values() for dep in deps}
+    deps_of = {node: set(graph.get(node, ())) for node in nodes}
+    waiting = {node: len(deps) for node, deps in deps_of.items()}
+    children: dict[str, list[str]] = {node: [] for node in nodes}
+    for node, deps in deps_of.items():
+        for dep in deps:
+            children[dep].append(node)
+    ready = sorted(node for node, count in waiting.items() if count == 0)
+    depth: dict[str, int] = {}
+    ancestors: dict[str, set[str]] = {}
+    while ready:
+        node = ready.pop()
+        deps = deps_of[node]
+        depth[node] = 1 + max((depth[d] for d in deps), default=-1)
+        ancestors[node] = set(deps).union(*(ancestors[d] for d in deps))
+        for child in children[node]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    below: dict[str, list[str]] = {}
+    for node, above in ancestors.items():
+        for ancestor in above:
+            below.setdefault(ancestor, []).append(node)
+    return Graph(
+        depth=depth,
+        upstream={
+            node: tuple(sorted(above, key=lambda a: (depth[a], a)))
+            for node, above in ancestors.items()
+            if above
+        },
+        downstream={node: tuple(sorted(nodes_below)) for node, nodes_below in below.items()},
+    )
+
+
+# -- the operator ---------------------------------------------------------------
+
+
+class TopologyOperator(Operator):
+    kind = "topology"
+    transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
+
+    def __init__(self, spec: TopologyRule, graph: Graph) -> None:
+        super().__init__(spec.name, spec)
+        preds = [m.test for m in compile_matchers(spec.match)]
+        when = when_alert(spec.when)
+        if when is not None:
+            preds.append(when)
+        self._matches = all_of(preds)
+        self._graph = graph
+        self._cap = spec.max_alerts
+        self._open: dict[str, dict[str, Alert]] = {}  # node → its open matching alerts
+        self._node_of: dict[str, str] = {}  # member identifier → node
+        self._root_of: dict[str, Alert] = {}  # open symptom → its root alert
+        self._symptoms: dict[str, dict[str, Alert]] = {}  # root identifier → open symptoms
+        self._held: dict[str, str] = {}  # parent we set, by identifier (kept while cleared)
+
+    def start(self, now: float, ctx: Context) -> None:
+        """(Re)build the state from the open rows: a new or changed rule knows them at once.
+
+        The state is derived from the table, so it is rebuilt whenever an engine
+        starts running the rule (one pass per load, never per event). Upstream
+        alerts go first, so symptoms find their root directly, without a flap.
+        """
+        for state in (self._open, self._node_of, self._root_of, self._symptoms, self._held):
+            state.clear()
+        depth = self._graph.depth
+        rows = [alert for alert in ctx.table.rows.values() if self._node(alert) is not None]
+        rows.sort(key=lambda alert: (depth[alert.node], alert.serial))
+        for alert in rows:
+            self.on_transition(CREATED, alert, now, ctx)
+
+    def _node(self, alert: Alert) -> str | None:
+        """The graph node an alert takes part on, or None when it does not take part."""
+        node = alert.node
+        if alert.status == CLEARED_STATUS:
+            return None
+        if node not in self._graph.upstream and node not in self._graph.downstream:
+            return None  # outside the graph, or a node nothing depends on and on nothing
+        return node if self._matches(alert) else None
+
+    def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
+        deleted = transition == DELETED
+        node = None if deleted else self._node(alert)
+        old = self._node_of.get(alert.identifier)
+        if node != old:
+            if old is not None:
+                self._leave(alert, old, now, ctx, deleted=deleted)
+            if node is not None:
+                self._join(alert, node, now, ctx)
+        if deleted:
+            self._held.pop(alert.identifier, None)  # the engine dropped its suppressors
+
+    def _rank(self, alert: Alert) -> tuple[int, int]:
+        return self._graph.depth[alert.node], alert.serial
+
+    def _best_root(self, node: str) -> Alert | None:
+        """The oldest open member on the most upstream ancestor that has one."""
+        best: Alert | None = None
+        best_depth = 0
+        depth = self._graph.depth
+        for up in self._graph.upstream.get(node, ()):
+            if best is not None and depth[up] > best_depth:
+                break
+            bucket = self._open.get(up)
+            if not bucket:
+                continue
+            oldest = min(bucket.values(), key=lambda a: a.serial)
+            if best is None or oldest.serial < best.serial:
+                best, best_depth = oldest, depth[up]
+        return best
+
+    def _join(self, alert: Alert, node: str, now: float, ctx: Context) -> None:
+        if len(self._node_of) >= self._cap:
+            ctx.count("cap_hit", self.name)
+            return
+        ident = alert.identifier
+        self._node_of[ident] = node
+        self._open.setdefault(node, {})[ident] = alert
+        self._inherit(alert, ctx)
+        root = self._best_root(node)
+        if root is not None:
+            self._attach(alert, root, now, ctx)
+            return
+        self._release(alert, now, ctx, "no open upstream alert")
+        self._adopt(alert, node, now, ctx)
+
+    def _inherit(self, alert: Alert, ctx: Context) -> None:
+        """Take over a suppression under this name made before a reload changed the rule.
+
+        The parent is taken over too when it is an alert on a node of the graph
+        (other kinds parent their members to synthetic alerts).
+        """
+        ident = alert.identifier
+        if ident in self._held or self.name not in ctx.suppressors(alert):
+            return
+        parent = ctx.table.get(alert.parent) if alert.parent else None
+        ours = parent is not None and parent.node in self._graph.depth
+        self._held[ident] = alert.parent if ours and alert.parent else ""
+
+    def _adopt(self, root: Alert, node: str, now: float, ctx: Context) -> None:
+        """A new root: every open member below that it is more upstream than moves under it."""
+        rank = self._rank(root)
+        adopted = 0
+        for below in self._graph.downstream.get(node, ()):
+            for symptom in list(self._open.get(below, {}).values()):
+                if self._node_of.get(root.identifier) != node:
+                    return  # the root left while we were at it (another rule cleared it)
+                if self._node_of.get(symptom.identifier) != below:
+                    continue
+                current = self._root_of.get(symptom.identifier)
+                if current is None or rank < self._rank(current):
+                    self._attach(symptom, root, now, ctx)
+                    adopted += 1
+        if adopted:
+            root.note(now, self.name, f"root cause of {adopted} downstream alerts")
+
+    def _attach(self, symptom: Alert, root: Alert, now: float, ctx: Context) -> None:
+        sid = symptom.identifier
+        previous = self._root_of.get(sid)
+        if previous is root:
+            return
+        if previous is not None:
+            self._drop_symptom(previous.identifier, sid)
+        self._root_of[sid] = root
+        self._symptoms.setdefault(root.identifier, {})[sid] = symptom
+        self._held[sid] = root.identifier
+        why = f"{symptom.node} depends on {root.node}, where {root.identifier} is open"
+        if symptom.parent != root.identifier:
+            symptom.parent = root.identifier
+            ctx.modify(symptom, now, self.name, f"symptom of {root.identifier}: {why}")
+        ctx.suppress(symptom, now, self.name, why)
+
+    def _drop_symptom(self, root_id: str, sid: str) -> None:
+        bucket = self._symptoms.get(root_id)
+        if bucket is not None:
+            bucket.pop(sid, None)
+            if not bucket:
+                del self._symptoms[root_id]
+
+    def _leave(self, alert: Alert, node: str, now: float, ctx: Context, *, deleted: bool) -> None:
+        ident = alert.identifier
+        del self._node_of[ident]
+        bucket = self._open[node]
+        del bucket[ident]
+        if not bucket:
+            del self._open[node]
+        root = self._root_of.pop(ident, None)
+        if root is not None:
+            self._drop_symptom(root.identifier, ident)
+        if not deleted and alert.status != CLEARED_STATUS:
+            self._release(alert, now, ctx, "no longer matches the rule")
+        for symptom in list(self._symptoms.pop(ident, {}).values()):
+            self._rehome(symptom, alert, now, ctx)
+
+    def _rehome(self, symptom: Alert, gone: Alert, now: float, ctx: Context) -> None:
+        """The root `gone` left: move `symptom` under the next open ancestor, or release it."""
+        sid = symptom.identifier
+        if self._root_of.get(sid) is not gone:
+            return
+        del self._root_of[sid]
+        root = self._best_root(self._node_of[sid])
+        if root is not None:
+            self._attach(symptom, root, now, ctx)
+        else:
+            self._release(symptom, now, ctx, f"root {gone.identifier} is no longer open")
+
+    def _release(self, alert: Alert, now: float, ctx: Context, why: str) -> None:
+        root_id = self._held.pop(alert.identifier, None)
+        if root_id is None:
+            return
+        if alert.parent == root_id:
+            alert.parent = None
+            ctx.modify(alert, now, self.name, f"no longer a symptom of {root_id}: {why}")
+        ctx.unsuppress(alert, now, self.name, why)
+
+    def size(self) -> int:
+        return len(self._node_of)
+
+
+def build(spec: TopologyRule, env: BuildEnv) -> TopologyOperator:
+    """Compile the graph once for this rule; it becomes part of the rule's definition."""
+    bound = spec.model_copy()
+    bound._graph = tuple(sorted(env.topology.items()))
+    return TopologyOperator(bound, compile_graph(env.topology))

@@ -1,0 +1,208 @@
+"""`kind: change`: alerts born inside a change's window get `suspect_change`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from correlator.correlate.change import MAX_PER_KEY
+from correlator.engine import Engine
+from correlator.errors import RuleSetError
+from correlator.model import Change
+from correlator.ruleset.loader import RuleSet
+
+RULES = """
+correlate:
+  - name: deploy-suspect
+    kind: change
+    change: ['alertgroup="Deploy"']
+    match: ['severity>=3']
+    on: [labels.service]
+    within: 30m
+"""
+NAME = "deploy-suspect"
+
+
+def deploy(at: float, version: str = "v42", service: str = "checkout") -> dict[str, Any]:
+    return {
+        "node": "ci",
+        "alertgroup": "Deploy",
+        "alertkey": f"{service}-{version}",
+        "type": "info",
+        "severity": "indeterminate",
+        "summary": f"deploy {service} {version}",
+        "labels": {"service": service},
+        "expire_after": "1h",
+        "timestamp": at,
+    }
+
+
+def down(at: float, node: str = "web-1", service: str = "checkout", **kw: Any) -> dict[str, Any]:
+    event = {
+        "node": node,
+        "alertgroup": "HTTPDown",
+        "severity": "major",
+        "labels": {"service": service},
+        "timestamp": at,
+    }
+    event.update(kw)
+    return event
+
+
+def up(at: float, node: str = "web-1") -> dict[str, Any]:
+    return {"node": node, "alertgroup": "HTTPDown", "type": "resolution", "timestamp": at}
+
+
+def feed(eng: Engine, event: dict[str, Any], now: float | None = None) -> list[Change]:
+    at = event["timestamp"] if now is None else now
+    return eng.run_timers_before(at) + eng.process(event, at)
+
+
+def suspect(eng: Engine, identifier: str = "web-1:HTTPDown::") -> str | None:
+    row = eng.table.get(identifier)
+    assert row is not None
+    return row.annotations.get("suspect_change")
+
+
+@pytest.fixture
+def eng(engine: Callable[[str], Engine]) -> Engine:
+    return engine(RULES)
+
+
+def test_alert_inside_the_window_names_the_change(eng: Engine) -> None:
+    """An alert created 4m after a deploy of its service points at that deploy, with a note."""
+    feed(eng, deploy(0))
+    changes = feed(eng, down(240))
+    assert [c.kind for c in changes] == ["alert.created", "alert.updated"]
+    assert suspect(eng) == "ci:Deploy:checkout-v42:"
+    row = eng.table.get("web-1:HTTPDown::")
+    assert row is not None
+    note = row.journal[-1]
+    assert note.who == NAME
+    assert "ci:Deploy:checkout-v42: (deploy checkout v42): 4m before" in note.text
+    assert "30m window on labels.service=checkout" in note.text
+
+
+def test_window_is_closed_at_its_end(eng: Engine) -> None:
+    """At exactly change+within the alert is still a suspect; one second later it is not."""
+    feed(eng, deploy(0))
+    feed(eng, down(1800))
+    feed(eng, down(1801, node="web-2"))
+    assert suspect(eng) == "ci:Deploy:checkout-v42:"
+    assert suspect(eng, "web-2:HTTPDown::") is None
+    assert eng.operators[NAME].size() == 0  # the window timer dropped the change
+
+
+def test_alert_older_than_the_change_is_not_a_suspect(eng: Engine) -> None:
+    """An alert that started before the change (delivered after it) cannot be caused by it."""
+    feed(eng, deploy(100))
+    feed(eng, down(90), now=100)
+    assert suspect(eng) is None
+
+
+def test_other_services_and_non_matching_alerts_are_untouched(eng: Engine) -> None:
+    """Only alerts with the same `on` values that match `match` are annotated."""
+    feed(eng, deploy(0))
+    feed(eng, down(10, service="search"))
+    feed(eng, down(10, node="web-3", severity="warning"))
+    feed(eng, down(10, node="web-4", type="info"))
+    feed(eng, deploy(20, version="v43"))  # a change row is never its own suspect
+    assert suspect(eng) is None
+    assert suspect(eng, "web-3:HTTPDown::") is None
+    assert suspect(eng, "web-4:HTTPDown::") is None
+    assert suspect(eng, "ci:Deploy:checkout-v43:") is None
+
+
+def test_overlapping_changes_pick_the_most_recent(eng: Engine) -> None:
+    """Two deploys in the window: the later one is the suspect for alerts after it."""
+    feed(eng, deploy(0, "v42"))
+    feed(eng, deploy(600, "v43"))
+    feed(eng, down(700))
+    assert suspect(eng) == "ci:Deploy:checkout-v43:"
+
+
+def test_alert_between_two_changes_picks_the_one_before_it(eng: Engine) -> None:
+    """A late alert stamped between two deploys points at the earlier one, not the future one."""
+    feed(eng, deploy(0, "v42"))
+    feed(eng, deploy(600, "v43"))
+    feed(eng, down(300), now=600)
+    assert suspect(eng) == "ci:Deploy:checkout-v42:"
+
+
+def test_late_older_change_does_not_override_a_newer_one(eng: Engine) -> None:
+    """Out of order changes are kept sorted by time: the newest still wins for new alerts."""
+    feed(eng, deploy(600, "v43"))
+    feed(eng, deploy(500, "v42"), now=600)
+    feed(eng, down(700))
+    assert suspect(eng) == "ci:Deploy:checkout-v43:"
+
+
+def test_reopened_alert_gets_the_change_of_its_new_window(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """A reopen inside a later change window points at that change; outside, the old one stays."""
+    eng = Engine(ruleset(RULES), delete_cleared_after=86_400)
+    feed(eng, deploy(0, "v42"))
+    feed(eng, down(60))
+    feed(eng, up(120))
+    feed(eng, deploy(3600, "v43"))
+    feed(eng, down(3660))
+    assert suspect(eng) == "ci:Deploy:checkout-v43:"
+    feed(eng, up(3700))
+    feed(eng, down(9000))  # no window open: left as it was
+    assert suspect(eng) == "ci:Deploy:checkout-v43:"
+    row = eng.table.get("web-1:HTTPDown::")
+    assert row is not None and row.tally == 3
+    assert sum(e.who == NAME for e in row.journal) == 2
+
+
+def test_repeated_change_moves_its_window(eng: Engine) -> None:
+    """The same change identifier again (a re-run deploy) restarts its window at the new time."""
+    feed(eng, deploy(0))
+    feed(eng, deploy(1500))
+    feed(eng, down(3000))
+    assert suspect(eng) == "ci:Deploy:checkout-v42:"
+
+
+def test_change_without_on_values_is_ignored(eng: Engine) -> None:
+    """A change that names no service says nothing about any alert (counted)."""
+    feed(eng, {**deploy(0), "labels": {}})
+    feed(eng, down(10, service=""))
+    assert suspect(eng) is None
+    assert eng.stats.rule_events[(NAME, "change_without_key")] == 1
+
+
+def test_cap_refuses_new_keys(engine: Callable[[str], Engine]) -> None:
+    """With max_keys reached, a change for new `on` values is refused and counted."""
+    eng = engine(RULES + "    max_keys: 1\n")
+    feed(eng, deploy(0, service="checkout"))
+    feed(eng, deploy(0, service="search"))
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 1
+    feed(eng, down(10, node="web-9", service="search"))
+    assert suspect(eng, "web-9:HTTPDown::") is None
+
+
+def test_recent_changes_per_key_are_bounded(eng: Engine) -> None:
+    """A config push storm keeps only the most recent changes per `on` values."""
+    for i in range(MAX_PER_KEY + 5):
+        feed(eng, deploy(i, version=f"v{i}"))
+    windows = eng.operators[NAME]._windows  # type: ignore[attr-defined]
+    assert len(windows[("checkout",)]) == MAX_PER_KEY
+    feed(eng, down(100))
+    assert suspect(eng) == f"ci:Deploy:checkout-v{MAX_PER_KEY + 4}:"
+
+
+def test_within_must_be_positive(ruleset: Callable[[str], RuleSet]) -> None:
+    """A zero window is a rule error."""
+    with pytest.raises(RuleSetError, match="within must be longer than 0s"):
+        ruleset(RULES.replace("within: 30m", "within: 0s"))
+
+
+def test_late_duplicate_of_a_change_keeps_its_window(eng: Engine) -> None:
+    """The same change delivered again with an older time does not move its window back."""
+    feed(eng, deploy(1000))
+    feed(eng, deploy(800), now=1000)
+    feed(eng, down(2700))  # inside 1000 + 30m, outside 800 + 30m
+    assert suspect(eng) == "ci:Deploy:checkout-v42:"

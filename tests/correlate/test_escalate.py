@@ -1,0 +1,254 @@
+"""`kind: escalate`: an open, unacknowledged alert gets louder after `after`, once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from correlator.engine import Engine
+from correlator.errors import RuleSetError
+from correlator.model import Change
+from correlator.ruleset.loader import RuleSet
+
+RULES = """
+correlate:
+  - name: unacked
+    kind: escalate
+    match: ['severity>=4']
+    after: 15m
+    set: {severity: critical, labels.priority: "P1-{{ labels.team }}"}
+    receiver: pager
+"""
+MAINTENANCE = """
+  - name: planned
+    kind: maintenance
+    match: ['node="db-1"']
+    schedule: {start: 1970-01-01T00:10:00Z, end: 1970-01-01T00:40:00Z}
+"""
+DB = "db-1:DiskFull::"
+
+
+def disk(
+    at: float, severity: str = "major", kind: str = "problem", **labels: str
+) -> dict[str, Any]:
+    return {
+        "node": "db-1",
+        "alertgroup": "DiskFull",
+        "severity": severity,
+        "type": kind,
+        "labels": {"team": "dba", **labels},
+        "timestamp": at,
+    }
+
+
+def feed(eng: Engine, event: dict[str, Any]) -> list[Change]:
+    at = event["timestamp"]
+    return eng.run_timers_before(at) + eng.process(event, at)
+
+
+def pages(changes: list[Change]) -> list[tuple[str | None, list[str]]]:
+    return [
+        (c.receiver, [a.identifier for a in c.alerts or ()])
+        for c in changes
+        if c.kind == "notification"
+    ]
+
+
+@pytest.fixture
+def eng(engine: Callable[[str], Engine]) -> Engine:
+    return engine(RULES)
+
+
+def test_unacknowledged_for_after_escalates_and_pages_once(eng: Engine) -> None:
+    """At exactly `after`: set applied, one notification, a journal note, a modify."""
+    feed(eng, disk(0))
+    assert eng.tick(899) == []
+    out = eng.tick(900)
+    row = eng.table.rows[DB]
+    assert row.severity == 5 and row.labels["priority"] == "P1-dba"
+    assert pages(out) == [("pager", [DB])]
+    assert [c.kind for c in out] == ["alert.updated", "notification"]
+    assert row.journal[-1].text.startswith("escalated by unacked: open and unacknowledged for 15m")
+    assert pages(eng.tick(5000)) == []
+    assert eng.stats.rule_events[("unacked", "escalated")] == 1
+
+
+def test_acknowledge_stops_the_clock(eng: Engine) -> None:
+    """An operator took it: no escalation."""
+    feed(eng, disk(0))
+    eng.acknowledge(DB, "alice", 600)
+    assert pages(eng.tick(2000)) == []
+    assert eng.table.rows[DB].severity == 4
+
+
+def test_a_clear_stops_it_and_a_reopen_restarts_the_clock(eng: Engine) -> None:
+    """Cleared at 10m: nothing at 15m; reopened at 20m: escalates at 35m, not 30m."""
+    feed(eng, disk(0))
+    feed(eng, disk(600, kind="resolution"))
+    assert pages(eng.tick(900)) == []
+    feed(eng, disk(1200))
+    assert pages(eng.tick(2099)) == []
+    assert pages(eng.tick(2100)) == [("pager", [DB])]
+
+
+def test_a_reopen_after_escalation_starts_a_new_episode(eng: Engine) -> None:
+    """Labels the escalation set are put back; the next episode can escalate again."""
+    feed(eng, disk(0, priority="P3"))
+    eng.tick(900)
+    feed(eng, disk(1000, kind="resolution"))
+    feed(eng, disk(1100, priority="P3"))
+    row = eng.table.rows[DB]
+    assert row.labels["priority"] == "P3" and row.severity == 4
+    assert pages(eng.tick(2000)) == [("pager", [DB])]
+
+
+def test_escalated_values_survive_deduplication(eng: Engine) -> None:
+    """A new occurrence resets severity and labels: the escalation puts them back."""
+    feed(eng, disk(0))
+    eng.tick(900)
+    out = feed(eng, disk(1000, priority="P3"))
+    row = eng.table.rows[DB]
+    assert row.severity == 5 and row.labels["priority"] == "P1-dba"
+    assert "kept escalated" in row.journal[-1].text
+    assert pages(out) == []
+
+
+def test_an_alert_that_starts_matching_later_is_timed_from_then(eng: Engine) -> None:
+    """Minor at 0, major from 5m: the clock starts at 5m."""
+    feed(eng, disk(0, severity="minor"))
+    feed(eng, disk(300))
+    assert pages(eng.tick(1199)) == []
+    assert pages(eng.tick(1200)) == [("pager", [DB])]
+
+
+def test_an_alert_that_stops_matching_stops_the_clock(eng: Engine) -> None:
+    """Downgraded to minor before the deadline: no escalation."""
+    feed(eng, disk(0))
+    feed(eng, disk(300, severity="minor"))
+    assert pages(eng.tick(2000)) == []
+
+
+def test_time_in_maintenance_does_not_count(engine: Callable[[str], Engine]) -> None:
+    """Open at 0, held 10m-40m: 10m counted before, 5m after → escalates at 45m."""
+    eng = engine(RULES + MAINTENANCE)
+    feed(eng, disk(0))
+    assert pages(eng.tick(2699)) == []
+    out = eng.tick(2700)
+    assert pages(out) == [("pager", [DB])]
+
+
+def test_an_alert_born_in_maintenance_starts_counting_at_its_end(
+    engine: Callable[[str], Engine],
+) -> None:
+    """Created inside the window: the clock starts when the window releases it."""
+    eng = engine("correlate:" + MAINTENANCE + RULES.split("correlate:")[1])  # other order
+    feed(eng, disk(900))
+    assert pages(eng.tick(2400 + 899)) == []
+    assert pages(eng.tick(2400 + 900)) == [("pager", [DB])]
+
+
+def test_the_cap_bounds_clocks(engine: Callable[[str], Engine]) -> None:
+    """max_alerts refuses more clocks and counts it."""
+    eng = engine(RULES + "    max_alerts: 1\n")
+    feed(eng, disk(0))
+    other = {**disk(1), "node": "db-2"}
+    feed(eng, other)
+    assert pages(eng.tick(2000)) == [("pager", [DB])]
+    assert eng.stats.rule_events[("unacked", "cap_hit")] == 1
+
+
+def test_without_receiver_nothing_is_sent(engine: Callable[[str], Engine]) -> None:
+    """`receiver` is optional: the set values and the journal note still apply."""
+    eng = engine(RULES.replace("    receiver: pager\n", ""))
+    feed(eng, disk(0))
+    out = eng.tick(900)
+    assert pages(out) == [] and eng.table.rows[DB].severity == 5
+    assert "notified" not in eng.table.rows[DB].journal[-1].text
+
+
+def test_a_bad_severity_value_is_counted_and_skipped(engine: Callable[[str], Engine]) -> None:
+    """A template that renders no severity leaves severity alone; the rest applies."""
+    eng = engine(RULES.replace("severity: critical", "severity: '{{ labels.nope }}'"))
+    feed(eng, disk(0))
+    eng.tick(900)
+    row = eng.table.rows[DB]
+    assert row.severity == 4 and row.labels["priority"] == "P1-dba"
+    assert eng.stats.rule_events[("unacked", "bad_value")] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("after: 0s", "after must be longer than 0s"),
+        ("after: 1m\n    set: {owner: bob}", "cannot set 'owner'"),
+        ("after: 1m\n    set: {labels.: x}", "cannot set 'labels.'"),
+    ],
+)
+def test_bad_rules_are_rule_errors(
+    ruleset: Callable[[str], RuleSet], body: str, message: str
+) -> None:
+    """Mistakes are reported at load time."""
+    text = f"correlate:\n  - name: e\n    kind: escalate\n    {body}\n"
+    with pytest.raises(RuleSetError, match=message):
+        ruleset(text)
+
+
+def test_maintenance_behind_another_suppressor_still_pauses(
+    engine: Callable[[str], Engine],
+) -> None:
+    """Already suppressed by another rule when the window starts: the clock still pauses."""
+    eng = engine(RULES + MAINTENANCE)
+    feed(eng, disk(0))
+    eng.suppress(eng.table.rows[DB], 60, "inhibit-x", "test")
+    assert pages(eng.tick(2699)) == []
+    assert pages(eng.tick(2700)) == [("pager", [DB])]
+
+
+def test_an_escalation_raises_the_incident_severity(engine: Callable[[str], Engine]) -> None:
+    """Rules compose: the escalated severity shows in the incident the alert belongs to."""
+    eng = engine(
+        RULES
+        + """
+  - name: db-incident
+    kind: incident
+    group_by: [labels.team]
+    window: 5m
+"""
+    )
+    feed(eng, disk(0))
+    out = eng.tick(900)
+    updated = [c.incident for c in out if c.kind == "incident.updated"]
+    assert updated and updated[-1] is not None and updated[-1]["severity"] == 5
+
+
+def test_a_reopen_removes_labels_the_escalation_added(eng: Engine) -> None:
+    """The label did not exist before the escalation: the reopen removes it again."""
+    feed(eng, disk(0))
+    eng.tick(900)
+    feed(eng, disk(1000, kind="resolution"))
+    feed(eng, disk(1050))
+    row = eng.table.rows[DB]
+    assert "priority" not in row.labels
+    assert "escalation reset" in row.journal[-1].text
+
+
+def test_a_rule_loaded_while_an_alert_is_open_times_it_from_the_load(
+    engine: Callable[[str], Engine], ruleset: Callable[[str], RuleSet]
+) -> None:
+    """No burst of pages on reload: the clock of an already open alert starts at load."""
+    eng = engine("{}")
+    feed(eng, disk(0))
+    eng.load(ruleset(RULES))
+    eng.tick(1000)  # the rule starts here
+    assert pages(eng.tick(1899)) == []
+    assert pages(eng.tick(1900)) == [("pager", [DB])]
+
+
+def test_summary_can_be_set(engine: Callable[[str], Engine]) -> None:
+    """`summary` is a template like the others."""
+    eng = engine(RULES.replace("set: {", "set: {summary: 'ESCALATED: {{ summary }}', "))
+    feed(eng, disk(0))
+    eng.tick(900)
+    assert eng.table.rows[DB].summary == "ESCALATED: DiskFull on db-1"

@@ -1,0 +1,253 @@
+"""`kind: maintenance`: alerts are held while a scheduled window is active."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from correlator.engine import Engine
+from correlator.errors import RuleSetError
+from correlator.model import Change
+from correlator.ruleset.loader import RuleSet
+
+START = datetime(2026, 1, 10, 2, 0, tzinfo=UTC).timestamp()
+END = START + 7200
+RULES = """
+correlate:
+  - name: planned
+    kind: maintenance
+    match: ['node="core-r1"']
+    schedule: {start: 2026-01-10T02:00:00Z, end: 2026-01-10T04:00:00Z}
+"""
+LINK = "core-r1:LinkDown:ge-0/0/1:"
+
+
+def link(at: float, node: str = "core-r1", kind: str = "problem") -> dict[str, Any]:
+    return {
+        "node": node,
+        "alertgroup": "LinkDown",
+        "alertkey": "ge-0/0/1",
+        "severity": "major",
+        "type": kind,
+        "timestamp": at,
+    }
+
+
+def feed(eng: Engine, event: dict[str, Any]) -> list[Change]:
+    """As replay does: timers due strictly before the event fire first."""
+    at = event["timestamp"]
+    return eng.run_timers_before(at) + eng.process(event, at)
+
+
+def kinds(changes: list[Change]) -> list[str]:
+    return [c.kind for c in changes]
+
+
+@pytest.fixture
+def eng(engine: Callable[[str], Engine]) -> Engine:
+    return engine(RULES)
+
+
+def test_an_alert_born_inside_the_window_is_held_and_marked(eng: Engine) -> None:
+    """Suppressed by the rule, with `send_resolved: "false"` so its recovery is not sent."""
+    out = feed(eng, link(START + 60))
+    row = eng.table.get(LINK)
+    assert row is not None and row.suppressed_by == "planned"
+    assert row.annotations == {"maintenance": "planned", "send_resolved": "false"}
+    assert kinds(out) == ["alert.created", "alert.suppressed"]
+    assert any("no recovery notification" in j.text for j in row.journal)
+
+
+def test_a_recovery_inside_the_window_stays_unnotified(eng: Engine) -> None:
+    """Cleared inside: released at the end but still marked send_resolved=false."""
+    feed(eng, link(START + 60))
+    feed(eng, link(END - 60, kind="resolution"))
+    out = eng.tick(END)
+    row = eng.table.get(LINK)
+    assert row is not None and row.status == "cleared" and row.suppressed_by is None
+    assert row.annotations["send_resolved"] == "false"
+    assert kinds(out) == ["alert.unsuppressed"]
+    assert kinds(eng.tick(END + 60)) == ["alert.deleted"]
+    assert eng.operators["planned"].size() == 0
+
+
+def test_still_open_at_the_end_it_is_released_unmarked(eng: Engine) -> None:
+    """A problem outlasting the window notifies like any other, recovery included."""
+    feed(eng, link(START + 60))
+    assert kinds(eng.tick(END - 1)) == []
+    out = eng.tick(END)
+    row = eng.table.get(LINK)
+    assert row is not None and row.suppressed_by is None and row.annotations == {}
+    assert kinds(out) == ["alert.unsuppressed"]
+
+
+def test_an_alert_open_before_the_window_is_held_from_start_to_end(eng: Engine) -> None:
+    """The start and end are timers: no event is needed for either."""
+    feed(eng, link(START - 600))
+    out = eng.tick(START)
+    row = eng.table.get(LINK)
+    assert row is not None and row.suppressed_by == "planned"
+    assert "send_resolved" not in row.annotations  # born before: its recovery is notified
+    assert kinds(out) == ["alert.suppressed"]
+    assert kinds(eng.tick(END)) == ["alert.unsuppressed"]
+    assert row.suppressed_by is None
+
+
+def test_the_window_is_half_open(eng: Engine) -> None:
+    """An alert at exactly start is held; one at exactly end is not."""
+    feed(eng, link(START))
+    other = link(END, node="core-r1")
+    other["alertkey"] = "ge-0/0/2"
+    feed(eng, other)
+    assert eng.table.rows[LINK].suppressed_by == "planned"
+    assert eng.table.rows["core-r1:LinkDown:ge-0/0/2:"].suppressed_by is None
+
+
+def test_other_nodes_and_times_are_not_held(eng: Engine) -> None:
+    """Only matching alerts inside the window are suppressed."""
+    feed(eng, link(START + 60, node="core-r2"))
+    feed(eng, link(END + 60))
+    assert eng.table.rows["core-r2:LinkDown:ge-0/0/1:"].suppressed_by is None
+    assert eng.table.rows[LINK].suppressed_by is None
+
+
+def test_a_reopen_outside_the_window_drops_the_mark(ruleset: Callable[[str], RuleSet]) -> None:
+    """Born inside, cleared, reopened after the window: a new episode that notifies."""
+    eng = Engine(ruleset(RULES), delete_cleared_after=86400)  # keep the cleared row
+    feed(eng, link(START + 60))
+    feed(eng, link(START + 120, kind="resolution"))
+    feed(eng, link(END + 10))
+    row = eng.table.rows[LINK]
+    assert row.status == "open" and row.suppressed_by is None and row.annotations == {}
+
+
+def test_a_reopen_inside_the_window_is_marked_again(eng: Engine) -> None:
+    """Cleared and reopened inside the window: still held, still no recovery notification."""
+    feed(eng, link(START - 60))
+    eng.tick(START)
+    feed(eng, link(START + 60, kind="resolution"))
+    feed(eng, link(START + 120))
+    row = eng.table.rows[LINK]
+    assert row.suppressed_by == "planned" and row.annotations["send_resolved"] == "false"
+
+
+def test_a_hold_behind_another_suppressor_is_published(eng: Engine) -> None:
+    """Already suppressed by another rule: hold and release still show as updates."""
+    feed(eng, link(START - 60))
+    row = eng.table.rows[LINK]
+    eng.suppress(row, START - 30, "inhibit-x", "test")
+    assert kinds(eng.tick(START - 30)) == ["alert.suppressed"]
+    assert kinds(eng.tick(START)) == ["alert.updated"]
+    assert eng.suppressors(row) == ("inhibit-x", "planned") and eng.in_maintenance(row)
+    assert kinds(eng.tick(END)) == ["alert.updated"]
+    assert row.suppressed_by == "inhibit-x" and not eng.in_maintenance(row)
+
+
+def test_a_cron_window_follows_its_timezone(engine: Callable[[str], Engine]) -> None:
+    """`0 2 * * *` for 2h in Europe/Amsterdam is 01:00-03:00 UTC in winter."""
+    eng = engine(
+        """
+        correlate:
+          - name: nightly
+            kind: maintenance
+            match: ['node="core-r1"']
+            schedule: {cron: "0 2 * * *", duration: 2h, timezone: Europe/Amsterdam}
+        """
+    )
+    day = datetime(2026, 1, 12, tzinfo=UTC).timestamp()
+    feed(eng, link(day + 3600 + 60))
+    assert eng.table.rows[LINK].suppressed_by == "nightly"
+    eng.tick(day + 3 * 3600)
+    assert eng.table.rows[LINK].suppressed_by is None
+    eng.tick(day + 86400 + 3600)  # the next night's window holds it again
+    assert eng.table.rows[LINK].suppressed_by == "nightly"
+
+
+def test_several_windows_and_a_duration(engine: Callable[[str], Engine]) -> None:
+    """`schedule` may be a list; `start` + `duration` is an absolute window."""
+    eng = engine(
+        """
+        correlate:
+          - name: two
+            kind: maintenance
+            schedule:
+              - {start: "2026-01-10T02:00:00", duration: 1h}
+              - {start: "2026-01-10T05:00:00", end: "2026-01-10T06:00:00", timezone: Europe/Amsterdam}
+        """
+    )
+    feed(eng, link(START - 60))
+    seen = [
+        (t, bool(eng.tick(START + t) and eng.table.rows[LINK].suppressed_by)) for t in (0, 3600)
+    ]
+    assert seen == [(0, True), (3600, False)]
+    eng.tick(START + 2 * 3600)  # 05:00 Amsterdam is 04:00 UTC
+    assert eng.table.rows[LINK].suppressed_by == "two"
+    eng.tick(START + 3 * 3600)
+    assert eng.table.rows[LINK].suppressed_by is None
+
+
+def test_a_rule_loaded_while_alerts_are_open_holds_them(
+    engine: Callable[[str], Engine], ruleset: Callable[[str], RuleSet]
+) -> None:
+    """Reload during an outage: the new window also covers alerts already open."""
+    eng = engine("{}")
+    feed(eng, link(START + 60))
+    eng.load(ruleset(RULES))
+    eng.tick(START + 70)
+    row = eng.table.rows[LINK]
+    assert row.suppressed_by == "planned" and "send_resolved" not in row.annotations
+
+
+def test_a_past_schedule_tracks_nothing(engine: Callable[[str], Engine]) -> None:
+    """No window ahead: the rule holds no state."""
+    eng = engine(RULES)
+    feed(eng, link(END + 60))
+    assert eng.operators["planned"].size() == 0
+
+
+def test_the_cap_bounds_tracked_alerts(engine: Callable[[str], Engine]) -> None:
+    """max_alerts refuses more alerts and counts it."""
+    eng = engine(RULES.replace("match: ['node=\"core-r1\"']", "max_alerts: 1"))
+    feed(eng, link(START + 1))
+    feed(eng, link(START + 2, node="core-r2"))
+    assert eng.table.rows["core-r2:LinkDown:ge-0/0/1:"].suppressed_by is None
+    assert eng.stats.rule_events[("planned", "cap_hit")] == 1
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("{start: 2026-01-10T02:00:00Z}", "exactly one of end and duration"),
+        ("{start: 2026-01-10T02:00:00Z, end: 2026-01-10T01:00:00Z}", "end must be after"),
+        ("{cron: '0 2 * * *'}", "needs a duration"),
+        ("{cron: 'every night', duration: 1h}", "bad cron expression"),
+        ("{cron: '0 2 * * *', duration: 1h, start: 2026-01-10T02:00:00Z}", "not both"),
+        ("{cron: '0 2 * * *', duration: 1h, timezone: Mars/Olympus}", "unknown timezone"),
+        ("[]", "at least 1 item"),
+    ],
+)
+def test_bad_schedules_are_rule_errors(
+    ruleset: Callable[[str], RuleSet], schedule: str, message: str
+) -> None:
+    """Each schedule mistake is reported at load time."""
+    text = f"correlate:\n  - name: m\n    kind: maintenance\n    schedule: {schedule}\n"
+    with pytest.raises(RuleSetError, match=message):
+        ruleset(text)
+
+
+def test_a_cron_that_never_fires_holds_nothing(engine: Callable[[str], Engine]) -> None:
+    """February 30th never comes: the rule loads and stays inert."""
+    eng = engine(
+        """
+        correlate:
+          - name: never
+            kind: maintenance
+            schedule: {cron: "0 0 30 2 *", duration: 1h}
+        """
+    )
+    feed(eng, link(START))
+    assert eng.table.rows[LINK].suppressed_by is None
+    assert eng.operators["never"].size() == 0

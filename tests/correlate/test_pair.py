@@ -1,0 +1,286 @@
+"""`kind: pair`: a first event must be followed by a second within `within`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from correlator.engine import Engine
+from correlator.errors import RuleSetError
+from correlator.model import Change
+from correlator.ruleset.loader import RuleSet
+
+RULES = """
+correlate:
+  - name: batch-late
+    kind: pair
+    first: ['alertgroup="JobStarted"']
+    second: ['alertgroup="JobFinished"']
+    on: [node, alertkey]
+    within: 1h
+    alert:
+      severity: major
+      summary: "job {{ alertkey }} on {{ node }} did not finish within 1h"
+      labels: {team: "{{ labels.team }}"}
+"""
+ALERT = "correlator:batch-late:etl-1:nightly"
+NAME = "batch-late"
+
+
+def job(at: float, group: str, node: str = "etl-1", key: str = "nightly") -> dict[str, Any]:
+    return {
+        "node": node,
+        "alertgroup": group,
+        "alertkey": key,
+        "type": "info",
+        "expire_after": "1d",
+        "labels": {"team": "data"},
+        "timestamp": at,
+    }
+
+
+def feed(eng: Engine, event: dict[str, Any], now: float | None = None) -> list[Change]:
+    """As replay does: timers due strictly before the event fire first."""
+    at = event["timestamp"] if now is None else now
+    return eng.run_timers_before(at) + eng.process(event, at)
+
+
+def created(changes: list[Change], identifier: str = ALERT) -> list[Change]:
+    return [
+        c
+        for c in changes
+        if c.alert and c.alert.identifier == identifier and c.kind == "alert.created"
+    ]
+
+
+@pytest.fixture
+def eng(engine: Callable[[str], Engine]) -> Engine:
+    return engine(RULES)
+
+
+def test_second_in_time_raises_nothing(eng: Engine) -> None:
+    """A finish within `within` of the start closes the pair: no alert, no state left."""
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(1800, "JobFinished"))
+    eng.tick(10_000)
+    assert eng.table.get(ALERT) is None
+    assert eng.operators[NAME].size() == 0
+
+
+def test_missing_second_raises_at_first_plus_within(eng: Engine) -> None:
+    """No finish: the alert is raised exactly at first+within, from the rule's `alert:`."""
+    feed(eng, job(100, "JobStarted"))
+    assert created(eng.tick(3699)) == []
+    changes = created(eng.tick(3700))
+    assert len(changes) == 1 and changes[0].at == 3700
+    row = eng.table.get(ALERT)
+    assert row is not None
+    assert (row.severity, row.manager, row.agent, row.status) == (4, "correlator", NAME, "open")
+    assert row.summary == "job nightly on etl-1 did not finish within 1h"
+    assert row.labels == {"team": "data"}
+    assert row.first_occurrence == 3700
+    assert any(e.who == NAME and "within 1h" in e.text for e in row.journal)
+
+
+def test_second_exactly_at_deadline_is_in_time(eng: Engine) -> None:
+    """The window is closed: a finish at exactly first+within still completes the pair."""
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(3600, "JobFinished"))
+    eng.tick(3600)
+    eng.tick(7200)
+    assert eng.table.get(ALERT) is None
+
+
+def test_repeated_first_neither_extends_nor_restarts(eng: Engine) -> None:
+    """A second start while the pair is open leaves the deadline at the first start + within."""
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(1800, "JobStarted"))
+    changes = created(eng.tick(3600))
+    assert len(changes) == 1
+    assert eng.operators[NAME].size() == 1  # only the raised alert is tracked now
+
+
+def test_late_second_clears_the_raised_alert(eng: Engine) -> None:
+    """A finish after the alert was raised clears it, with a journal note naming the second."""
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(5000, "JobFinished"))  # the deadline timer at 3600 fires first
+    row = eng.table.get(ALERT)
+    assert row is not None and row.status == "cleared" and row.severity == 0
+    note = row.journal[-1]
+    assert note.who == NAME and "etl-1:JobFinished:nightly:" in note.text
+    assert "23m20s after the 1h deadline" in note.text
+    assert eng.operators[NAME].size() == 0
+
+
+def test_late_second_before_the_timer_fired_raises_then_clears(eng: Engine) -> None:
+    """Live clock: a finish stamped after the deadline, before any tick, still counts as late."""
+    feed(eng, job(0, "JobStarted"))
+    changes = eng.process(job(3700, "JobFinished"), 3700)  # no tick in between
+    kinds = [c.kind for c in changes if c.alert and c.alert.identifier == ALERT]
+    assert kinds == ["alert.created", "alert.cleared"]
+    row = eng.table.get(ALERT)
+    assert row is not None and row.first_occurrence == 3600
+
+
+def test_second_without_first_is_ignored(eng: Engine) -> None:
+    """A finish nothing waits for raises nothing and is counted."""
+    feed(eng, job(0, "JobFinished"))
+    eng.tick(100_000)
+    assert eng.table.get(ALERT) is None
+    assert eng.stats.rule_events[(NAME, "unpaired_second")] == 1
+
+
+def test_pairs_are_per_on_values(eng: Engine) -> None:
+    """Each node/job has its own pair: one finishing does not close another."""
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(0, "JobStarted", node="etl-2"))
+    feed(eng, job(600, "JobFinished", node="etl-2"))
+    eng.tick(3600)
+    assert eng.table.get(ALERT) is not None
+    assert eng.table.get("correlator:batch-late:etl-2:nightly") is None
+
+
+def test_second_delivered_before_its_first_completes_the_pair(eng: Engine) -> None:
+    """Reordered delivery: a finish seen before its own (earlier) start still closes it."""
+    feed(eng, job(110, "JobFinished"))
+    feed(eng, job(100, "JobStarted"), now=110)
+    eng.tick(10_000)
+    assert eng.table.get(ALERT) is None
+    assert eng.operators[NAME].size() == 0
+
+
+def test_orphan_second_does_not_complete_a_later_first(eng: Engine) -> None:
+    """A finish older than the next start belongs to an earlier run: the new run is still timed."""
+    feed(eng, job(0, "JobFinished"))
+    feed(eng, job(60, "JobStarted"))
+    assert len(created(eng.tick(3660))) == 1
+
+
+def test_earlier_first_delivered_late_moves_the_deadline_earlier(eng: Engine) -> None:
+    """The pair starts at the first `first` by event time, whatever the arrival order."""
+    feed(eng, job(200, "JobStarted"))
+    feed(eng, job(100, "JobStarted"), now=200)
+    changes = created(eng.tick(3700))
+    assert len(changes) == 1 and changes[0].at == 3700
+
+
+def test_new_run_after_completion_is_timed_again(eng: Engine) -> None:
+    """After a pair completes, the next start opens a fresh pair with its own deadline."""
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(100, "JobFinished"))
+    feed(eng, job(86_400, "JobStarted"))
+    assert created(eng.tick(86_400 + 3599)) == []
+    assert len(created(eng.tick(86_400 + 3600))) == 1
+
+
+def test_next_missed_run_raises_again(ruleset: Callable[[str], RuleSet]) -> None:
+    """Run 1 late then finished (alert cleared); run 2 missed: the same row reopens."""
+    eng = Engine(ruleset(RULES), delete_cleared_after=86_400)
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(4000, "JobFinished"))
+    feed(eng, job(10_000, "JobStarted"))
+    changes = eng.tick(13_600)
+    row = eng.table.get(ALERT)
+    assert row is not None and row.status == "open" and row.tally == 2
+    assert [c.kind for c in changes if c.alert is row] == ["alert.updated"]
+    assert sum("raised:" in e.text for e in row.journal) == 2
+
+
+def test_alert_cleared_elsewhere_stops_tracking(engine: Callable[[str], Engine]) -> None:
+    """A raised alert that expires is forgotten: a later finish does not touch the table."""
+    eng = engine(RULES.replace("severity: major", "severity: major\n      expire_after: 10m"))
+    feed(eng, job(0, "JobStarted"))
+    eng.tick(3600)
+    eng.tick(3600 + 600)
+    row = eng.table.get(ALERT)
+    assert row is not None and row.status == "cleared"
+    assert eng.operators[NAME].size() == 0
+    journal = len(row.journal)
+    feed(eng, job(4300, "JobFinished"))
+    assert len(row.journal) == journal
+
+
+def test_cap_refuses_new_pairs_and_counts(engine: Callable[[str], Engine]) -> None:
+    """With max_pairs reached, a new first is refused and `cap_hit` is counted."""
+    eng = engine(RULES.replace("within: 1h", "within: 1h\n    max_pairs: 1"))
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(0, "JobStarted", node="etl-2"))
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 1
+    eng.tick(3600)
+    assert eng.table.get(ALERT) is not None
+    assert eng.table.get("correlator:batch-late:etl-2:nightly") is None
+
+
+def test_scope_and_dispatch_keys(engine: Callable[[str], Engine]) -> None:
+    """`match` scopes both sides; equality matchers common to first and second become keys."""
+    eng = engine(
+        """
+        correlate:
+          - name: hb
+            kind: pair
+            match: ['labels.env="prod"']
+            first: ['alertgroup="Heartbeat"', 'alertkey="ping"']
+            second: ['alertgroup="Heartbeat"', 'alertkey="pong"']
+            on: [node]
+            within: 30s
+        """
+    )
+    op = eng.operators["hb"]
+    assert sorted((m.name, m.value) for m in op.event_keys) == [
+        ("alertgroup", "Heartbeat"),
+        ("labels.env", "prod"),
+    ]
+    base = {"node": "n1", "alertgroup": "Heartbeat", "type": "info"}
+    feed(eng, {**base, "alertkey": "ping", "labels": {"env": "dev"}, "timestamp": 0})
+    feed(eng, {**base, "alertkey": "ping", "labels": {"env": "prod"}, "timestamp": 0})
+    eng.tick(30)
+    row = eng.table.get("correlator:hb:n1")
+    assert row is not None and row.severity == 1  # default: the first event's severity
+
+
+def test_within_must_be_positive(ruleset: Callable[[str], RuleSet]) -> None:
+    """A zero window is a rule error, reported at the rule."""
+    with pytest.raises(RuleSetError, match="within must be longer than 0s"):
+        ruleset(RULES.replace("within: 1h", "within: 0s"))
+
+
+def test_when_condition_applies_to_both_sides(engine: Callable[[str], Engine]) -> None:
+    """A CEL `when` scopes first and second: events it rejects neither open nor close pairs."""
+    eng = engine(RULES.replace("within: 1h", "within: 1h\n    when: 'labels.team == \"data\"'"))
+    feed(eng, {**job(0, "JobStarted", node="etl-2"), "labels": {"team": "web"}})
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, {**job(60, "JobFinished"), "labels": {"team": "web"}})
+    eng.tick(3600)
+    assert eng.table.get(ALERT) is not None
+    assert eng.table.get("correlator:batch-late:etl-2:nightly") is None
+
+
+def test_orphan_second_is_forgotten_after_within(eng: Engine) -> None:
+    """An unpaired second is remembered for `within` only; repeats keep the newest time."""
+    feed(eng, job(0, "JobFinished"))
+    feed(eng, job(100, "JobFinished"))
+    feed(eng, job(50, "JobFinished"), now=100)
+    assert eng.operators[NAME].size() == 1
+    eng.tick(3650)
+    assert eng.operators[NAME].size() == 1  # the timer of the first orphan time is stale
+    eng.tick(3700)
+    assert eng.operators[NAME].size() == 0
+
+
+def test_cap_also_bounds_remembered_orphans(engine: Callable[[str], Engine]) -> None:
+    """Unpaired seconds count against max_pairs too."""
+    eng = engine(RULES.replace("within: 1h", "within: 1h\n    max_pairs: 1"))
+    feed(eng, job(0, "JobFinished"))
+    feed(eng, job(0, "JobFinished", node="etl-2"))
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 1
+    assert eng.operators[NAME].size() == 1
+
+
+def test_second_older_than_the_open_first_does_not_close_it(eng: Engine) -> None:
+    """A finish stamped before the open pair's start belongs to an earlier run: still timed."""
+    feed(eng, job(100, "JobStarted"))
+    feed(eng, job(50, "JobFinished"), now=100)
+    assert eng.stats.rule_events[(NAME, "unpaired_second")] == 1
+    assert len(created(eng.tick(3700))) == 1
