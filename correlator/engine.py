@@ -65,6 +65,8 @@ class Engine:
         )
         self._out: list[Change] = []
         self._suppressors: dict[str, list[str]] = {}
+        self._retired: set[str] = set()  # rule names whose suppressions may be stale
+        self._claims: set[tuple[str, str]] | None = None  # re-claimed while starting
         self._newest = float("-inf")
         self.operators: dict[str, Operator] = {}
         self.load(rules)
@@ -80,7 +82,9 @@ class Engine:
         self.rules = rules
         self._normalizer = rules.normalizer
         self._unstarted = [op for op in kept if self.operators.get(op.name) is not op]
-        self.operators = {op.name: op for op in kept}
+        fresh = {op.name: op for op in kept}
+        self._retired |= {name for name, op in self.operators.items() if fresh.get(name) is not op}
+        self.operators = fresh
         self._event_ops: RuleIndex[Operator] = RuleIndex(
             [(op, op.event_keys) for op in kept if op.event_filter is not None]
         )
@@ -142,11 +146,24 @@ class Engine:
     # -- plumbing ------------------------------------------------------------
 
     def _start(self, now: float) -> None:
-        """Call `start` on operators loaded since the last entry (expected groups, ...)."""
-        if self._unstarted:
-            operators, self._unstarted = self._unstarted, []
-            for op in operators:
-                op.start(now, self)
+        """Start operators loaded since the last entry; release what retired rules held.
+
+        A rule removed or changed by a reload no longer holds its suppressions,
+        unless its new version claims them again while starting (no flap).
+        """
+        if not (self._unstarted or self._retired):
+            return
+        operators, self._unstarted = self._unstarted, []
+        self._claims = set()
+        for op in operators:
+            op.start(now, self)
+        retired, self._retired = self._retired, set()
+        for identifier, holders in list(self._suppressors.items()):
+            alert = self.table.get(identifier)
+            for by in [by for by in holders if by in retired]:
+                if alert is not None and (identifier, by) not in self._claims:
+                    self.unsuppress(alert, now, by, "the rule was removed or changed by a reload")
+        self._claims = None
 
     def _drain(self) -> list[Change]:
         out = self._out
@@ -199,6 +216,8 @@ class Engine:
         """Add a suppressor; `suppressed_by` names the first one still holding."""
         holders = self._suppressors.setdefault(alert.identifier, [])
         if by in holders:
+            if self._claims is not None:
+                self._claims.add((alert.identifier, by))
             return
         holders.append(by)
         alert.note(now, by, f"suppressed: {why}")

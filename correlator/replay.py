@@ -1,6 +1,8 @@
 """`correlator replay`: events from a JSON-lines file through the engine, offline.
 
-The event `timestamp` is the clock; timers due before an event fire before it.
+The event `timestamp` is the clock; timers due before an event fire before it,
+one due time after another, and each batch of changes is printed before the
+next one is computed (changes carry the live row).
 A bad line is reported on stderr with its number and the rest goes on.
 """
 
@@ -58,7 +60,7 @@ class Replay:
             return
         self.last_event = at if self.last_event is None else max(self.last_event, at)
         if at > self.clock:
-            yield from self.engine.run_timers_before(at)
+            yield from self._timers(at, inclusive=False)
             self.clock = at
         try:
             yield from self.engine.process(event, self.clock)
@@ -67,8 +69,17 @@ class Replay:
 
     def advance(self, until: float) -> Iterator[Change]:
         if until > self.clock:
+            yield from self._timers(until, inclusive=True)
             self.clock = until
         yield from self.engine.tick(self.clock)
+
+    def _timers(self, until: float, *, inclusive: bool) -> Iterator[Change]:
+        """Fire due timers one due time at a time, so each batch is printed as it was."""
+        engine = self.engine
+        while (due := engine.next_timer()) is not None and (
+            due < until or (inclusive and due == until)
+        ):
+            yield from engine.tick(due)
 
 
 def parse_until(text: str, last_event: float | None) -> float:

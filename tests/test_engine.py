@@ -84,3 +84,48 @@ def test_cel_errors_do_not_match_and_are_counted(tmp_path: Path) -> None:
     engine.process({"node": "n", "alertgroup": "Other", "meta": {}}, 1)
     assert engine.table.get("h:Hot::") is not None
     assert engine.table.get("n:Other::") is not None
+
+
+INHIBIT = """
+inhibit_rules:
+  - name: power-inhibits-warnings
+    source_matchers: ['alertgroup="PowerLoss"']
+    target_matchers: ['severity="warning"']
+    equal: [site]
+"""
+
+
+def _power_and_warning(engine: Engine) -> None:
+    engine.process(
+        {"node": "pdu", "alertgroup": "PowerLoss", "labels": {"site": "a"}, "timestamp": 1}, 1
+    )
+    engine.process(
+        {"node": "sw", "alertgroup": "Flap", "severity": "warning", "labels": {"site": "a"},
+         "timestamp": 2},
+        2,
+    )  # fmt: skip
+
+
+def test_reload_releases_suppressions_of_removed_rules(tmp_path: Path) -> None:
+    """A rule removed by a reload stops suppressing: its targets are released, noted."""
+    engine = Engine(load_rules(_rules(tmp_path, INHIBIT)))
+    _power_and_warning(engine)
+    target = engine.table.get("sw:Flap::")
+    assert target is not None and target.suppressed_by == "power-inhibits-warnings"
+    engine.load(load_rules(_rules(tmp_path, "{}")))
+    changes = engine.tick(3)
+    assert [(c.kind, c.alert.identifier if c.alert else None) for c in changes] == [
+        ("alert.unsuppressed", "sw:Flap::")
+    ]
+    assert target.suppressed_by is None
+    assert "removed or changed by a reload" in target.journal[-1].text
+
+
+def test_reload_of_changed_rule_keeps_what_it_claims(tmp_path: Path) -> None:
+    """A changed rule that still holds a target re-claims it while starting: no flap."""
+    engine = Engine(load_rules(_rules(tmp_path, INHIBIT)))
+    _power_and_warning(engine)
+    engine.load(load_rules(_rules(tmp_path, INHIBIT + "    max_alerts: 10\n")))
+    assert engine.tick(3) == []
+    target = engine.table.get("sw:Flap::")
+    assert target is not None and target.suppressed_by == "power-inhibits-warnings"

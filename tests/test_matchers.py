@@ -64,3 +64,18 @@ def test_bad_matchers_are_rejected(text: str, message: str) -> None:
     """A malformed matcher fails at load time with a readable reason."""
     with pytest.raises(ValueError, match=message):
         parse_matcher(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('severity=~"critical|major"', True),
+        ('severity=~"4"', True),
+        ('severity=~"warn.*"', False),
+        ('severity!~"critical|major"', False),
+    ],
+)
+def test_severity_regex_sees_names_and_numbers(text: str, expected: bool) -> None:
+    """Pasted Alertmanager matchers name severities; the row holds a number: both match."""
+    assert parse_matcher(text).test(_alert(severity=4)) is expected
+    assert parse_matcher(text, raw=True).test({"severity": "major"}) is expected

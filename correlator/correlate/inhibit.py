@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -37,8 +36,8 @@ from correlator.correlate.base import (
     Operator,
 )
 from correlator.model import CLEARED as CLEARED_STATUS
-from correlator.model import SEVERITY_NAMES, Alert
-from correlator.ruleset.matchers import Matcher, Predicate, all_of, as_text, parse_matcher
+from correlator.model import Alert
+from correlator.ruleset.matchers import Matcher, all_of, as_text, parse_matcher
 from correlator.ruleset.paths import alert_getter
 from correlator.ruleset.schema import RuleName, Strict
 
@@ -171,27 +170,6 @@ class InhibitKindRule(InhibitRule):
     name: RuleName
 
 
-def _severity_aware(matcher: Matcher) -> Predicate:
-    """Regex matchers on severity also see its name, as Alertmanager configs expect.
-
-    Alertmanager treats `severity` as a label holding a name (`critical`); the
-    shared matcher compares regexes with the number. Pasted blocks such as
-    `severity=~"warning|info"` must keep working, so both are tried.
-    """
-    if matcher.name != "severity" or matcher.op not in ("=~", "!~"):
-        return matcher.test
-    fullmatch = re.compile(matcher.value).fullmatch
-
-    def hit(alert: Alert) -> bool:
-        level = alert.severity
-        name = SEVERITY_NAMES[level] if 0 <= level < len(SEVERITY_NAMES) else ""
-        return fullmatch(name) is not None or fullmatch(str(level)) is not None
-
-    if matcher.op == "=~":
-        return hit
-    return lambda alert: not hit(alert)
-
-
 # -- the operator -------------------------------------------------------------
 
 
@@ -226,8 +204,8 @@ class InhibitOperator(Operator):
 
     def __init__(self, spec: InhibitRule) -> None:
         super().__init__(spec.rule_name(), spec)
-        self._is_source = all_of([_severity_aware(m) for m in spec.side("source")])
-        self._is_target = all_of([_severity_aware(m) for m in spec.side("target")])
+        self._is_source = all_of([m.test for m in spec.side("source")])
+        self._is_target = all_of([m.test for m in spec.side("target")])
         self._equal_names = tuple(spec.equal)
         self._equal = tuple(alert_getter(name) for name in spec.equal)
         self._cap = spec.max_alerts
@@ -324,7 +302,10 @@ class InhibitOperator(Operator):
         # A suppression under this name made before a reload that changed the rule
         # is taken over, so it can be released.
         held = ident in self._held or self.name in ctx.suppressors(alert)
-        if holder is not None and not held:
+        if holder is not None and held and ident not in self._held:
+            self._held.add(ident)  # claim it, so the engine does not release it
+            ctx.suppress(alert, now, self.name, "taken over by the reloaded rule")
+        elif holder is not None and not held:
             self._held.add(ident)
             where = self._describe(member.key) if member is not None else ""
             ctx.suppress(alert, now, self.name, f"inhibited by {holder.identifier} ({where})")

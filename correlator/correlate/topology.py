@@ -216,7 +216,7 @@ class TopologyOperator(Operator):
         ident = alert.identifier
         self._node_of[ident] = node
         self._open.setdefault(node, {})[ident] = alert
-        self._inherit(alert, ctx)
+        self._inherit(alert, now, ctx)
         root = self._best_root(node)
         if root is not None:
             self._attach(alert, root, now, ctx)
@@ -224,7 +224,7 @@ class TopologyOperator(Operator):
         self._release(alert, now, ctx, "no open upstream alert")
         self._adopt(alert, node, now, ctx)
 
-    def _inherit(self, alert: Alert, ctx: Context) -> None:
+    def _inherit(self, alert: Alert, now: float, ctx: Context) -> None:
         """Take over a suppression under this name made before a reload changed the rule.
 
         The parent is taken over too when it is an alert on a node of the graph
@@ -236,6 +236,7 @@ class TopologyOperator(Operator):
         parent = ctx.table.get(alert.parent) if alert.parent else None
         ours = parent is not None and parent.node in self._graph.depth
         self._held[ident] = alert.parent if ours and alert.parent else ""
+        ctx.suppress(alert, now, self.name, "taken over by the reloaded rule")  # claims it
 
     def _adopt(self, root: Alert, node: str, now: float, ctx: Context) -> None:
         """A new root: every open member below that it is more upstream than moves under it."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from correlator.model import parse_severity
+from correlator.model import SEVERITY_NAMES, parse_severity
 from correlator.ruleset.paths import Getter, alert_getter, raw_getter
 
 Predicate = Callable[[Any], bool]
@@ -98,12 +98,34 @@ def _compile(field: str, op: str, value: str, get: Getter) -> Predicate:
         except re.error as exc:
             raise ValueError(f"bad regex {value!r}: {exc}") from None
         fullmatch = regex.fullmatch
+        if field == "severity":
+            return _severity_regex(fullmatch, get, negate=op == "!~")
         if op == "=~":
             return lambda obj: fullmatch(as_text(get(obj))) is not None
         return lambda obj: fullmatch(as_text(get(obj))) is None
     if op == "=":
         return lambda obj: as_text(get(obj)) == value
     return lambda obj: as_text(get(obj)) != value
+
+
+def _severity_regex(
+    fullmatch: Callable[[str], re.Match[str] | None], get: Getter, *, negate: bool
+) -> Predicate:
+    """Severity regexes see both the name and the number (`severity=~"critical|major"`)."""
+
+    def hit(obj: Any) -> bool:
+        value = get(obj)
+        if fullmatch(as_text(value)) is not None:
+            return True
+        try:
+            level = parse_severity(value)
+        except ValueError:
+            return False
+        return fullmatch(SEVERITY_NAMES[level]) is not None or fullmatch(str(level)) is not None
+
+    if negate:
+        return lambda obj: not hit(obj)
+    return hit
 
 
 def _numeric(field: str, op: str, value: str, get: Getter) -> Predicate:
