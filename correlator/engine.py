@@ -34,6 +34,7 @@ from correlator.timers import TimerHeap
 PUBLIC_KIND: Final = {
     "created": CREATED,
     "updated": UPDATED,
+    "repeated": UPDATED,
     "reopened": UPDATED,
     "acknowledged": UPDATED,
     "modified": UPDATED,

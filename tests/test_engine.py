@@ -129,3 +129,9 @@ def test_reload_of_changed_rule_keeps_what_it_claims(tmp_path: Path) -> None:
     assert engine.tick(3) == []
     target = engine.table.get("sw:Flap::")
     assert target is not None and target.suppressed_by == "power-inhibits-warnings"
+
+
+def test_memo_keeps_equal_values_of_different_types_apart() -> None:
+    """1, 1.0 and True are equal as dict keys but render differently."""
+    template = Template("{{ raw.v | string }}", prefix="raw")
+    assert [template.render({"v": v}) for v in (1, 1.0, True, 1)] == ["1", "1.0", "True", "1"]

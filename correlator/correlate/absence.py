@@ -27,12 +27,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 
 from correlator.correlate.base import CLEARED, BuildEnv, Context, Operator
+from correlator.correlate.grouping import FieldKey
 from correlator.correlate.synthetic import SyntheticAlert
 from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import Alert
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, as_text, compile_matchers
-from correlator.ruleset.paths import alert_getter, last_segment
+from correlator.ruleset.paths import last_segment
 from correlator.ruleset.schema import AlertSpec, Duration, Rule
 from correlator.timeparse import format_duration
 
@@ -103,7 +104,7 @@ class AbsenceOperator(Operator):
         self._for = spec.for_
         self._cap = spec.max_groups
         self._names = list(spec.group_by)
-        self._group_of = [alert_getter(name) for name in spec.group_by]
+        self._fields = FieldKey(spec.group_by)
         self._expected = _expected_keys(spec)
         silence = format_duration(spec.for_)
         self.alert_spec = SyntheticAlert(
@@ -116,9 +117,6 @@ class AbsenceOperator(Operator):
         self._watches: dict[Key, _Watch] = {}
         self._raised_key: dict[str, Key] = {}  # synthetic identifier → group
 
-    def _key(self, alert: Alert) -> Key:
-        return tuple(as_text(get(alert)) for get in self._group_of)
-
     def _desc(self, w: _Watch) -> str:
         return ", ".join(f"{n}={v}" for n, v in w.group) or "the rule"
 
@@ -127,24 +125,21 @@ class AbsenceOperator(Operator):
         for key in self._expected:
             w = self._watches.get(key)
             if w is None:
-                w = self._watches[key] = _Watch(self._group(key), now, None, True)
+                w = self._watches[key] = _Watch(self._fields.pairs(key), now, None, True)
             w.expected = True
             self._arm(key, w, ctx)
-
-    def _group(self, key: Key) -> list[tuple[str, str]]:
-        return list(zip(self._names, key, strict=True))
 
     # -- events --------------------------------------------------------------
 
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
-        key = self._key(occ)
+        key = self._fields.of(occ)
         at = occ.last_occurrence
         w = self._watches.get(key)
         if w is None:
             if len(self._watches) >= self._cap:
                 ctx.count("cap_hit", self.name)
                 return
-            w = self._watches[key] = _Watch(self._group(key), at, occ, False)
+            w = self._watches[key] = _Watch(self._fields.pairs(key), at, occ, False)
             self._clear_leftover(w, occ, now, ctx)
         elif w.trigger is not None and at <= w.last:
             ctx.count("late", self.name)  # says nothing about the time after `last`

@@ -26,7 +26,8 @@ from correlator.table.table import AlertTable
 
 # Row transitions operators may subscribe to.
 CREATED = "created"
-UPDATED = "updated"  # a deduplicated occurrence
+UPDATED = "updated"  # a deduplicated occurrence that changed a field
+REPEATED = "repeated"  # a deduplicated occurrence that only counted (tally, last_occurrence)
 REOPENED = "reopened"
 CLEARED = "cleared"
 DELETED = "deleted"

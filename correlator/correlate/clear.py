@@ -48,21 +48,22 @@ class ClearOperator(Operator):
         self.event_filter = all_of([*(m.test for m in (*scope, *resolution)), *extra])
         self.event_keys = [m for m in (*scope, *resolution) if m.is_equality]
         self._on = FieldKey(spec.on)
-        self._open: dict[tuple[str, ...], dict[str, Alert]] = {}
+        self._open: dict[tuple[str, ...], list[Alert]] = {}  # mostly one problem per key
         self._key_of: dict[str, tuple[str, ...]] = {}
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         if transition in (CREATED, REOPENED):
             if alert.type == "problem" and self._is_problem(alert):
                 key = self._on.of(alert)
-                self._open.setdefault(key, {})[alert.identifier] = alert
-                self._key_of[alert.identifier] = key
+                if alert.identifier not in self._key_of:
+                    self._open.setdefault(key, []).append(alert)
+                    self._key_of[alert.identifier] = key
             return
         key = self._key_of.pop(alert.identifier, ())
         if key:
             bucket = self._open.get(key)
             if bucket is not None:
-                bucket.pop(alert.identifier, None)
+                bucket[:] = [a for a in bucket if a.identifier != alert.identifier]
                 if not bucket:
                     del self._open[key]
 
@@ -72,7 +73,7 @@ class ClearOperator(Operator):
         bucket = self._open.get(self._on.of(occ))
         if not bucket:
             return
-        for problem in list(bucket.values()):
+        for problem in list(bucket):
             if occ.last_occurrence < problem.last_occurrence:
                 continue  # an old resolution never clears a newer problem
             ctx.clear(problem, now, self.name, f"resolution {occ.identifier} on {self._desc(occ)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from correlator.model import Alert
 from correlator.ruleset.matchers import as_text
@@ -14,14 +14,19 @@ Key = tuple[str, ...]
 class FieldKey:
     """Reads the named fields of an alert as a hashable key (missing values are "")."""
 
-    __slots__ = ("_getters", "names")
+    __slots__ = ("names", "of")
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = tuple(names)
-        self._getters = tuple(alert_getter(name) for name in self.names)
-
-    def of(self, alert: Alert) -> Key:
-        return tuple(as_text(get(alert)) for get in self._getters)
+        getters = tuple(alert_getter(name) for name in self.names)
+        self.of: Callable[[Alert], Key]  # specialised by arity: this runs per event
+        if not getters:
+            self.of = lambda alert: ()
+        elif len(getters) == 1:
+            (get,) = getters
+            self.of = lambda alert: (as_text(get(alert)),)
+        else:
+            self.of = lambda alert: tuple([as_text(get(alert)) for get in getters])
 
     def pairs(self, key: Key) -> list[tuple[str, str]]:
         """(name as written, value) for each field: the `group` of synthetic alerts."""

@@ -45,12 +45,13 @@ from correlator.correlate.base import (
     Context,
     Operator,
 )
+from correlator.correlate.grouping import FieldKey
 from correlator.correlate.synthetic import SyntheticAlert
 from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import INCIDENT_CLOSED, INCIDENT_OPENED, INCIDENT_UPDATED, Alert, Change
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
-from correlator.ruleset.paths import alert_getter, last_segment
+from correlator.ruleset.paths import last_segment
 from correlator.ruleset.schema import Duration, FieldNames, Matchers, Rule, TemplateText
 from correlator.ruleset.templates import Template
 
@@ -128,7 +129,7 @@ class IncidentOperator(Operator):
         self._matches = all_of([*scope, when] if when is not None else scope)
         roots = compile_matchers(spec.root_cause)
         self._root_ok = all_of([m.test for m in roots]) if roots else None
-        self._getters = [alert_getter(name) for name in spec.group_by]
+        self._fields = FieldKey(spec.group_by)
         short = [last_segment(name) for name in spec.group_by]
         self._names = short if len(set(short)) == len(short) else list(spec.group_by)
         self._window = spec.window
@@ -139,9 +140,6 @@ class IncidentOperator(Operator):
         self._groups: dict[Key, _Group] = {}
         self._of: dict[str, _Incident] = {}  # member identifier → its live incident
         self._live: dict[str, _Incident] = {}  # pending and open incidents by id
-
-    def _key(self, alert: Alert) -> Key:
-        return tuple(str(get(alert) or "") for get in self._getters)
 
     # -- transitions -------------------------------------------------------------
 
@@ -163,7 +161,7 @@ class IncidentOperator(Operator):
 
     def _join(self, alert: Alert, now: float, ctx: Context) -> None:
         """An open matching alert that belongs to no live incident of this rule."""
-        key = self._key(alert)
+        key = self._fields.of(alert)
         at = alert.last_occurrence
         group = self._groups.get(key)
         if group is not None and at > group.last + self._window:

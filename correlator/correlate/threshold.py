@@ -27,6 +27,7 @@ from typing import Final, Literal
 from pydantic import Field
 
 from correlator.correlate.base import CLEARED, BuildEnv, Context, Operator
+from correlator.correlate.grouping import FieldKey
 from correlator.correlate.synthetic import SyntheticAlert
 from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import RESOLUTION, Alert
@@ -111,7 +112,7 @@ class ThresholdOperator(Operator):
         self._count = spec.count
         self._cap = spec.max_groups
         self._names = list(spec.group_by)
-        self._group_of = [alert_getter(name) for name in spec.group_by]
+        self._fields = FieldKey(spec.group_by)
         self._distinct = alert_getter(spec.distinct) if spec.distinct else None
         what = f"distinct {spec.distinct} values" if spec.distinct else "matching events"
         self._what = what
@@ -148,16 +149,13 @@ class ThresholdOperator(Operator):
         assert is_reset is not None
         return lambda occ: is_reset(occ) or counts(occ)
 
-    def _key(self, alert: Alert) -> Key:
-        return tuple(as_text(get(alert)) for get in self._group_of)
-
     def _desc(self, g: _Group) -> str:
         return ", ".join(f"{n}={v}" for n, v in g.group) or "all events"
 
     # -- events --------------------------------------------------------------
 
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
-        key = self._key(occ)
+        key = self._fields.of(occ)
         at = occ.last_occurrence
         if self._is_reset is not None and self._is_reset(occ):
             self._reset(key, occ, at, now, ctx)
@@ -167,7 +165,7 @@ class ThresholdOperator(Operator):
             if len(self._groups) >= self._cap:
                 ctx.count("cap_hit", self.name)
                 return
-            g = self._groups[key] = _Group(list(zip(self._names, key, strict=True)), at)
+            g = self._groups[key] = _Group(self._fields.pairs(key), at)
         elif at < g.newest - self._window or at <= g.floor:
             ctx.count("late", self.name)  # its window has passed (or a reset discarded it)
             return
@@ -223,7 +221,12 @@ class ThresholdOperator(Operator):
     def _fold(
         self, key: Key, g: _Group, occ: Alert, row: Alert | None, now: float, ctx: Context
     ) -> None:
-        """A matching event while raised: one more occurrence of the synthetic alert."""
+        """A matching event while raised: one more occurrence of the synthetic alert.
+
+        When neither the count nor the members change, nothing a template reads
+        has changed either: the row just counts the occurrence (no re-render).
+        """
+        before = (g.count, len(g.members))
         if self._distinct is None:
             g.count += 1
         elif len(g.values) < MAX_VALUES:
@@ -232,6 +235,17 @@ class ThresholdOperator(Operator):
         if row is not None and row.identifier not in g.member_ids and len(g.members) < MAX_MEMBERS:
             g.members.append(row)
             g.member_ids.add(row.identifier)
+        current = g.alert
+        if (
+            before == (g.count, len(g.members))
+            and current is not None
+            and ctx.table.get(current.identifier) is current
+            and current.status != STATUS_CLEARED
+        ):
+            ctx.table.repeat(current, occ.last_occurrence, now)
+            if row is not None:
+                self._adopt(g, row, current, now, ctx)
+            return
         alert = ctx.raise_alert(
             self, g.group, now, trigger=row or occ, members=g.members, count=g.count
         )

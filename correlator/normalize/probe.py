@@ -7,18 +7,18 @@ few dict probes, not 50 matcher evaluations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from correlator.errors import InvalidEvent
 from correlator.model import Alert
-from correlator.normalize.build import build_alert, string_map
+from correlator.normalize.build import build_alert, identifier_function, string_map
 from correlator.ruleset.expr import when_raw
 from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.matchers import Predicate, all_of, compile_matchers
 from correlator.ruleset.schema import NormalizeRule
-from correlator.ruleset.templates import Template, compile_map
+from correlator.ruleset.templates import TemplateMap
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +27,10 @@ class ProbeRule:
 
     name: str
     test: Predicate
-    fields: tuple[tuple[str, Template], ...]
-    labels: tuple[tuple[str, Template], ...]
-    annotations: tuple[tuple[str, Template], ...]
-    identifier: tuple[str, ...] | None
+    fields: TemplateMap
+    labels: TemplateMap
+    annotations: TemplateMap
+    identify: Callable[[Alert], str] | None  # the rule's `identifier:` fields, compiled
     discard: bool
     cont: bool
     expire_after: float | None
@@ -45,10 +45,10 @@ def compile_rule(spec: NormalizeRule) -> tuple[ProbeRule, list[Any]]:
     rule = ProbeRule(
         name=spec.name,
         test=all_of(preds),
-        fields=tuple(compile_map(spec.fields, prefix="raw").items()),
-        labels=tuple(compile_map(spec.labels, prefix="raw").items()),
-        annotations=tuple(compile_map(spec.annotations, prefix="raw").items()),
-        identifier=tuple(spec.identifier) if spec.identifier else None,
+        fields=TemplateMap(spec.fields, prefix="raw"),
+        labels=TemplateMap(spec.labels, prefix="raw"),
+        annotations=TemplateMap(spec.annotations, prefix="raw"),
+        identify=identifier_function(tuple(spec.identifier)) if spec.identifier else None,
         discard=spec.discard,
         cont=spec.continue_,
         expire_after=spec.expire_after,
@@ -84,22 +84,21 @@ class Normalizer:
         if not matched:
             return build_alert(raw, labels, annotations, now)
         fields = dict(raw)
-        identifier: tuple[str, ...] | None = None
+        identify: Callable[[Alert], str] | None = None
         expire_after: float | None = None
         for rule in matched:
-            for key, template in rule.fields:
-                fields[key] = template.render(raw)
-            for key, template in rule.labels:
-                labels[key] = template.render(raw)
-            for key, template in rule.annotations:
-                annotations[key] = template.render(raw)
-            identifier = rule.identifier or identifier
+            rule.fields.render_into(fields, raw)
+            if rule.labels:
+                rule.labels.render_into(labels, raw)
+            if rule.annotations:
+                rule.annotations.render_into(annotations, raw)
+            identify = rule.identify or identify
             expire_after = rule.expire_after if rule.expire_after is not None else expire_after
         return build_alert(
             fields,
             labels,
             annotations,
             now,
-            identifier_fields=identifier,
+            identify=identify,
             expire_after=expire_after,
         )

@@ -45,11 +45,15 @@ class RuleIndex(Generic[T]):
             getters[best.name] = best.get
         self._always = tuple(always)
         self._always_items = tuple(self._items[p] for p in always)
+        # each bucket's items come pre-merged with the unkeyed ones, in rule order
         self._keys = tuple(
             _Key(
                 name,
                 getters[name],
-                {v: (tuple(p), tuple(self._items[i] for i in p)) for v, p in values.items()},
+                {
+                    v: (tuple(p), tuple(self._items[i] for i in sorted((*p, *always))))
+                    for v, p in values.items()
+                },
             )
             for name, values in buckets.items()
         )
@@ -62,7 +66,7 @@ class RuleIndex(Generic[T]):
         found = [hit for key in self._keys if (hit := key.buckets.get(as_text(key.get(obj))))]
         if not found:
             return self._always_items
-        if len(found) == 1 and not self._always:
+        if len(found) == 1:
             return found[0][1]
         positions = [*self._always, *(p for hit in found for p in hit[0])]
         positions.sort()

@@ -53,6 +53,9 @@ def _unquote(text: str) -> str:
 
 
 def as_text(value: Any) -> str:
+    """A value as matchers see it: None is "", booleans are true/false, 4.0 is "4"."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, str):

@@ -15,7 +15,7 @@ attributes of a missing name are missing too (ChainableUndefined), not errors.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import jinja2
@@ -87,24 +87,27 @@ def referenced_paths(ast: nodes.Template) -> list[Path] | None:
 
 
 class Template:
-    """A template over a mapping; `prefix` names a key that also resolves bare (`raw`)."""
+    """A template over a mapping; `prefix` names a key that also resolves bare (`raw`).
 
-    __slots__ = ("_jinja", "_memo", "_path", "_paths", "_prefix", "constant", "source")
+    `render` is a closure picked at compile time for the template's shape, so
+    the common cases cost one or two dict probes.
+    """
+
+    __slots__ = ("_jinja", "_prefix", "constant", "render", "source")
 
     def __init__(self, source: str, *, prefix: str | None = None) -> None:
         self.source = source
         self._prefix = prefix
-        self._path: Path | None = None
-        self._paths: list[Path] | None = None
         self._jinja: jinja2.Template | None = None
-        self._memo: dict[tuple[Any, ...], str] = {}
         self.constant: str | None = None
+        self.render: Callable[[Mapping[str, Any]], str]
         if "{{" not in source and "{%" not in source and "{#" not in source:
             self.constant = source
+            self.render = lambda context: source
             return
         plain = _PLAIN_REF.match(source.strip())
         if plain is not None:
-            self._path = self._strip(tuple(plain.group(1).split(".")))
+            self.render = _path_renderer(self._strip(tuple(plain.group(1).split("."))))
             return
         try:
             ast = _ENV.parse(source)
@@ -112,35 +115,15 @@ class Template:
         except jinja2.TemplateSyntaxError as exc:
             raise ValueError(f"bad template {source!r}: {exc.message}") from None
         paths = referenced_paths(ast)
-        self._paths = None if paths is None else [self._strip(p) for p in paths]
+        if paths is None:
+            self.render = self._render
+        else:
+            self.render = _memoized(self._render, [self._strip(p) for p in paths])
 
     def _strip(self, path: Path) -> Path:
         if self._prefix is not None and path[0] == self._prefix and len(path) > 1:
             return path[1:]
         return path
-
-    def render(self, context: Mapping[str, Any]) -> str:
-        if self.constant is not None:
-            return self.constant
-        if self._path is not None:
-            value = _lookup(context, self._path)
-            if value is None:
-                return ""
-            return value if isinstance(value, str) else str(value)
-        if self._paths is None:
-            return self._render(context)
-        key = tuple(_lookup(context, path) for path in self._paths)
-        try:
-            return self._memo[key]
-        except KeyError:
-            pass
-        except TypeError:  # an unhashable value (a list, a map): render every time
-            return self._render(context)
-        text = self._render(context)
-        if len(self._memo) >= _MEMO_LIMIT:
-            self._memo.clear()
-        self._memo[key] = text
-        return text
 
     def _render(self, context: Mapping[str, Any]) -> str:
         assert self._jinja is not None
@@ -150,6 +133,78 @@ class Template:
             return self._jinja.render(context)
         except jinja2.TemplateError as exc:
             return f"<template error: {exc}>"
+
+
+def _path_renderer(path: Path) -> Callable[[Mapping[str, Any]], str]:
+    """`{{ a }}` / `{{ a.b }}` without Jinja2: None and missing render empty."""
+    if len(path) == 1:
+        (key,) = path
+
+        def one(context: Mapping[str, Any]) -> str:
+            value = context.get(key)
+            if value is None:
+                return ""
+            return value if type(value) is str else str(value)
+
+        return one
+
+    def walk(context: Mapping[str, Any]) -> str:
+        value = _lookup(context, path)
+        if value is None:
+            return ""
+        return value if type(value) is str else str(value)
+
+    return walk
+
+
+def _memoized(
+    render: Callable[[Mapping[str, Any]], str], paths: list[Path]
+) -> Callable[[Mapping[str, Any]], str]:
+    """Render once per distinct tuple of the values the template reads (bounded)."""
+    memo: dict[Any, str] = {}
+    single = paths[0][0] if len(paths) == 1 and len(paths[0]) == 1 else None
+
+    def cached(context: Mapping[str, Any]) -> str:
+        # values are keyed with their type: 1, 1.0 and True hash alike but render apart
+        if single is not None:
+            key: Any = context.get(single)
+            if type(key) is not str:
+                key = (type(key), key)
+        else:
+            key = tuple([(type(v), v) for v in (_lookup(context, path) for path in paths)])
+        try:
+            return memo[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value (a list, a map): render every time
+            return render(context)
+        text = render(context)
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[key] = text
+        return text
+
+    return cached
+
+
+class TemplateMap:
+    """A compiled `{key: template}` map, constants split out so they cost one update."""
+
+    __slots__ = ("constants", "dynamic")
+
+    def __init__(self, sources: Mapping[K, Any], *, prefix: str | None = None) -> None:
+        compiled = {str(k): Template(_text(v), prefix=prefix) for k, v in sources.items()}
+        self.constants = {k: t.constant for k, t in compiled.items() if t.constant is not None}
+        self.dynamic = tuple((k, t) for k, t in compiled.items() if t.constant is None)
+
+    def __bool__(self) -> bool:
+        return bool(self.constants or self.dynamic)
+
+    def render_into(self, target: dict[str, Any], context: Mapping[str, Any]) -> None:
+        if self.constants:
+            target.update(self.constants)
+        for key, template in self.dynamic:
+            target[key] = template.render(context)
 
 
 def compile_map(sources: Mapping[K, Any], *, prefix: str | None = None) -> dict[K, Template]:

@@ -62,12 +62,12 @@ class AlertTable:
         if row is None:
             return self.insert(occ, now)
         self._stats.dedup_hits += 1
-        row.tally += 1
         at = occ.last_occurrence
         if at < row.last_occurrence:
             self._stats.late_occurrences += 1
-            self._notify("updated", row, now)
+            self.repeat(row, row.last_occurrence, now)
             return row
+        row.tally += 1
         row.last_occurrence = at
         changed = False
         if row.severity != occ.severity:
@@ -76,10 +76,11 @@ class AlertTable:
         if row.summary != occ.summary:
             row.summary = occ.summary
             changed = True
-        if occ.labels and occ.labels != row.labels:
-            row.labels.update(occ.labels)
-        if occ.annotations and occ.annotations != row.annotations:
-            row.annotations.update(occ.annotations)
+        fields_changed = changed or row.type != occ.type
+        if occ.labels and _merge(row.labels, occ.labels):
+            fields_changed = True
+        if occ.annotations and _merge(row.annotations, occ.annotations):
+            fields_changed = True
         row.type = occ.type
         if occ.expire_after is not None:
             row.expire_after = occ.expire_after
@@ -94,8 +95,19 @@ class AlertTable:
             return row
         if changed:
             row.state_change = at
-        self._notify("updated", row, now)
+        # subscribers to "updated" see field changes; a bare repeat is cheaper to ignore
+        self._notify("updated" if fields_changed else "repeated", row, now)
         return row
+
+    def repeat(self, row: Alert, at: float, now: float) -> None:
+        """One more occurrence that changes nothing but tally (and the time it was last seen)."""
+        row.tally += 1
+        if at > row.last_occurrence:
+            row.last_occurrence = at
+            if row.expire_after is not None and row.status != CLEARED:
+                row.expire_at = at + row.expire_after
+                self._arm_expiry(row)
+        self._notify("repeated", row, now)
 
     def insert(self, alert: Alert, now: float) -> Alert:
         """Add a new row (an occurrence or a synthetic alert) and announce it."""
@@ -174,3 +186,13 @@ class AlertTable:
                 return
             if row.state_change + self.delete_cleared_after <= now:
                 self.delete(row, now)
+
+
+def _merge(into: dict[str, str], new: dict[str, str]) -> bool:
+    """Merge labels or annotations; True when a value was added or changed."""
+    changed = False
+    for key, value in new.items():
+        if into.get(key) != value:
+            into[key] = value
+            changed = True
+    return changed
