@@ -26,6 +26,7 @@ from correlator.model import (
 )
 from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.loader import RuleSet
+from correlator.ruleset.matchers import Predicate
 from correlator.stats import Stats
 from correlator.table.table import AlertTable
 from correlator.timeparse import format_duration
@@ -86,8 +87,8 @@ class Engine:
         fresh = {op.name: op for op in kept}
         self._retired |= {name for name, op in self.operators.items() if fresh.get(name) is not op}
         self.operators = fresh
-        self._event_ops: RuleIndex[Operator] = RuleIndex(
-            [(op, op.event_keys) for op in kept if op.event_filter is not None]
+        self._event_ops: RuleIndex[tuple[Operator, Predicate]] = RuleIndex(
+            [((op, op.event_filter), op.event_keys) for op in kept if op.event_filter is not None]
         )
         by_transition: dict[str, list[Operator]] = {}
         for op in kept:
@@ -99,7 +100,8 @@ class Engine:
 
     def process(self, event: dict[str, Any], now: float) -> list[Change]:
         """Fold one raw event into the table; raise EventError if it must be dead-lettered."""
-        self._start(now)
+        if self._unstarted or self._retired:
+            self._start(now)
         self.stats.events += 1
         try:
             occ = self._normalizer.normalize(event, now)
@@ -116,8 +118,8 @@ class Engine:
         if at > self._newest:
             self._newest = at
         row = self.table.upsert(occ, now)
-        for op in self._event_ops.candidates(occ):
-            if op.event_filter is not None and op.event_filter(occ):
+        for op, wants in self._event_ops.candidates(occ):
+            if wants(occ):
                 op.on_event(occ, row, now, self)
         return self._drain()
 

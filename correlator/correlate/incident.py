@@ -95,6 +95,7 @@ class _Incident:
     closed_at: float | None = None
     parents: dict[str, str] = field(default_factory=dict)  # parent values this rule wrote
     shown: dict[str, Any] | None = None  # the last published view
+    severity: int | None = None  # max over open members; None: to be recomputed
 
 
 @dataclass(slots=True, eq=False)
@@ -136,6 +137,7 @@ class IncidentOperator(Operator):
         self._min, self._max = spec.min_members, spec.max_members
         self._cap = spec.max_incidents
         self._title = Template(spec.title)
+        self._title_reads_members = "members" in spec.title
         self._context = SyntheticAlert(spec.name, None)  # the template context of alert: specs
         self._groups: dict[Key, _Group] = {}
         self._of: dict[str, _Incident] = {}  # member identifier → its live incident
@@ -146,6 +148,8 @@ class IncidentOperator(Operator):
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         ident = alert.identifier
         inc = self._of.get(ident)
+        if inc is not None:
+            inc.severity = None  # a member changed: recompute on the next view
         if transition in (CLEARED, DELETED):
             if inc is not None:
                 if transition == DELETED:
@@ -178,6 +182,8 @@ class IncidentOperator(Operator):
             group, inc = found
         member = _Member(alert, at, self._root_ok(alert) if self._root_ok else False)
         inc.members[alert.identifier] = member
+        if inc.severity is not None:
+            inc.severity = max(inc.severity, alert.severity)
         self._of[alert.identifier] = inc
         if at > group.last:
             group.last = at
@@ -255,16 +261,21 @@ class IncidentOperator(Operator):
         self._adopt(inc, inc.members.values(), now, ctx)
 
     def _view(self, inc: _Incident) -> dict[str, Any]:
-        alerts = [m.alert for m in inc.members.values()]
+        """The published incident. Costs O(1) per join unless the title reads `members`."""
+        members = inc.members.values()
+        alerts = [m.alert for m in members] if self._title_reads_members else []
         group = list(zip(self._names, inc.key, strict=True))
         root = inc.root.alert if inc.root is not None else None
-        context = self._context.context(group, root, alerts, len(alerts))
+        context = self._context.context(group, root, alerts, len(inc.members))
+        if inc.severity is None:
+            open_levels = (m.alert.severity for m in members if m.alert.status != STATUS_CLEARED)
+            inc.severity = max(open_levels, default=0)
         return {
             "id": inc.id,
             "rule": self.name,
             "title": self._title.render(context),
             "status": "closed" if inc.closed_at is not None else "open",
-            "severity": max((a.severity for a in alerts if a.status != STATUS_CLEARED), default=0),
+            "severity": inc.severity,
             "group": dict(group),
             "members": list(inc.members),
             "root_cause": root.identifier if root is not None else None,
