@@ -89,7 +89,9 @@ def _replay(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(error, file=sys.stderr)
         return 2
-    engine = Engine(ruleset, max_lateness=parse_duration(args.max_lateness))
+    engine = Engine(
+        ruleset, max_lateness=parse_duration(args.max_lateness), snapshots=not args.final
+    )
     if args.events == "-":
         return replay.run(
             engine, sys.stdin, sys.stdout, sys.stderr, final=args.final, until=args.until

@@ -55,8 +55,10 @@ class Engine:
         *,
         max_lateness: float = 300.0,
         delete_cleared_after: float = 120.0,
+        snapshots: bool = False,
     ) -> None:
         self.stats = Stats()
+        self._snapshots = snapshots
         self.max_lateness = max_lateness
         self._timers = TimerHeap()
         self.table = AlertTable(
@@ -180,7 +182,10 @@ class Engine:
             owner.on_timer(key, when, self)  # timers of replaced rules are dropped
 
     def _transition(self, transition: str, alert: Alert, now: float) -> None:
-        self._out.append(Change(now, PUBLIC_KIND[transition], alert))
+        change = Change(now, PUBLIC_KIND[transition], alert)
+        if self._snapshots:
+            change.snapshot = alert.to_dict()
+        self._out.append(change)
         if transition == "deleted":
             self._suppressors.pop(alert.identifier, None)
         for op in self._by_transition.get(transition, ()):

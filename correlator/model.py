@@ -148,8 +148,9 @@ class Change:
     """One outcome of the engine, in the order it happened.
 
     `alert` is the live row, not a copy: consumers serialize a change before the
-    next call into the engine (replay, sinks), which keeps the hot path free of
-    per-event snapshots.
+    next call into the engine (sinks), which keeps the hot path free of per-event
+    snapshots. An engine built with `snapshots=True` (replay) also records the
+    row as it was at this change, for exact step-by-step output.
     """
 
     at: float
@@ -158,6 +159,7 @@ class Change:
     incident: dict[str, Any] | None = None
     receiver: str | None = None
     alerts: list[Alert] | None = None
+    snapshot: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"at": self.at, "kind": self.kind}
@@ -165,7 +167,9 @@ class Change:
             out["receiver"] = self.receiver
             out["alerts"] = [a.to_dict() for a in self.alerts or ()]
             return out
-        if self.alert is not None:
+        if self.snapshot is not None:
+            out["alert"] = self.snapshot
+        elif self.alert is not None:
             out["alert"] = self.alert.to_dict()
         if self.incident is not None:
             out["incident"] = self.incident
