@@ -254,6 +254,24 @@ class Engine:
         """Every rule currently suppressing the alert, first one first."""
         return tuple(self._suppressors.get(alert.identifier, ()))
 
+    def would_cycle(self, alert: Alert, parent: str) -> bool:
+        """Whether making `parent` the parent of `alert` closes a loop of parents.
+
+        Kinds that set `parent` (threshold, incident, topology) check this first,
+        so two rules can never point two alerts at each other.
+        """
+        seen = {alert.identifier}
+        current: str | None = parent
+        for _ in range(64):  # chains are short; the bound keeps a corrupt one finite
+            if current is None:
+                return False
+            if current in seen:
+                return True
+            seen.add(current)
+            row = self.table.get(current)
+            current = row.parent if row is not None else None
+        return True
+
     def in_maintenance(self, alert: Alert) -> bool:
         """Whether a rule that pauses escalation (maintenance) suppresses the alert."""
         operators = self.operators

@@ -177,3 +177,25 @@ def test_acknowledge(engine: Callable[..., Engine]) -> None:
     row = eng.table.get("h1:Down::")
     assert row is not None
     assert (row.status, row.owner, row.journal[-1].who) == ("acknowledged", "alice", "alice")
+
+
+def test_info_row_reopens_after_expiry(engine: Callable[..., Engine]) -> None:
+    """An info row that expired is reopened by its next occurrence, like a problem."""
+    eng = engine()
+    eng.process(ev(0, type="info", expire_after="60s"), 0)
+    eng.tick(60)
+    eng.process(ev(100, type="info", expire_after="60s", severity="minor"), 100)
+    row = eng.table.get("h1:Down::")
+    assert row is not None and (row.status, row.severity, row.expire_at) == ("open", 3, 160)
+
+
+def test_cleared_row_touched_later_is_still_deleted(engine: Callable[..., Engine]) -> None:
+    """A rule's note on a cleared row restarts the grace period; the row still goes."""
+    eng = engine()
+    eng.process(ev(0), 0)
+    eng.process(ev(10, type="resolution"), 10)
+    row = eng.table.get("h1:Down::")
+    assert row is not None
+    eng.modify(row, 50, "some-rule", "note on a cleared row")
+    assert [c.kind for c in eng.tick(130)] == ["alert.updated"]  # the note, nothing else
+    assert [c.kind for c in eng.tick(170)] == ["alert.deleted"]

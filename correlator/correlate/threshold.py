@@ -262,6 +262,9 @@ class ThresholdOperator(Operator):
             other = ctx.table.get(row.parent)
             if other is not None and other.status != STATUS_CLEARED:
                 return
+        if ctx.would_cycle(row, alert.identifier):
+            ctx.count("parent_cycle", self.name)
+            return
         row.parent = alert.identifier
         why = f"parent set to {alert.identifier}: counted for {self._desc(g)}"
         ctx.modify(row, now, self.name, why)

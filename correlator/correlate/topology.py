@@ -266,7 +266,9 @@ class TopologyOperator(Operator):
         self._symptoms.setdefault(root.identifier, {})[sid] = symptom
         self._held[sid] = root.identifier
         why = f"{symptom.node} depends on {root.node}, where {root.identifier} is open"
-        if symptom.parent != root.identifier:
+        if ctx.would_cycle(symptom, root.identifier):
+            ctx.count("parent_cycle", self.name)  # another rule made the root our child
+        elif symptom.parent != root.identifier:
             symptom.parent = root.identifier
             ctx.modify(symptom, now, self.name, f"symptom of {root.identifier}: {why}")
         ctx.suppress(symptom, now, self.name, why)

@@ -15,7 +15,6 @@ from correlator.model import (
     CLEARED,
     INFO,
     OPEN,
-    PROBLEM,
     RESOLUTION,
     Alert,
 )
@@ -87,7 +86,7 @@ class AlertTable:
         if row.expire_after is not None:
             row.expire_at = at + row.expire_after
             self._arm_expiry(row)
-        if row.status == CLEARED and occ.type == PROBLEM:
+        if row.status == CLEARED:  # a problem or info occurrence (resolutions went above)
             row.status = OPEN
             row.state_change = at
             row.note(now, "correlator", f"reopened by a new occurrence (tally {row.tally})")
@@ -184,8 +183,11 @@ class AlertTable:
         elif what == _DELETE:
             if row is None or row.status != CLEARED:
                 return
-            if row.state_change + self.delete_cleared_after <= now:
+            due = row.state_change + self.delete_cleared_after
+            if due <= now:
                 self.delete(row, now)
+            else:  # touched since it cleared (a rule's note): the grace period restarts
+                self._schedule(due, self, (_DELETE, identifier))
 
 
 def _merge(into: dict[str, str], new: dict[str, str]) -> bool:
