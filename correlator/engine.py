@@ -9,6 +9,7 @@ change and is dispatched to the operators subscribed to it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Sequence
 from typing import Any, Final
 
@@ -44,6 +45,15 @@ PUBLIC_KIND: Final = {
     "suppressed": SUPPRESSED,
     "unsuppressed": UNSUPPRESSED,
 }
+
+
+_TALLY = re.compile(r"\btally\s*(?:>=|<=|!=|==|=~|!~|=|>|<)")
+
+
+def _reads_tally(spec: Any) -> bool:
+    """Whether a rule's matchers or CEL condition compare `tally`."""
+    dump = getattr(spec, "model_dump_json", None)
+    return dump is not None and _TALLY.search(dump()) is not None
 
 
 class Engine:
@@ -97,6 +107,10 @@ class Engine:
             for transition in op.transitions:
                 by_transition.setdefault(transition, []).append(op)
         self._by_transition = {t: tuple(ops) for t, ops in by_transition.items()}
+        # a tally-only repeat changes no field, except for rules whose conditions read tally
+        self._tally_watchers = tuple(
+            op for op in kept if "updated" in op.transitions and _reads_tally(op.spec)
+        )
 
     # -- the two entry points -------------------------------------------------
 
@@ -190,6 +204,9 @@ class Engine:
             self._suppressors.pop(alert.identifier, None)
         for op in self._by_transition.get(transition, ()):
             op.on_transition(transition, alert, now, self)
+        if transition == "repeated":
+            for op in self._tally_watchers:
+                op.on_transition("updated", alert, now, self)
 
     # -- Context: what operators may do -----------------------------------------
 

@@ -135,3 +135,29 @@ def test_memo_keeps_equal_values_of_different_types_apart() -> None:
     """1, 1.0 and True are equal as dict keys but render differently."""
     template = Template("{{ raw.v | string }}", prefix="raw")
     assert [template.render({"v": v}) for v in (1, 1.0, True, 1)] == ["1", "1.0", "True", "1"]
+
+
+def test_rules_reading_tally_see_tally_only_repeats(tmp_path: Path) -> None:
+    """`tally>=3` becomes true on a repeat that changes no other field: inhibit and
+    escalate act on it (rules that do not read tally never see bare repeats)."""
+    rules = """
+    inhibit_rules:
+      - name: noisy-db-mutes-app
+        source_matchers: ['alertgroup="DB"', 'tally>=3']
+        target_matchers: ['alertgroup="App"']
+    correlate:
+      - name: repeat-offender
+        kind: escalate
+        match: ['alertgroup="DB"', 'tally>=3']
+        after: 1m
+        set: {severity: critical}
+    """
+    engine = Engine(load_rules(_rules(tmp_path, rules)))
+    engine.process({"node": "app", "alertgroup": "App", "severity": "major", "timestamp": 0}, 0)
+    for t in (0, 10, 20, 30, 40):
+        engine.process({"node": "db", "alertgroup": "DB", "severity": "major", "timestamp": t}, t)
+    engine.tick(1000)
+    db, app = engine.table.get("db:DB::"), engine.table.get("app:App::")
+    assert db is not None and app is not None
+    assert app.suppressed_by == "noisy-db-mutes-app"
+    assert db.severity == 5
