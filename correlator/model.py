@@ -110,6 +110,11 @@ class Alert:
     expire_at: float | None = None
     expire_after: float | None = None
     journal: list[JournalEntry] = field(default_factory=list)
+    # values a rule holds against new occurrences (escalate's `set:`), by field name
+    # (`severity`, `summary`, `labels.<k>`, `annotations.<k>`); the table folds each
+    # occurrence as if it carried them and drops them when a cleared row reopens.
+    # Internal: not in to_dict, whose shape is DESIGN.md §3; the held values show there.
+    pinned: dict[str, int | str] | None = None
 
     def note(self, at: float, who: str, text: str) -> None:
         self.journal.append(JournalEntry(at, who, text))

@@ -199,3 +199,34 @@ def test_cleared_row_touched_later_is_still_deleted(engine: Callable[..., Engine
     eng.modify(row, 50, "some-rule", "note on a cleared row")
     assert [c.kind for c in eng.tick(130)] == ["alert.updated"]  # the note, nothing else
     assert [c.kind for c in eng.tick(170)] == ["alert.deleted"]
+
+
+def test_pinned_values_hold_against_occurrences_until_a_reopen(
+    engine: Callable[..., Engine],
+) -> None:
+    """Pinned values (escalate) fold into every occurrence; a cleared row reopens without them.
+
+    A pinned severity is a floor, pinned summary/labels/annotations replace the
+    occurrence's; an occurrence that only repeats pinned values is a bare repeat.
+    """
+    eng = engine()
+    eng.process(ev(0, severity="minor", labels={"p": "P3"}), 0)
+    row = eng.table.get("h1:Down::")
+    assert row is not None
+    row.severity, row.summary, row.labels["p"], row.annotations["to"] = 4, "held", "P1", "noc"
+    row.pinned = {"severity": 4, "summary": "held", "labels.p": "P1", "annotations.to": "noc"}
+    eng.process(ev(10, severity="minor", labels={"p": "P3"}), 10)
+    assert (row.severity, row.summary, row.labels, row.annotations) == (
+        4,
+        "held",
+        {"p": "P1"},
+        {"to": "noc"},
+    )
+    assert row.tally == 2 and row.state_change == 0  # nothing changed: a bare repeat
+    eng.process(ev(20, severity="critical"), 20)
+    assert (row.severity, row.summary) == (5, "held")  # a higher severity still wins
+    eng.process(ev(30, type="resolution"), 30)
+    eng.process(ev(40, severity="minor", labels={"p": "P3"}), 40)
+    reopened = eng.table.get("h1:Down::")
+    assert reopened is row and reopened.pinned is None
+    assert (row.status, row.severity, row.labels["p"]) == ("open", 3, "P3")

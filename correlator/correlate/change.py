@@ -11,6 +11,11 @@ Several open windows for the same `on` values: the most recent change at or
 before the alert's time wins. Windows live in a dict keyed by the `on` values
 (a bounded, time-sorted list of recent changes each), so an alert costs one
 lookup; a timer drops each change when its window ends.
+
+Arrival order does not matter within the lateness the engine accepts: the
+alerts a target transition saw are also kept for `LATE_GRACE` after their time
+(a bounded buffer per `on` values), and a change that arrives after them
+annotates those it is the suspect of.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pydantic import Field
 
 from correlator.correlate.base import CREATED, REOPENED, BuildEnv, Context, Operator
 from correlator.correlate.grouping import FieldKey
-from correlator.model import PROBLEM, Alert
+from correlator.model import CLEARED, PROBLEM, Alert
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
 from correlator.ruleset.schema import Duration, FieldNames, Matchers, Rule
@@ -32,6 +37,10 @@ from correlator.timeparse import format_duration
 
 ANNOTATION: Final = "suspect_change"
 MAX_PER_KEY: Final = 16  # recent changes kept per `on` values; the oldest goes first
+MAX_BORN_PER_KEY: Final = 256  # recent alerts kept per `on` values for a late change
+LATE_GRACE: Final = 300.0  # seconds an alert waits for a late change: the default max_lateness
+_WINDOW: Final = "window"  # timer: a change's window ends
+_BORN: Final = "born"  # timer: buffered alerts stop waiting for a late change
 
 Key = tuple[str, ...]
 
@@ -49,6 +58,14 @@ class _Change:
     at: float
     identifier: str
     summary: str
+
+
+@dataclass(slots=True)
+class _Born:
+    """A target alert created or reopened at `at`, waiting for a change delivered late."""
+
+    alert: Alert
+    at: float
 
 
 class ChangeOperator(Operator):
@@ -70,6 +87,7 @@ class ChangeOperator(Operator):
         self._within = spec.within
         self._cap = spec.max_keys
         self._windows: dict[Key, list[_Change]] = {}  # ascending by time
+        self._born: dict[Key, dict[str, _Born]] = {}  # on values → identifier → alert
 
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
         """A change happened: open (or move) its window for its `on` values."""
@@ -90,23 +108,64 @@ class ChangeOperator(Operator):
                     return  # a repeat of this change delivered late: the window stands
                 del changes[i]  # the same change again: its window moves to the new time
                 break
-        insort(changes, _Change(at, occ.identifier, occ.summary))
+        change = _Change(at, occ.identifier, occ.summary)
+        insort(changes, change)
         if len(changes) > MAX_PER_KEY:
             del changes[0]
-        ctx.schedule(at + self._within, self, key)
+        ctx.schedule(at + self._within, self, (_WINDOW, key))
+        self._annotate_born(key, changes, change, now, ctx)
+
+    def _annotate_born(
+        self, key: Key, changes: list[_Change], change: _Change, now: float, ctx: Context
+    ) -> None:
+        """A change delivered after alerts it is the suspect of: annotate them now."""
+        born = self._born.get(key)
+        if not born:
+            return
+        table = ctx.table
+        for entry in born.values():
+            alert = entry.alert
+            if table.get(alert.identifier) is not alert or alert.status == CLEARED:
+                continue  # gone, or the episode is over: leave its history alone
+            if self._suspect(changes, entry.at) is change:
+                self._annotate(alert, change, entry.at, now, ctx)
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         """An alert was created or reopened: is a change window open for it?"""
-        if alert.type != PROBLEM:
+        if alert.type != PROBLEM or not self._is_target(alert) or self._is_change(alert):
             return
-        changes = self._windows.get(self._on.of(alert))
-        if not changes or not self._is_target(alert) or self._is_change(alert):
-            return
-        suspect = self._suspect(changes, alert.last_occurrence)
-        if suspect is None or alert.annotations.get(ANNOTATION) == suspect.identifier:
+        key = self._on.of(alert)
+        if not any(key):
+            return  # no change can name it
+        at = alert.last_occurrence
+        self._remember_born(key, alert, at, ctx)
+        changes = self._windows.get(key)
+        suspect = self._suspect(changes, at) if changes else None
+        if suspect is not None:
+            self._annotate(alert, suspect, at, now, ctx)
+
+    def _remember_born(self, key: Key, alert: Alert, at: float, ctx: Context) -> None:
+        """Keep the alert `LATE_GRACE` for a change that is stamped before it but arrives after."""
+        born = self._born.get(key)
+        if born is None:
+            if len(self._born) >= self._cap:
+                ctx.count("cap_hit", self.name)
+                return
+            born = self._born[key] = {}
+            ctx.schedule(at + LATE_GRACE, self, (_BORN, key))
+        born.pop(alert.identifier, None)  # a reopen: only its newest episode waits
+        born[alert.identifier] = _Born(alert, at)
+        if len(born) > MAX_BORN_PER_KEY:
+            del born[next(iter(born))]  # the oldest arrival stops waiting
+            ctx.count("cap_hit", self.name)
+
+    def _annotate(
+        self, alert: Alert, suspect: _Change, at: float, now: float, ctx: Context
+    ) -> None:
+        if alert.annotations.get(ANNOTATION) == suspect.identifier:
             return
         alert.annotations[ANNOTATION] = suspect.identifier
-        ago = format_duration(max(alert.last_occurrence - suspect.at, 0.0))
+        ago = format_duration(max(at - suspect.at, 0.0))
         ctx.modify(
             alert,
             now,
@@ -124,17 +183,29 @@ class ChangeOperator(Operator):
         return None
 
     def on_timer(self, key: Hashable, now: float, ctx: Context) -> None:
-        """Drop changes whose window has ended; forget the key when none is left."""
+        """Drop changes whose window has ended, and alerts done waiting for a late change."""
         assert isinstance(key, tuple)
-        changes = self._windows.get(key)
-        if changes is None:
-            return
-        changes[:] = [c for c in changes if c.at + self._within > now]
-        if not changes:
-            del self._windows[key]
+        what, group = key
+        if what == _WINDOW:
+            changes = self._windows.get(group)
+            if changes is None:
+                return
+            changes[:] = [c for c in changes if c.at + self._within > now]
+            if not changes:
+                del self._windows[group]
+        elif what == _BORN:
+            born = self._born.get(group)
+            if born is None:
+                return
+            for identifier in [i for i, e in born.items() if e.at + LATE_GRACE <= now]:
+                del born[identifier]
+            if born:
+                ctx.schedule(min(e.at for e in born.values()) + LATE_GRACE, self, key)
+            else:
+                del self._born[group]
 
     def size(self) -> int:
-        return len(self._windows)
+        return len(self._windows) + len(self._born)
 
 
 def build(spec: ChangeRule, env: BuildEnv) -> ChangeOperator:

@@ -3,7 +3,9 @@
 The generic clear across identifiers (Netcool's generic-clear automation): a
 `LinkUp` on `node, alertkey` clears the `LinkDown` row of the same interface
 even though the two have different identifiers. Open problems are indexed by
-their `on` values, so a resolution costs one dict lookup.
+their `on` values, so a resolution costs one dict lookup. The index is built
+from the table when the engine starts the rule (one pass per load), so a rule
+added or changed by a reload clears problems already open.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from correlator.correlate.base import (
     Operator,
 )
 from correlator.correlate.grouping import FieldKey
-from correlator.model import Alert
+from correlator.model import CLEARED as CLEARED_STATUS
+from correlator.model import PROBLEM, RESOLUTION, Alert
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
 from correlator.ruleset.schema import FieldNames, Matchers, Rule
@@ -51,13 +54,17 @@ class ClearOperator(Operator):
         self._open: dict[tuple[str, ...], list[Alert]] = {}  # mostly one problem per key
         self._key_of: dict[str, tuple[str, ...]] = {}
 
+    def start(self, now: float, ctx: Context) -> None:
+        """(Re)build the index from the open rows: a new or changed rule clears them too."""
+        self._open.clear()
+        self._key_of.clear()
+        for alert in ctx.table.rows.values():
+            if alert.status != CLEARED_STATUS:
+                self._index(alert)
+
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         if transition in (CREATED, REOPENED):
-            if alert.type == "problem" and self._is_problem(alert):
-                key = self._on.of(alert)
-                if alert.identifier not in self._key_of:
-                    self._open.setdefault(key, []).append(alert)
-                    self._key_of[alert.identifier] = key
+            self._index(alert)
             return
         key = self._key_of.pop(alert.identifier, ())
         if key:
@@ -67,8 +74,18 @@ class ClearOperator(Operator):
                 if not bucket:
                     del self._open[key]
 
+    def _index(self, alert: Alert) -> None:
+        if (
+            alert.type == PROBLEM
+            and self._is_problem(alert)
+            and alert.identifier not in self._key_of
+        ):
+            key = self._on.of(alert)
+            self._open.setdefault(key, []).append(alert)
+            self._key_of[alert.identifier] = key
+
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
-        if occ.type != "resolution":
+        if occ.type != RESOLUTION:
             return
         bucket = self._open.get(self._on.of(occ))
         if not bucket:

@@ -14,9 +14,12 @@ clock restarts and label/annotation values the escalation set are put back
 window does not count: the clock pauses while `Context.in_maintenance` holds
 and resumes from where it stood when the window releases the alert.
 
-After the escalation, `set:` values are sticky for the episode: a deduplicated
-occurrence that resets them (the table takes each occurrence's severity) gets
-them back, and severity is only ever raised back, never lowered.
+After the escalation, `set:` values are sticky for the episode: they are
+pinned on the row (`Alert.pinned`), and the table folds every deduplicated
+occurrence as if it carried them (a pinned severity is a floor: a higher
+occurrence severity still wins). So a repeat never announces a lowered value,
+not even for an instant to rules dispatched before this one. The table drops
+the pins when the cleared row reopens.
 """
 
 from __future__ import annotations
@@ -165,11 +168,8 @@ class EscalateOperator(Operator):
             if done is not None and done.alert is alert:
                 self._reset(done, now, ctx)
             return
-        done = self._done.get(ident)
-        if done is not None:
-            if transition == UPDATED and done.alert is alert:
-                self._reapply(done, now, ctx)
-            return
+        if ident in self._done:
+            return  # escalated: nothing more this episode (the table holds the values)
         clock = self._clocks.get(ident)
         if clock is None or clock.alert is not alert:
             since = min(alert.first_occurrence, now) if transition == CREATED else now
@@ -240,6 +240,9 @@ class EscalateOperator(Operator):
             done.applied[name] = value
             _put(alert, name, value)
         self._done[alert.identifier] = done
+        if done.applied:  # a new dict: a snapshot of the row (pair) may share the old one
+            pins = {name: value for name, value in done.applied.items() if value is not None}
+            alert.pinned = {**alert.pinned, **pins} if alert.pinned else pins
         why = (
             f"escalated by {self.name}: open and unacknowledged for {format_duration(self._after)}"
         )
@@ -251,19 +254,6 @@ class EscalateOperator(Operator):
         ctx.count("escalated", self.name)
         if self._receiver is not None:
             ctx.emit(Change(now, NOTIFICATION, receiver=self._receiver, alerts=[alert]))
-
-    def _reapply(self, done: _Escalated, now: float, ctx: Context) -> None:
-        """A new occurrence reset escalated values: the escalation holds for the episode."""
-        alert = done.alert
-        changed = []
-        for name, value in done.applied.items():
-            current = _get(alert, name)
-            if current == value or (name == "severity" and int(current or 0) > int(value or 0)):
-                continue
-            _put(alert, name, value)
-            changed.append(f"{name}={value}")
-        if changed:
-            ctx.modify(alert, now, self.name, "kept escalated " + ", ".join(changed))
 
     def _reset(self, done: _Escalated, now: float, ctx: Context) -> None:
         """A reopen is a new episode: put back the labels/annotations the escalation replaced."""

@@ -14,6 +14,12 @@ window reaches `changes` exactly when the oldest of them is inside it. State
 is keyed by identifier and outlives a deleted row for `window`, so an alert
 whose cleared row is deleted between flaps is still recognised when it comes
 back; a re-created row of a flapping alert is held again at once.
+
+Membership is re-checked at every opening and whenever an open row's fields
+change (`updated`, `modified`; not `repeated`, which changes none): a row that
+comes to match is counted from then on, and a watched row that stops matching
+is forgotten, released first if it was flapping (journal says why). A cleared
+row keeps the membership it had while open (its severity is 0).
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ from correlator.correlate.base import (
     CLEARED,
     CREATED,
     DELETED,
+    MODIFIED,
     REOPENED,
+    UPDATED,
     BuildEnv,
     Context,
     Operator,
 )
+from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import PROBLEM, Alert
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
@@ -40,6 +49,7 @@ from correlator.ruleset.schema import Duration, Rule
 from correlator.timeparse import format_duration
 
 LABEL: Final = "flapping"
+_UNMATCHED: Final = "the row no longer matches the rule"
 
 
 class FlappingRule(Rule):
@@ -60,7 +70,7 @@ class _Track:
 
 class FlappingOperator(Operator):
     kind = "flapping"
-    transitions = frozenset((CREATED, REOPENED, CLEARED, DELETED))
+    transitions = frozenset((CREATED, REOPENED, CLEARED, DELETED, UPDATED, MODIFIED))
 
     def __init__(self, spec: FlappingRule) -> None:
         super().__init__(spec.name, spec)
@@ -74,22 +84,30 @@ class FlappingOperator(Operator):
         self._stable_for = spec.stable_for
         self._cap = spec.max_rows
         self._rows: dict[str, _Track] = {}
+        self._rechecking: set[str] = set()  # rows being re-checked: their echoes are ignored
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         ident = alert.identifier
         track = self._rows.get(ident)
+        if transition in (UPDATED, MODIFIED):
+            if alert.status != STATUS_CLEARED and ident not in self._rechecking:
+                self._recheck(alert, track, now, ctx)
+            return
         if transition == DELETED:
             if track is not None:
                 self._maybe_forget(ident, track, now, ctx)
             return
+        # Membership is (re)decided when the row opens: a cleared row has severity 0.
+        if transition != CLEARED and not self._member(alert):
+            if track is not None:
+                self._leave(ident, track, now, ctx)
+            return
         if track is None:
-            # Membership is decided when the row opens: a cleared row has severity 0.
-            if transition == CLEARED or alert.type != PROBLEM or not self._is_target(alert):
+            if transition == CLEARED:
                 return
-            if len(self._rows) >= self._cap:
-                ctx.count("cap_hit", self.name)
+            track = self._new_track(ident, ctx)
+            if track is None:
                 return
-            track = self._rows[ident] = _Track()
         track.times.append(now)
         if len(track.times) > self._changes:
             del track.times[0]
@@ -98,6 +116,42 @@ class FlappingOperator(Operator):
         if track.flapping:
             self._hold(alert, now, ctx)
             ctx.schedule(self._release_at(track), self, ident)
+
+    def _member(self, alert: Alert) -> bool:
+        return alert.type == PROBLEM and self._is_target(alert)
+
+    def _new_track(self, ident: str, ctx: Context) -> _Track | None:
+        if len(self._rows) >= self._cap:
+            ctx.count("cap_hit", self.name)
+            return None
+        track = self._rows[ident] = _Track()
+        return track
+
+    def _recheck(self, alert: Alert, track: _Track | None, now: float, ctx: Context) -> None:
+        """An open row's fields changed: it may have come to match, or stopped matching.
+
+        A newcomer is counted from now on (its earlier transitions were not
+        seen). Our own label and release publish `modified` for the same row;
+        while one re-check acts, those echoes are ignored, so nothing loops.
+        """
+        member = self._member(alert)
+        if track is None:
+            if member:
+                self._new_track(alert.identifier, ctx)
+            return
+        if member:
+            return
+        self._rechecking.add(alert.identifier)
+        try:
+            self._leave(alert.identifier, track, now, ctx)
+        finally:
+            self._rechecking.discard(alert.identifier)
+
+    def _leave(self, ident: str, track: _Track, now: float, ctx: Context) -> None:
+        """A watched row stopped matching: release it if flapping, then forget it."""
+        del self._rows[ident]
+        if track.flapping:
+            self._release(ident, track, now, ctx, why=_UNMATCHED)
 
     def _flapping_at(self, track: _Track, now: float) -> bool:
         """`changes` transitions in the closed window [now - window, now]."""
@@ -134,13 +188,15 @@ class FlappingOperator(Operator):
             self._release(key, track, now, ctx)
         self._maybe_forget(key, track, now, ctx)
 
-    def _release(self, ident: str, track: _Track, now: float, ctx: Context) -> None:
+    def _release(
+        self, ident: str, track: _Track, now: float, ctx: Context, *, why: str = ""
+    ) -> None:
         """Label off first, then unsuppress: the released notification shows the row as it is."""
         track.flapping = False
         row = ctx.table.get(ident)
         if row is None:
             return
-        why = (
+        why = why or (
             f"stable for {format_duration(now - track.times[-1])}, fewer than "
             f"{self._changes} transitions within {format_duration(self._window)}"
         )
@@ -152,7 +208,7 @@ class FlappingOperator(Operator):
         """Drop the state of a deleted row once its transitions have left the window."""
         if track.flapping or ctx.table.get(ident) is not None:
             return  # kept while flapping or while the row lives (DELETED calls again)
-        due = track.times[-1] + self._window
+        due = track.times[-1] + self._window if track.times else now
         if due <= now:
             del self._rows[ident]
         else:

@@ -17,6 +17,12 @@ not notified, since nobody was paged for it (the route stage reads
 `send_resolved`, as Alertmanager's receivers do). If it is still open when the
 window ends the mark is removed: it is released like any alert and both its
 firing and its recovery are notified.
+
+Membership is re-checked whenever an open row's fields change (`updated`,
+`modified`, and at every opening): a row whose labels come to match while a
+window is active is held then (unmarked: its firing was already notified), and
+a held row that stops matching is released at once, with a journal note. A
+cleared row keeps the membership it had while open (its severity is 0).
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from correlator.correlate.base import (
     CLEARED,
     CREATED,
     DELETED,
+    MODIFIED,
     REOPENED,
+    UPDATED,
     BuildEnv,
     Context,
     Operator,
@@ -48,6 +56,7 @@ from correlator.timeparse import format_duration
 MAINTENANCE_ANNOTATION: Final = "maintenance"  # the rule whose window the alert was born in
 SEND_RESOLVED_ANNOTATION: Final = "send_resolved"  # "false": the route stage sends no recovery
 _BOUNDARY: Final = "boundary"
+_UNMATCHED: Final = "no longer matches the rule"
 
 
 def _one_or_many(value: Any) -> Any:
@@ -210,7 +219,7 @@ class Schedule:
 
 class MaintenanceOperator(Operator):
     kind = "maintenance"
-    transitions = frozenset((CREATED, REOPENED, CLEARED, DELETED))
+    transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
     pauses_escalation = True
 
     def __init__(self, spec: MaintenanceRule) -> None:
@@ -224,6 +233,7 @@ class MaintenanceOperator(Operator):
         self._open: dict[str, Alert] = {}  # open matching alerts, held at the next start
         self._held: dict[str, Alert] = {}  # alerts this rule suppresses now
         self._armed: float | None = None  # the pending boundary timer
+        self._rechecking: set[str] = set()  # rows being re-checked: their echoes are ignored
 
     def start(self, now: float, ctx: Context) -> None:
         """A rule loaded while alerts are open (reload, restart) holds them too: one pass."""
@@ -233,14 +243,48 @@ class MaintenanceOperator(Operator):
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         ident = alert.identifier
-        if transition in (CREATED, REOPENED):
+        if transition in (UPDATED, MODIFIED):
+            if alert.status != STATUS_CLEARED and ident not in self._rechecking:
+                self._recheck(alert, now, ctx)
+        elif transition in (CREATED, REOPENED):
             if self._matches(alert):
                 self._track(alert, now, ctx, born=True)
+            elif ident in self._open or ident in self._held:
+                self._leave(alert, now, ctx)  # reopened with labels that no longer match
         elif transition == CLEARED:
             self._open.pop(ident, None)  # a held row stays held until the window ends
         else:
             self._open.pop(ident, None)
             self._held.pop(ident, None)
+
+    def _recheck(self, alert: Alert, now: float, ctx: Context) -> None:
+        """An open row's fields changed: it may have come to match, or stopped matching.
+
+        Our own hold and release publish `modified` for the same row; while one
+        re-check acts, those echoes are ignored, so no rule can make it loop.
+        """
+        ident = alert.identifier
+        tracked = ident in self._open or ident in self._held
+        if not tracked:
+            active, until = self._schedule.state(now)
+            if (not active and until is None) or not self._matches(alert):
+                return  # nothing ahead to hold it in, or still not a member
+        elif self._matches(alert):
+            return
+        self._rechecking.add(ident)
+        try:
+            if tracked:
+                self._leave(alert, now, ctx)
+            else:
+                self._track(alert, now, ctx, born=False)  # its firing was notified: no mark
+        finally:
+            self._rechecking.discard(ident)
+
+    def _leave(self, alert: Alert, now: float, ctx: Context) -> None:
+        """A tracked row stopped matching: forget it, and release it if held."""
+        self._open.pop(alert.identifier, None)
+        if self._held.pop(alert.identifier, None) is not None:
+            self._release(alert, now, ctx, why=_UNMATCHED)
 
     def _track(self, alert: Alert, now: float, ctx: Context, *, born: bool) -> None:
         ident = alert.identifier
@@ -302,19 +346,19 @@ class MaintenanceOperator(Operator):
         if shown is not None:  # another rule's suppression is shown: publish the hold anyway
             ctx.modify(alert, now, self.name, "in maintenance: escalation paused")
 
-    def _release(self, alert: Alert, now: float, ctx: Context) -> None:
+    def _release(
+        self, alert: Alert, now: float, ctx: Context, *, why: str = "maintenance window ended"
+    ) -> None:
         if ctx.table.get(alert.identifier) is not alert:
             return
         if alert.status != STATUS_CLEARED and self._unmark(alert, now, ctx, quiet=True):
-            alert.note(
-                now, self.name, "still open after maintenance: its recovery will be notified"
-            )
+            alert.note(now, self.name, f"released open ({why}): its recovery will be notified")
         if self.name not in ctx.suppressors(alert):
             return
         shown = alert.suppressed_by == self.name
-        ctx.unsuppress(alert, now, self.name, "maintenance window ended")
+        ctx.unsuppress(alert, now, self.name, why)
         if not shown:  # no transition was published for the release: publish one
-            ctx.modify(alert, now, self.name, "maintenance ended: escalation resumes")
+            ctx.modify(alert, now, self.name, f"out of maintenance ({why}): escalation resumes")
 
     def _unmark(self, alert: Alert, now: float, ctx: Context, *, quiet: bool = False) -> bool:
         """Drop the born-in-maintenance mark (a new episode outside the window)."""

@@ -8,9 +8,11 @@ after that clears the alert again (the job finished, late), with a journal note.
 Pairs live in a dict keyed by their `on` values: a `second` costs one lookup,
 never a scan. A repeated `first` neither extends nor restarts an open pair (an
 earlier one arriving out of order moves the deadline earlier: the pair starts
-at the first `first`). A `second` without any `first` is ignored for alerting,
-but remembered for `within` so that a `first` delivered after its own `second`
-(reordered across partitions) still completes the pair.
+at the first `first`). Every `second` is remembered for a while (`_Second`):
+one that completed a pair absorbs a redelivered `first` of that pair, and one
+without any `first` (ignored for alerting) completes a `first` delivered after
+it (reordered across partitions) instead of letting it open a pair that would
+fire falsely.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from correlator.ruleset.schema import AlertSpec, Duration, FieldNames, Matchers,
 from correlator.timeparse import format_duration
 
 _DUE: Final = "due"  # timer: a pair's deadline
-_ORPHAN: Final = "orphan"  # timer: forget an unpaired second
+_SEEN: Final = "seen"  # timer: forget a remembered second
+LATE_GRACE: Final = 300.0  # seconds: the engine's default max_lateness
 
 Key = tuple[str, ...]
 
@@ -61,6 +64,19 @@ class _Raised:
 
     alert: Alert
     at: float  # time of the `first` it was raised for
+
+
+@dataclass(slots=True)
+class _Second:
+    """The newest `second` seen for some `on` values, kept to pair `first`s delivered after it.
+
+    `first` is the time of the `first` it completed (+inf for an unpaired
+    second). A `first` is already paired when it lies inside that completed
+    run, or at most `within` before the second.
+    """
+
+    first: float
+    at: float
 
 
 def common_equalities(*groups: list[Matcher]) -> list[Matcher]:
@@ -97,7 +113,8 @@ class PairOperator(Operator):
         self._pending: dict[Key, _Pending] = {}
         self._raised: dict[Key, _Raised] = {}
         self._raised_key: dict[str, Key] = {}  # synthetic identifier → key
-        self._orphans: dict[Key, float] = {}  # key → time of the newest unpaired second
+        self._seconds: dict[Key, _Second] = {}  # key → the newest second, paired or not
+        self._keep = max(spec.within, LATE_GRACE)  # how long a second is remembered
 
     def _filter(self, scope: list[Matcher], when: Predicate | None) -> Predicate:
         in_scope = all_of([m.test for m in scope])
@@ -120,12 +137,10 @@ class PairOperator(Operator):
         elif self._is_first(occ):
             self._on_first(key, occ, at, ctx)
         else:
-            self._remember_orphan(key, at, ctx)
+            self._on_second(key, occ, at, now, ctx)
 
     def _on_first(self, key: Key, occ: Alert, at: float, ctx: Context) -> None:
-        orphan = self._orphans.get(key)
-        if orphan is not None and at <= orphan <= at + self._within:
-            del self._orphans[key]  # its second came first (reordered delivery): complete
+        if self._paired(key, at):
             return
         pending = self._pending.get(key)
         if pending is not None:
@@ -141,33 +156,50 @@ class PairOperator(Operator):
         self._pending[key] = pending
         ctx.schedule(pending.deadline, self, (_DUE, key))
 
+    def _paired(self, key: Key, at: float) -> bool:
+        """Whether a remembered second already pairs a `first` at `at` (redelivered or reordered).
+
+        A redelivered `first` of a completed run lies inside it; a `first`
+        delivered after its own `second` lies at most `within` before it.
+        """
+        second = self._seconds.get(key)
+        if second is None or at > second.at:
+            return False  # a later first is a new run
+        if at < second.first and second.at > at + self._within:
+            return False  # too long before the second to be paired with it
+        second.first = min(second.first, at)  # its repeats are absorbed too
+        return True
+
     def _on_second(self, key: Key, occ: Alert, at: float, now: float, ctx: Context) -> None:
-        consumed = False
+        first: float | None = None
         pending = self._pending.get(key)
         if pending is not None and at > pending.deadline:
             self._expire(key, pending, ctx)  # too late; its deadline timer has not fired yet
         elif pending is not None and at >= pending.at:
             del self._pending[key]
-            consumed = True
+            first = pending.at
         raised = self._raised.get(key)
         if raised is not None and at >= raised.at:
             self._forget_raised(key)
             self._clear_late(raised, occ, at, now, ctx)
-            consumed = True
-        if not consumed:
-            self._remember_orphan(key, at, ctx)
+            first = raised.at
+        if first is None:
+            ctx.count("unpaired_second", self.name)  # ignored, but kept for a reordered first
+        self._remember_second(key, first, at, ctx)
 
-    def _remember_orphan(self, key: Key, at: float, ctx: Context) -> None:
-        """A second nothing waits for: ignored, but kept `within` for a reordered first."""
-        ctx.count("unpaired_second", self.name)
-        known = self._orphans.get(key)
-        if known is not None and known >= at:
-            return
+    def _remember_second(self, key: Key, first: float | None, at: float, ctx: Context) -> None:
+        """Keep the newest second of `key` for max(`within`, 5m): see `_paired`."""
+        start = float("inf") if first is None else first
+        known = self._seconds.get(key)
+        if known is not None and known.at >= at:
+            if known.at == at:  # the same second again: keep what it completed
+                known.first = min(known.first, start)
+            return  # an older second: the newer one stands for the newer run
         if known is None and self.size() >= self._cap:
             ctx.count("cap_hit", self.name)
             return
-        self._orphans[key] = at
-        ctx.schedule(at + self._within, self, (_ORPHAN, key))
+        self._seconds[key] = _Second(start, at)
+        ctx.schedule(at + self._keep, self, (_SEEN, key))
 
     def _clear_late(self, raised: _Raised, occ: Alert, at: float, now: float, ctx: Context) -> None:
         row = raised.alert
@@ -186,10 +218,10 @@ class PairOperator(Operator):
             pending = self._pending.get(group)
             if pending is not None and pending.deadline <= now:
                 self._expire(group, pending, ctx)
-        elif what == _ORPHAN:
-            orphan = self._orphans.get(group)
-            if orphan is not None and orphan + self._within <= now:
-                del self._orphans[group]
+        elif what == _SEEN:
+            second = self._seconds.get(group)
+            if second is not None and second.at + self._keep <= now:
+                del self._seconds[group]
 
     def _expire(self, key: Key, pending: _Pending, ctx: Context) -> None:
         """No second by the deadline: raise the alert (at the deadline, whatever the clock says)."""
@@ -226,7 +258,7 @@ class PairOperator(Operator):
             self._forget_raised(key)
 
     def size(self) -> int:
-        return len(self._pending) + len(self._raised) + len(self._orphans)
+        return len(self._pending) + len(self._raised) + len(self._seconds)
 
 
 def build(spec: PairRule, env: BuildEnv) -> PairOperator:

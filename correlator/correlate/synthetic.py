@@ -1,7 +1,8 @@
 """The alerts correlation rules raise: identifier, fields and template context.
 
 Identifier: `correlator:<rule>` then `:<value>` per group value, unless the
-`alert:` sets `identifier`. Templates see the triggering alert's fields,
+`alert:` sets `identifier`. Severity: the `alert:`'s, else the highest among
+the members if that is at least 1 (indeterminate), else major. Templates see the triggering alert's fields,
 `group` (each value under its name as written and under its last dotted
 segment), `count`, `members` (the matching alerts) and `rule`.
 """
@@ -9,7 +10,7 @@ segment), `count`, `members` (the matching alerts) and `rule`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from correlator.model import Alert, parse_severity
 from correlator.ruleset.paths import alert_context, last_segment
@@ -17,6 +18,22 @@ from correlator.ruleset.schema import AlertSpec
 from correlator.ruleset.templates import Template, compile_map
 
 Group = Sequence[tuple[str, Any]]
+
+INDETERMINATE: Final = 1
+MAJOR: Final = 4
+
+
+def default_severity_of(members: Sequence[Alert], trigger: Alert | None) -> int:
+    """The severity of a synthetic alert whose `alert:` sets none.
+
+    The highest among the members (the trigger's when there are none), but
+    never 0: an open alert is not "clear", and the events that raise one (job
+    starts, restarts, heartbeats) are often severity 0 or unset. With no
+    member of severity 1 or more the default is major, as for `absence`.
+    """
+    severities = [m.severity for m in members] or ([trigger.severity] if trigger else [])
+    top = max(severities, default=0)
+    return top if top >= INDETERMINATE else MAJOR
 
 
 def group_key(group: Group) -> tuple[str, ...]:
@@ -74,12 +91,11 @@ class SyntheticAlert:
             template = self._single.get(name)
             return default if template is None else template.render(ctx)
 
-        severities = [m.severity for m in members] or ([trigger.severity] if trigger else [])
-        default_severity = str(max(severities)) if severities else "4"
+        default_severity = str(default_severity_of(members, trigger))
         try:
             severity = parse_severity(render("severity", default_severity) or default_severity)
         except ValueError:
-            severity = 4
+            severity = MAJOR
         return Alert(
             identifier=self.identifier(group, ctx),
             node=render("node", "correlator"),

@@ -68,17 +68,21 @@ class AlertTable:
             return row
         row.tally += 1
         row.last_occurrence = at
+        severity, summary = occ.severity, occ.summary
+        labels, annotations = occ.labels, occ.annotations
+        if row.pinned is not None:  # a rule holds values: fold as if the occurrence carried them
+            severity, summary, labels, annotations = _with_pinned(row, occ)
         changed = False
-        if row.severity != occ.severity:
-            row.severity = occ.severity
+        if row.severity != severity:
+            row.severity = severity
             changed = True
-        if row.summary != occ.summary:
-            row.summary = occ.summary
+        if row.summary != summary:
+            row.summary = summary
             changed = True
         fields_changed = changed or row.type != occ.type
-        if occ.labels and _merge(row.labels, occ.labels):
+        if labels and _merge(row.labels, labels):
             fields_changed = True
-        if occ.annotations and _merge(row.annotations, occ.annotations):
+        if annotations and _merge(row.annotations, annotations):
             fields_changed = True
         row.type = occ.type
         if occ.expire_after is not None:
@@ -188,6 +192,32 @@ class AlertTable:
                 self.delete(row, now)
             else:  # touched since it cleared (a rule's note): the grace period restarts
                 self._schedule(due, self, (_DELETE, identifier))
+
+
+def _with_pinned(row: Alert, occ: Alert) -> tuple[int, str, dict[str, str], dict[str, str]]:
+    """An occurrence's severity, summary, labels and annotations with the row's pinned values.
+
+    A pinned severity is a floor (a higher occurrence severity still wins);
+    other pinned values replace what the occurrence carries. A cleared row
+    that reopens starts a new episode: its pins are dropped, nothing is held.
+    """
+    severity, summary, labels, annotations = occ.severity, occ.summary, occ.labels, occ.annotations
+    pinned = row.pinned
+    if pinned is None or row.status == CLEARED:
+        row.pinned = None
+        return severity, summary, labels, annotations
+    for name, value in pinned.items():
+        if name == "severity":
+            severity = max(severity, int(value))
+        elif name == "summary":
+            summary = str(value)
+        else:
+            head, _, key = name.partition(".")
+            if head == "labels":
+                labels = {**labels, key: str(value)}
+            else:
+                annotations = {**annotations, key: str(value)}
+    return severity, summary, labels, annotations
 
 
 def _merge(into: dict[str, str], new: dict[str, str]) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from correlator.correlate.change import MAX_PER_KEY
+from correlator.correlate.change import LATE_GRACE, MAX_BORN_PER_KEY, MAX_PER_KEY
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Change
@@ -92,7 +92,9 @@ def test_window_is_closed_at_its_end(eng: Engine) -> None:
     feed(eng, down(1801, node="web-2"))
     assert suspect(eng) == "ci:Deploy:checkout-v42:"
     assert suspect(eng, "web-2:HTTPDown::") is None
-    assert eng.operators[NAME].size() == 0  # the window timer dropped the change
+    assert eng.operators[NAME].size() == 1  # the window timer dropped the change
+    eng.tick(1801 + LATE_GRACE)
+    assert eng.operators[NAME].size() == 0  # and the alerts are done waiting for a late one
 
 
 def test_alert_older_than_the_change_is_not_a_suspect(eng: Engine) -> None:
@@ -206,3 +208,70 @@ def test_late_duplicate_of_a_change_keeps_its_window(eng: Engine) -> None:
     feed(eng, deploy(800), now=1000)
     feed(eng, down(2700))  # inside 1000 + 30m, outside 800 + 30m
     assert suspect(eng) == "ci:Deploy:checkout-v42:"
+
+
+def test_change_delivered_after_the_alert_still_names_it(eng: Engine) -> None:
+    """Arrival order does not matter: a deploy stamped before an alert but delivered after it."""
+    feed(eng, down(160), now=170)
+    changes = feed(eng, deploy(100), now=170)
+    assert suspect(eng) == "ci:Deploy:checkout-v42:"
+    assert [c.kind for c in changes if c.alert and c.alert.identifier == "web-1:HTTPDown::"] == [
+        "alert.updated"
+    ]
+    row = eng.table.get("web-1:HTTPDown::")
+    assert row is not None
+    assert "ci:Deploy:checkout-v42: (deploy checkout v42): 1m before" in row.journal[-1].text
+
+
+def test_late_change_only_covers_alerts_inside_its_window(
+    engine: Callable[[str], Engine],
+) -> None:
+    """A late change annotates buffered alerts in [change, change + within] with its `on` values."""
+    eng = engine(RULES.replace("within: 30m", "within: 2m"))
+    feed(eng, down(50, node="web-0"))
+    feed(eng, down(160, node="web-1"))
+    feed(eng, down(160, node="web-2", service="search"))
+    feed(eng, down(250, node="web-3"))  # the change's window ends at 220
+    feed(eng, deploy(100), now=250)
+    assert suspect(eng, "web-1:HTTPDown::") == "ci:Deploy:checkout-v42:"
+    assert suspect(eng, "web-0:HTTPDown::") is None  # before the change
+    assert suspect(eng, "web-2:HTTPDown::") is None  # another service
+    assert suspect(eng, "web-3:HTTPDown::") is None  # after its window
+
+
+def test_late_change_that_is_more_recent_replaces_the_suspect(eng: Engine) -> None:
+    """Most recent change before the alert wins, even when it arrives after the alert."""
+    feed(eng, deploy(0, "v42"))
+    feed(eng, down(200))
+    assert suspect(eng) == "ci:Deploy:checkout-v42:"
+    feed(eng, deploy(150, "v43"), now=200)
+    assert suspect(eng) == "ci:Deploy:checkout-v43:"
+    feed(eng, deploy(100, "v41"), now=200)  # older than the suspect: changes nothing
+    assert suspect(eng) == "ci:Deploy:checkout-v43:"
+
+
+def test_alert_waits_for_a_late_change_only_for_the_grace(eng: Engine) -> None:
+    """An alert is kept LATE_GRACE after its time; a change arriving later leaves it alone."""
+    feed(eng, down(0))
+    eng.tick(LATE_GRACE)
+    assert eng.operators[NAME].size() == 0
+    feed(eng, deploy(0), now=LATE_GRACE)
+    assert suspect(eng) is None
+
+
+def test_cleared_alert_is_not_annotated_by_a_late_change(eng: Engine) -> None:
+    """An alert whose episode ended before the change arrived keeps its history untouched."""
+    feed(eng, down(100))
+    feed(eng, up(120))
+    feed(eng, deploy(50), now=130)
+    assert suspect(eng) is None
+
+
+def test_alerts_waiting_per_key_are_bounded(eng: Engine) -> None:
+    """An alert storm before a late deploy keeps only the most recent alerts per `on` values."""
+    for i in range(MAX_BORN_PER_KEY + 3):
+        feed(eng, down(10, node=f"web-{i}"))
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 3
+    feed(eng, deploy(0), now=10)
+    assert suspect(eng, "web-0:HTTPDown::") is None
+    assert suspect(eng, f"web-{MAX_BORN_PER_KEY + 2}:HTTPDown::") == "ci:Deploy:checkout-v42:"

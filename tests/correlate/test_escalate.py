@@ -9,7 +9,7 @@ import pytest
 
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
-from correlator.model import Change
+from correlator.model import Alert, Change
 from correlator.ruleset.loader import RuleSet
 
 RULES = """
@@ -105,14 +105,91 @@ def test_a_reopen_after_escalation_starts_a_new_episode(eng: Engine) -> None:
 
 
 def test_escalated_values_survive_deduplication(eng: Engine) -> None:
-    """A new occurrence resets severity and labels: the escalation puts them back."""
+    """A new occurrence with the old severity and label changes nothing: the values are pinned.
+
+    The table folds it as if it carried the escalated values, so it is a bare
+    repeat (one change, no new journal note, state_change untouched).
+    """
     feed(eng, disk(0))
     eng.tick(900)
-    out = feed(eng, disk(1000, priority="P3"))
     row = eng.table.rows[DB]
+    notes = len(row.journal)
+    out = feed(eng, disk(1000, priority="P3"))
     assert row.severity == 5 and row.labels["priority"] == "P1-dba"
-    assert "kept escalated" in row.journal[-1].text
-    assert pages(out) == []
+    assert [c.kind for c in out] == ["alert.updated"] and pages(out) == []
+    assert len(row.journal) == notes and row.state_change == 900
+    assert row.to_dict().keys() == Alert("x", "n", "g").to_dict().keys()  # pins stay internal
+
+
+def test_a_pinned_severity_is_a_floor(engine: Callable[[str], Engine]) -> None:
+    """Escalated to minor: a major occurrence still raises it, a warning one only falls back to minor."""
+    eng = engine(
+        """
+correlate:
+  - name: nudge
+    kind: escalate
+    match: ['alertgroup="DiskFull"']
+    after: 15m
+    set: {severity: minor}
+"""
+    )
+    feed(eng, disk(0, severity="warning"))
+    eng.tick(900)
+    row = eng.table.rows[DB]
+    assert row.severity == 3
+    feed(eng, disk(1000, severity="major"))
+    assert row.severity == 4
+    feed(eng, disk(1100, severity="warning"))
+    assert row.severity == 3
+
+
+@pytest.mark.parametrize("escalate_first", [False, True])
+def test_a_repeat_of_an_escalated_source_never_flaps_an_inhibit(
+    engine: Callable[[str], Engine], escalate_first: bool
+) -> None:
+    """Review finding 3 (t3b_escalate_inhibit), in both rule orders.
+
+    A DB alert escalated to critical inhibits the App alert; a repeat of the DB
+    problem with its original severity (major) must not release and re-suppress
+    the App alert: no operator, whatever its place in dispatch, sees the lowered
+    value, and the repeat is a single `alert.updated`.
+    """
+    inhibit = """
+  - name: crit-db-mutes-app
+    kind: inhibit
+    source_matchers: ['alertgroup="DB"', 'severity>=5']
+    target_matchers: ['alertgroup="App"']
+    equal: [labels.site]
+"""
+    escalate = """
+  - name: unacked
+    kind: escalate
+    match: ['alertgroup="DB"']
+    after: 5m
+    set: {severity: critical}
+"""
+    body = escalate + inhibit if escalate_first else inhibit + escalate
+    eng = engine("correlate:" + body)
+
+    def event(node: str, group: str, at: float) -> dict[str, Any]:
+        return {
+            "node": node,
+            "alertgroup": group,
+            "severity": "major",
+            "labels": {"site": "s"},
+            "timestamp": at,
+        }
+
+    feed(eng, event("db", "DB", 0))
+    feed(eng, event("app", "App", 10))
+    out = eng.tick(300)
+    assert [c.kind for c in out] == ["alert.updated", "alert.suppressed"]
+    app = eng.table.rows["app:App::"]
+    notes = len(app.journal)
+    out = feed(eng, event("db", "DB", 400))
+    assert [(c.kind, c.alert and c.alert.identifier) for c in out] == [("alert.updated", "db:DB::")]
+    assert eng.table.rows["db:DB::"].severity == 5
+    assert app.suppressed_by == "crit-db-mutes-app" and len(app.journal) == notes
 
 
 def test_an_alert_that_starts_matching_later_is_timed_from_then(eng: Engine) -> None:

@@ -185,3 +185,59 @@ def test_window_must_be_positive(engine: Callable[[str], Engine]) -> None:
 
     with pytest.raises(RuleSetError, match="window must be longer than 0s"):
         engine(RULES + "    window: 0s\n")
+
+
+def test_a_row_that_comes_to_match_is_counted_from_then_on(
+    engine: Callable[[str], Engine],
+) -> None:
+    """Labels changed by an update to match: watched from the update, earlier flaps unseen."""
+    eng = engine(RULES.replace("['alertgroup=\"LinkDown\"']", "['labels.role=\"uplink\"']"))
+    feed(eng, down(0, labels={"role": "access"}))
+    feed(eng, down(30, labels={"role": "uplink"}))
+    assert eng.operators[NAME].size() == 1
+    for event in (up(60), down(120), up(180), down(240)):  # four counted transitions
+        feed(eng, event)
+    assert row(eng).suppressed_by is None
+    feed(eng, up(300))
+    assert row(eng).suppressed_by == NAME and row(eng).labels["flapping"] == "true"
+
+
+def test_a_flapping_row_that_stops_matching_is_released_and_forgotten(
+    engine: Callable[[str], Engine],
+) -> None:
+    """Relabelled out of scope while flapping: label off, unsuppressed, journal says why."""
+    eng = engine(RULES.replace("['alertgroup=\"LinkDown\"']", "['labels.role=\"uplink\"']"))
+    for i, at in enumerate([0, 60, 120, 180, 240]):
+        feed(eng, down(at, labels={"role": "uplink"}) if i % 2 == 0 else up(at))
+    assert row(eng).suppressed_by == NAME
+    out = feed(eng, down(300, labels={"role": "access"}))
+    assert [c.kind for c in out] == ["alert.updated", "alert.updated", "alert.unsuppressed"]
+    assert "flapping" not in row(eng).labels and row(eng).suppressed_by is None
+    texts = [e.text for e in row(eng).journal if e.who == NAME]
+    assert texts[-2:] == [
+        "no longer flapping: the row no longer matches the rule",
+        "released: the row no longer matches the rule",
+    ]
+    assert eng.operators[NAME].size() == 0
+    assert eng.tick(10_000) == []
+
+
+def test_a_rule_matching_on_its_own_label_terminates(engine: Callable[[str], Engine]) -> None:
+    """Its hold relabels the row out of scope: released and forgotten once, no loop."""
+    eng = engine(RULES.replace("['alertgroup=\"LinkDown\"']", "['labels.flapping!=\"true\"']"))
+    flap(eng, [0, 60, 120, 180, 240])
+    assert row(eng).suppressed_by is None and "flapping" not in row(eng).labels
+    assert eng.operators[NAME].size() == 0
+
+
+def test_a_flapping_row_that_ends_cleared_is_deleted_and_forgotten(
+    engine: Callable[[str], Engine],
+) -> None:
+    """Released while cleared (the note restarts the grace): deleted later, state dropped."""
+    eng = engine(RULES + "    changes: 3\n    window: 2m\n    stable_for: 30s\n")
+    flap(eng, [0, 10, 20, 30])  # flapping at 20, cleared at 30
+    assert [c.kind for c in eng.tick(130)] == ["alert.updated", "alert.unsuppressed"]
+    assert eng.table.get(ROW) is not None
+    assert [c.kind for c in eng.tick(250)] == ["alert.deleted"]
+    assert eng.operators[NAME].size() == 0
+    assert eng.tick(100_000) == [] and eng.next_timer() is None

@@ -251,3 +251,101 @@ def test_a_cron_that_never_fires_holds_nothing(engine: Callable[[str], Engine]) 
     feed(eng, link(START))
     assert eng.table.rows[LINK].suppressed_by is None
     assert eng.operators["never"].size() == 0
+
+
+STAGING = """
+correlate:
+  - name: planned
+    kind: maintenance
+    match: ['labels.env="staging"']
+    schedule: {start: 2026-01-10T02:00:00Z, end: 2026-01-10T04:00:00Z}
+"""
+
+
+def staged(at: float, env: str, kind: str = "problem") -> dict[str, Any]:
+    return {**link(at, kind=kind), "labels": {"env": env}}
+
+
+def test_an_alert_that_comes_to_match_inside_the_window_is_held(
+    engine: Callable[[str], Engine],
+) -> None:
+    """Labels changed by a dedup update to match: held at once, unmarked (its firing was sent)."""
+    eng = engine(STAGING)
+    feed(eng, staged(START + 60, "prod"))
+    out = feed(eng, staged(START + 120, "staging"))
+    row = eng.table.rows[LINK]
+    assert kinds(out) == ["alert.updated", "alert.suppressed"]
+    assert row.suppressed_by == "planned" and row.annotations == {}
+    out = eng.tick(END)
+    assert kinds(out) == ["alert.unsuppressed"] and row.suppressed_by is None
+
+
+def test_an_alert_that_comes_to_match_before_the_window_is_held_at_start(
+    engine: Callable[[str], Engine],
+) -> None:
+    """Coming to match ahead of the window arms the boundary like a matching creation."""
+    eng = engine(STAGING)
+    feed(eng, staged(START - 120, "prod"))
+    feed(eng, staged(START - 60, "staging"))
+    assert eng.table.rows[LINK].suppressed_by is None
+    assert kinds(eng.tick(START)) == ["alert.suppressed"]
+
+
+def test_a_held_alert_that_stops_matching_is_released_at_once(
+    engine: Callable[[str], Engine],
+) -> None:
+    """Born inside and held; relabelled out of scope: released, unmarked, journal says why."""
+    eng = engine(STAGING)
+    feed(eng, staged(START + 60, "staging"))
+    out = feed(eng, staged(START + 120, "prod"))
+    row = eng.table.rows[LINK]
+    assert kinds(out) == ["alert.updated", "alert.unsuppressed"]
+    assert row.suppressed_by is None and row.annotations == {}
+    texts = [j.text for j in row.journal if j.who == "planned"]
+    assert texts[-2:] == [
+        "released open (no longer matches the rule): its recovery will be notified",
+        "released: no longer matches the rule",
+    ]
+    assert eng.operators["planned"].size() == 0
+    assert kinds(eng.tick(END)) == []
+
+
+def test_a_hold_behind_another_suppressor_does_not_loop_on_its_own_update(
+    engine: Callable[[str], Engine],
+) -> None:
+    """The hold publishes `modified` back to the rule itself: one hold, one update, no loop."""
+    eng = engine(STAGING)
+    feed(eng, staged(START + 60, "prod"))
+    row = eng.table.rows[LINK]
+    eng.suppress(row, START + 60, "inhibit-x", "test")
+    assert kinds(eng.tick(START + 60)) == ["alert.suppressed"]
+    out = feed(eng, staged(START + 120, "staging"))
+    assert kinds(out) == ["alert.updated", "alert.updated"]
+    assert eng.suppressors(row) == ("inhibit-x", "planned")
+    assert sum("in maintenance" in j.text for j in row.journal) == 1
+
+
+def test_a_cleared_row_touched_by_a_rule_keeps_its_hold(
+    engine: Callable[[str], Engine],
+) -> None:
+    """A cleared row keeps the membership it had while open: a clear sets severity 0."""
+    eng = engine(STAGING.replace("['labels.env=\"staging\"']", "['severity>=major']"))
+    feed(eng, link(START + 60))
+    feed(eng, link(START + 120, kind="resolution"))
+    row = eng.table.rows[LINK]
+    eng.modify(row, START + 130, "someone", "a note on the cleared row")
+    eng.run_timers_before(START + 130)
+    assert row.status == "cleared" and row.suppressed_by == "planned"
+
+
+def test_a_held_cleared_row_reopening_out_of_scope_is_released(
+    engine: Callable[[str], Engine],
+) -> None:
+    """A reopen that relabels the row out of scope releases it (a reopen is not an update)."""
+    eng = engine(STAGING)
+    feed(eng, staged(START + 60, "staging"))
+    feed(eng, link(START + 120, kind="resolution"))
+    out = feed(eng, staged(START + 180, "prod"))
+    row = eng.table.rows[LINK]
+    assert kinds(out) == ["alert.updated", "alert.unsuppressed"]
+    assert row.status == "open" and row.suppressed_by is None and row.annotations == {}

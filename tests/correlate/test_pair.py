@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from correlator.correlate.synthetic import SyntheticAlert
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
-from correlator.model import Change
+from correlator.model import Alert, Change
 from correlator.ruleset.loader import RuleSet
 
 RULES = """
@@ -111,6 +112,8 @@ def test_late_second_clears_the_raised_alert(eng: Engine) -> None:
     note = row.journal[-1]
     assert note.who == NAME and "etl-1:JobFinished:nightly:" in note.text
     assert "23m20s after the 1h deadline" in note.text
+    assert eng.operators[NAME].size() == 1  # the second, remembered for a redelivered first
+    eng.tick(5000 + 3600)
     assert eng.operators[NAME].size() == 0
 
 
@@ -284,3 +287,78 @@ def test_second_older_than_the_open_first_does_not_close_it(eng: Engine) -> None
     feed(eng, job(50, "JobFinished"), now=100)
     assert eng.stats.rule_events[(NAME, "unpaired_second")] == 1
     assert len(created(eng.tick(3700))) == 1
+
+
+def test_redelivered_first_after_completion_is_absorbed(eng: Engine) -> None:
+    """At-least-once delivery: the start of a completed run, delivered again, opens no pair."""
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(120, "JobFinished"))
+    feed(eng, job(0, "JobStarted"), now=130)
+    assert created(eng.tick(10_000)) == []
+    assert eng.table.get(ALERT) is None
+    assert eng.operators[NAME].size() == 0
+
+
+def test_redelivered_first_after_a_late_second_raises_nothing_again(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """A run whose alert a late finish cleared is complete: its start again does not reopen it."""
+    eng = Engine(ruleset(RULES.replace("within: 1h", "within: 2m")), delete_cleared_after=86_400)
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(150, "JobFinished"))
+    changes = feed(eng, job(0, "JobStarted"), now=160)  # not late: inside max_lateness
+    changes += eng.tick(10_000)
+    row = eng.table.get(ALERT)
+    assert row is not None and row.status == "cleared" and row.tally == 1
+    assert [c for c in changes if c.alert is row] == []
+
+
+def test_redelivered_first_of_a_completed_run_leaves_the_next_run_alone(eng: Engine) -> None:
+    """A duplicate of run 1's start, arriving while run 2 is open, does not move run 2's deadline."""
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(60, "JobFinished"))
+    feed(eng, job(200, "JobStarted"))
+    feed(eng, job(0, "JobStarted"), now=200)
+    assert created(eng.tick(3799)) == []
+    assert len(created(eng.tick(3800))) == 1
+
+
+def test_remembered_second_is_forgotten_after_the_late_grace(
+    engine: Callable[[str], Engine],
+) -> None:
+    """A second is kept for max(within, 5m): long enough for a first still accepted as not late."""
+    eng = engine(RULES.replace("within: 1h", "within: 30s"))
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(10, "JobFinished"))
+    eng.tick(309)
+    assert eng.operators[NAME].size() == 1
+    feed(eng, job(0, "JobStarted"), now=309)  # still absorbed
+    eng.tick(310)
+    assert eng.operators[NAME].size() == 0
+    assert eng.table.get(ALERT) is None
+
+
+def test_default_severity_is_never_clear(engine: Callable[[str], Engine]) -> None:
+    """A first of severity 0 (clear) and no `alert.severity`: the open alert is major, not 0."""
+    eng = engine(RULES.replace("      severity: major\n", ""))
+    feed(eng, {**job(0, "JobStarted"), "severity": "clear"})
+    feed(eng, {**job(0, "JobStarted", node="etl-2"), "severity": "warning"})
+    eng.tick(3600)
+    row = eng.table.get(ALERT)
+    assert row is not None and row.status == "open" and row.severity == 4
+    other = eng.table.get("correlator:batch-late:etl-2:nightly")
+    assert other is not None and other.severity == 2  # a real severity is kept
+
+
+def test_synthetic_default_severity_of_members() -> None:
+    """Any kind's default: the highest member severity if at least 1, else major (4)."""
+    spec = SyntheticAlert("r", None)
+
+    def member(severity: int) -> Alert:
+        return Alert(identifier=f"m{severity}", node="n", alertgroup="g", severity=severity)
+
+    assert spec.build([], 0, members=[member(0), member(0)]).severity == 4
+    assert spec.build([], 0, members=[member(0), member(1)]).severity == 1
+    assert spec.build([], 0, members=[member(5), member(2)]).severity == 5
+    assert spec.build([], 0, trigger=member(0)).severity == 4
+    assert spec.build([], 0).severity == 4
