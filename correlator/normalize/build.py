@@ -93,8 +93,12 @@ def build_alert(
     expire_after: float | None = None,
 ) -> Alert:
     """Validate canonical fields and make the occurrence; raise InvalidEvent if unusable."""
-    node = text_field(fields, "node")
-    alertgroup = text_field(fields, "alertgroup") or text_field(fields, "alertname")
+    node = fields.get("node")
+    if type(node) is not str:
+        node = text_field(fields, "node")
+    alertgroup = fields.get("alertgroup")
+    if type(alertgroup) is not str or not alertgroup:
+        alertgroup = text_field(fields, "alertgroup") or text_field(fields, "alertname")
     if not node:
         raise InvalidEvent("missing required field 'node'")
     if not alertgroup:

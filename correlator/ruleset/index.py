@@ -63,7 +63,12 @@ class RuleIndex(Generic[T]):
 
     def candidates(self, obj: Any) -> Sequence[T]:
         """Items whose equality key fits `obj`, plus unkeyed ones, in rule order."""
-        found = [hit for key in self._keys if (hit := key.buckets.get(as_text(key.get(obj))))]
+        found = []
+        for key in self._keys:
+            value = key.get(obj)
+            hit = key.buckets.get(value if type(value) is str else as_text(value))
+            if hit:
+                found.append(hit)
         if not found:
             return self._always_items
         if len(found) == 1:

@@ -107,8 +107,18 @@ def _compile(field: str, op: str, value: str, get: Getter) -> Predicate:
             return lambda obj: fullmatch(as_text(get(obj))) is not None
         return lambda obj: fullmatch(as_text(get(obj))) is None
     if op == "=":
-        return lambda obj: as_text(get(obj)) == value
-    return lambda obj: as_text(get(obj)) != value
+
+        def equal(obj: Any) -> bool:
+            found = get(obj)
+            return (found if type(found) is str else as_text(found)) == value
+
+        return equal
+
+    def unequal(obj: Any) -> bool:
+        found = get(obj)
+        return (found if type(found) is str else as_text(found)) != value
+
+    return unequal
 
 
 def _severity_regex(
