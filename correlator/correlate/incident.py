@@ -2,10 +2,12 @@
 
 Matching alerts with equal `group_by` values join the group's current incident
 while each arrives within `window` of the group's most recent member (a closed
-interval); one that comes later starts a new incident. An incident opens once
-it has `min_members` members; below that it is pending, and is dropped when
-the window runs out or all its members clear. A member beyond `max_members`
-starts the group's next incident (counted as `incident_cap`).
+interval); one that comes later starts a new incident. The group outlives its
+window by LATE_GRACE (the engine's default max_lateness), so a member delivered
+late but inside the window still joins. An incident opens once it has
+`min_members` members; below that it is pending, and is dropped with its group
+or when all its members clear. A member beyond `max_members` starts the group's
+next incident (counted as `incident_cap`).
 
 Incidents are objects of their own, not synthetic alerts: they are published as
 `incident.opened` / `incident.updated` / `incident.closed` changes carrying the
@@ -13,20 +15,24 @@ incident as a dict (id, rule, title, status, severity, group, members,
 root_cause, opened_at, updated_at, closed_at). Members get `incident` = the id
 and, except the root cause itself, `parent` = the root cause's identifier
 (unless another rule already set a parent: a parent this rule did not write is
-never overwritten). The root cause is the earliest member (occurrence time,
-then serial) among those matching `root_cause:`, or among all when none does.
-Severity is the highest among open members (0 once closed); the incident closes
-when every member has cleared and never reopens: a member that reopens later
-joins the group's next incident.
+never overwritten; nor is one written that would close a loop of parents,
+counted as `parent_cycle`). The root cause is the earliest member (occurrence
+time, then serial) among those matching `root_cause:`, or among all when none
+does. Severity is the highest among open members (0 once closed); the incident
+closes when every member has cleared and never reopens: a member that reopens
+later joins the group's next incident, and the parent the closed one wrote is
+replaced (or unset, journal note) rather than left pointing into it.
 
 Ids are `<rule>:<group values>:<start>`, start being the first member's
-occurrence time as `YYYYmmddTHHMMSSZ` (UTC), with `.2`, `.3`, ... when the same
-group starts more than one incident in one second: deterministic in replay and
-tests, unique across reloads and restarts.
+occurrence time as `YYYYmmddTHHMMSSZ` (UTC), with `.2`, `.3`, ... when the rule
+starts more than one incident of a group in one second (a counter of the rule,
+kept while a late member could still start one there): deterministic in replay
+and tests, unique across reloads and restarts.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +62,10 @@ from correlator.ruleset.schema import Duration, FieldNames, Matchers, Rule, Temp
 from correlator.ruleset.templates import Template
 
 Key = tuple[str, ...]
+
+# How long a group outlives its window, for members delivered late: the
+# engine's default `max_lateness` (operators cannot see the configured value).
+LATE_GRACE = 300.0
 
 
 class IncidentRule(Rule):
@@ -93,19 +103,20 @@ class _Incident:
     opened_at: float | None = None
     updated_at: float | None = None
     closed_at: float | None = None
-    parents: dict[str, str] = field(default_factory=dict)  # parent values this rule wrote
     shown: dict[str, Any] | None = None  # the last published view
     severity: int | None = None  # max over open members; None: to be recomputed
 
 
 @dataclass(slots=True, eq=False)
 class _Group:
-    """The group's current incident (accepting members until `last` + window)."""
+    """The group's current incident: members up to `last` + window join it.
+
+    The group is kept until `last` + window + LATE_GRACE, so that a member
+    delivered late but inside the window still finds it.
+    """
 
     current: _Incident | None
     last: float
-    stamp: str = ""
-    dup: int = 0
 
 
 def _stamp(at: float) -> str:
@@ -142,6 +153,10 @@ class IncidentOperator(Operator):
         self._groups: dict[Key, _Group] = {}
         self._of: dict[str, _Incident] = {}  # member identifier → its live incident
         self._live: dict[str, _Incident] = {}  # pending and open incidents by id
+        self._wrote: dict[str, str] = {}  # row identifier → the parent this rule last wrote
+        self._issued: dict[str, int] = {}  # id without suffix → incidents started with it
+        self._issued_at: deque[tuple[float, str]] = deque()  # (start, base id), to forget them
+        self._newest = float("-inf")  # the latest occurrence time of a joining alert
 
     # -- transitions -------------------------------------------------------------
 
@@ -151,6 +166,8 @@ class IncidentOperator(Operator):
         if inc is not None:
             inc.severity = None  # a member changed: recompute on the next view
         if transition in (CLEARED, DELETED):
+            if transition == DELETED:
+                self._wrote.pop(ident, None)
             if inc is not None:
                 if transition == DELETED:
                     del self._of[ident]
@@ -162,15 +179,34 @@ class IncidentOperator(Operator):
             return
         if alert.status != STATUS_CLEARED and self._matches(alert):
             self._join(alert, now, ctx)
+        if transition == REOPENED and ident in self._wrote:
+            self._release(alert, now, ctx)
+
+    def _release(self, alert: Alert, now: float, ctx: Context) -> None:
+        """Unset a parent left by a closed incident on a member that reopened.
+
+        Unless the alert is now in an open incident of this rule (whose root
+        cause `_adopt` already made its parent), the parent points into a
+        closed incident; a value another rule wrote since is left alone.
+        """
+        ident = alert.identifier
+        inc = self._of.get(ident)
+        if inc is not None and inc.opened_at is not None:
+            return
+        old = self._wrote.pop(ident)
+        if alert.parent == old:
+            alert.parent = None
+            ctx.modify(alert, now, self.name, f"parent {old} unset: its incident closed")
 
     def _join(self, alert: Alert, now: float, ctx: Context) -> None:
         """An open matching alert that belongs to no live incident of this rule."""
         key = self._fields.of(alert)
         at = alert.last_occurrence
+        if at > self._newest:
+            self._newest = at
         group = self._groups.get(key)
         if group is not None and at > group.last + self._window:
-            self._expire(key, group)  # the window ran out; its timer is not due yet
-            group = None
+            self._close_window(group)  # the window ran out: this member starts a new incident
         inc = group.current if group is not None else None
         if inc is not None and len(inc.members) >= self._max:
             ctx.count("incident_cap", self.name)
@@ -187,7 +223,7 @@ class IncidentOperator(Operator):
         self._of[alert.identifier] = inc
         if at > group.last:
             group.last = at
-            ctx.schedule(at + self._window, self, key)
+            ctx.schedule(at + self._window + LATE_GRACE, self, key)
         if inc.opened_at is None:
             if len(inc.members) >= self._min:
                 self._open(inc, now, ctx)
@@ -206,15 +242,40 @@ class IncidentOperator(Operator):
             return None
         if group is None:
             group = self._groups[key] = _Group(None, at)
-            ctx.schedule(at + self._window, self, key)
-        stamp = _stamp(at)
-        if stamp == group.stamp:
-            group.dup += 1
-        else:
-            group.stamp, group.dup = stamp, 1
-        ident = ":".join((self.name, *key, stamp)) + (f".{group.dup}" if group.dup > 1 else "")
+            ctx.schedule(at + self._window + LATE_GRACE, self, key)
+        ident = self._id(key, at, ctx)
         inc = group.current = self._live[ident] = _Incident(ident, key)
         return group, inc
+
+    def _id(self, key: Key, at: float, ctx: Context) -> str:
+        """`<rule>:<group values>:<start>`, `.2`, `.3`, ... for starts in the same second.
+
+        The suffix counter is the rule's, not the group's: it outlives the
+        group, so an incident started by a late member never reuses an id. A
+        start is remembered while another one could still fall in its second
+        (the engine refuses events older than its newest by more than
+        `max_lateness`, LATE_GRACE by default), at most `max_incidents` of them.
+        """
+        base = ":".join((self.name, *key, _stamp(at)))
+        self._prune(ctx, full=True)
+        issued = self._issued
+        n = issued.get(base, 0) + 1
+        if n == 1:
+            self._issued_at.append((at, base))
+        ident = base if n == 1 else f"{base}.{n}"
+        while ident in self._live:  # a live id is never reused, whatever the clocks did
+            n += 1
+            ident = f"{base}.{n}"
+        issued[base] = n
+        return ident
+
+    def _prune(self, ctx: Context, *, full: bool = False) -> None:
+        """Forget starts no new member can share a second with; make room for one when `full`."""
+        issued, order, horizon = self._issued, self._issued_at, self._newest - LATE_GRACE
+        while order and (order[0][0] + 1.0 < horizon or (full and len(issued) >= self._cap)):
+            if order[0][0] + 1.0 >= horizon:
+                ctx.count("incident_id_cap", self.name)  # forgotten early: an id may repeat
+            issued.pop(order.popleft()[1], None)
 
     def _member_cleared(self, inc: _Incident, now: float, ctx: Context) -> None:
         if any(m.alert.status != STATUS_CLEARED for m in inc.members.values()):
@@ -229,15 +290,18 @@ class IncidentOperator(Operator):
     # -- timers ------------------------------------------------------------------
 
     def on_timer(self, key: Hashable, now: float, ctx: Context) -> None:
-        """The group's window ran out: later alerts start a new incident."""
+        """The group's window and the grace for late members ran out: forget the group."""
         assert isinstance(key, tuple)
         group = self._groups.get(key)
-        if group is not None and group.last + self._window <= now:
-            self._expire(key, group)
+        if group is not None and group.last + self._window + LATE_GRACE <= now:
+            del self._groups[key]
+            self._close_window(group)
+            self._prune(ctx)
 
-    def _expire(self, key: Key, group: _Group) -> None:
-        del self._groups[key]
+    def _close_window(self, group: _Group) -> None:
+        """No member may join the group's current incident any more."""
         inc = group.current
+        group.current = None
         if inc is not None and inc.opened_at is None:
             self._forget(inc)  # never reached min_members
 
@@ -309,23 +373,24 @@ class IncidentOperator(Operator):
                 alert.incident = inc.id
                 notes.append(f"joined incident {inc.id} ({title})")
             want = None if alert is root else root.identifier
-            mine = inc.parents.get(alert.identifier)
+            mine = self._wrote.get(alert.identifier)
             if alert.parent != want and (alert.parent is None or alert.parent == mine):
-                alert.parent = want
-                if want is None:
-                    inc.parents.pop(alert.identifier, None)
+                if want is not None and ctx.would_cycle(alert, want):
+                    ctx.count("parent_cycle", self.name)  # another rule made the root our child
+                elif want is None:
+                    alert.parent = None
+                    self._wrote.pop(alert.identifier, None)
+                    notes.append("root cause: parent unset")
                 else:
-                    inc.parents[alert.identifier] = want
-                notes.append(
-                    "root cause: parent unset" if want is None else f"parent {want} (root cause)"
-                )
+                    alert.parent = self._wrote[alert.identifier] = want
+                    notes.append(f"parent {want} (root cause)")
             elif notes and alert is root:
                 notes.append("root cause")
             if notes:
                 ctx.modify(alert, now, self.name, "; ".join(notes))
 
     def size(self) -> int:
-        return len(self._groups) + len(self._of)
+        return len(self._groups) + len(self._of) + len(self._wrote) + len(self._issued)
 
 
 def build(spec: IncidentRule, env: BuildEnv) -> IncidentOperator:

@@ -205,7 +205,8 @@ def test_closes_when_all_members_clear_and_a_reopen_starts_anew(
     (opened,) = incidents(out, "incident.opened")
     assert opened["id"] == "cascade:checkout:20260101T000040Z"
     assert opened["members"] == ["db-1:DbErrors::"]
-    assert eng.operators["cascade"].size() == 2  # one group, one member
+    # one group, one member, two remembered starts, api-1's parent (until its row is deleted)
+    assert eng.operators["cascade"].size() == 5
 
 
 def test_root_cause_matchers_pick_the_root(make: Callable[..., Engine]) -> None:
@@ -250,12 +251,19 @@ def test_the_incident_cap_refuses_new_incidents(
 
 
 def test_state_is_evicted(make: Callable[..., Engine]) -> None:
-    """Once closed and past its window, nothing of the group is kept."""
+    """Once closed and past its window and the grace for late members, the group is forgotten.
+
+    The start of its id is remembered until event time is 5 minutes past it.
+    """
     eng = make()
     feed(eng, alert(0, "db-1"))
     feed(eng, clear(10, "db-1"))
-    eng.tick(T0 + 400)
-    assert eng.operators["cascade"].size() == 0
+    eng.tick(T0 + 599)
+    assert eng.operators["cascade"].size() == 2  # the group (a late member may come) + start
+    eng.tick(T0 + 600)
+    assert eng.operators["cascade"].size() == 1  # the start of cascade:checkout:20260101T000000Z
+    feed(eng, alert(700, "db-9", service="search"))
+    assert eng.operators["cascade"].size() == 3  # only the new group, member and start
 
 
 BAD = """
@@ -309,4 +317,122 @@ def test_deleted_members_are_forgotten(ruleset: Callable[[str], RuleSet]) -> Non
         "api-1:ApiErrors::",
         "api-2:ApiErrors::",
     ]
-    assert eng.operators["cascade"].size() == 3  # one group, two live members
+    # one group, two live members and the parents written to them, one remembered start
+    assert eng.operators["cascade"].size() == 6
+
+
+def late(eng: Engine, event: dict[str, Any], now: float) -> list[Change]:
+    """Deliver an event at `now` (offset from T0), after its own occurrence time."""
+    return eng.tick(T0 + now) + eng.process(event, T0 + now)
+
+
+def test_a_late_member_inside_the_window_joins_after_the_window_timer(
+    make: Callable[..., Engine],
+) -> None:
+    """A member that occurred inside the window joins the incident even when delivered
+    after the window ran out (within max_lateness): no second incident with the same id."""
+    eng = make()
+    feed(eng, alert(0, "db-1"))
+    out = late(eng, alert(0.5, "api-1", "api"), 400)
+    assert incidents(out, "incident.opened") == []
+    (updated,) = incidents(out, "incident.updated")
+    assert updated["id"] == FIRST
+    assert updated["members"] == ["db-1:DbErrors::", "api-1:ApiErrors::"]
+    assert row(eng, "api-1", "api").parent == "db-1:DbErrors::"
+
+
+def test_a_late_member_completes_a_pending_incident(make: Callable[..., Engine]) -> None:
+    """Below min_members the incident waits out the grace for late members, not only the window."""
+    eng = make(min_members=2)
+    feed(eng, alert(0, "db-1"))
+    out = late(eng, alert(200, "api-1", "api"), 550)
+    (opened,) = incidents(out, "incident.opened")
+    assert opened["id"] == FIRST and len(opened["members"]) == 2
+
+
+def test_a_late_member_after_the_close_gets_a_new_id(make: Callable[..., Engine]) -> None:
+    """An incident started by a late member never reuses the id of one of the same second."""
+    eng = make()
+    feed(eng, alert(0, "db-1"))
+    feed(eng, clear(0.2, "db-1"))  # closed: closing is final
+    out = late(eng, alert(0.5, "api-1", "api"), 350)  # after the window timer
+    (opened,) = incidents(out, "incident.opened")
+    assert opened["id"] == FIRST + ".2"
+    assert row(eng, "api-1", "api").incident == FIRST + ".2"
+
+
+def test_ids_stay_unique_after_the_group_is_forgotten(ruleset: Callable[[str], RuleSet]) -> None:
+    """With a max_lateness beyond the grace, a member later than the group's lifetime starts
+    an incident whose id still differs (the rule's counter outlives the group)."""
+    eng = Engine(ruleset(rules()), max_lateness=3600)
+    feed(eng, alert(0, "db-1"))
+    eng.tick(T0 + 700)  # window + grace passed: the group is forgotten
+    out = late(eng, alert(0.5, "api-1", "api"), 800)
+    (opened,) = incidents(out, "incident.opened")
+    assert opened["id"] == FIRST + ".2"
+    assert row(eng, "db-1").incident == FIRST
+
+
+def test_a_parent_that_would_close_a_loop_is_not_written(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """A threshold made the root cause a child of its storm alert; the incident does not make
+    the storm alert a child of the root (counted as parent_cycle)."""
+    eng = Engine(
+        ruleset(
+            """
+            correlate:
+              - name: storm
+                kind: threshold
+                match: ['alertgroup="DbErrors"']
+                group_by: [labels.service]
+                count: 2
+                window: 60s
+                alert: {severity: major, labels: {service: "{{ group.service }}"}}
+              - name: cascade
+                kind: incident
+                match: ['labels.service!=""']
+                group_by: [labels.service]
+                window: 5m
+                min_members: 4
+                root_cause: ['node="db-2"']
+            """
+        )
+    )
+    feed(eng, alert(0, "db-1"))
+    feed(eng, alert(10, "db-2"))  # storm raised; db-2's parent = the storm alert
+    storm = "correlator:storm:checkout"
+    assert row(eng, "db-2").parent == storm
+    feed(eng, alert(20, "api-1", "api"))  # 4 members: opens with root db-2
+    assert row(eng, "api-1", "api").parent == "db-2:DbErrors::"
+    storm_row = eng.table.get(storm)
+    assert storm_row is not None and storm_row.parent is None
+    assert eng.stats.rule_events[("cascade", "parent_cycle")] == 1
+
+
+def test_a_reopened_member_drops_the_parent_of_its_closed_incident(
+    make: Callable[..., Engine],
+) -> None:
+    """A member reopening after its incident closed does not keep the old root as parent:
+    as root of the next incident it has none; in a pending one the old parent is unset."""
+    eng = make()
+    feed(eng, alert(0, "db-1"))
+    feed(eng, alert(10, "api-1", "api"))
+    feed(eng, clear(20, "db-1"))
+    feed(eng, clear(30, "api-1", "api"))
+    assert row(eng, "api-1", "api").parent == "db-1:DbErrors::"  # kept as history
+    out = feed(eng, alert(100, "api-1", "api"))
+    (opened,) = incidents(out, "incident.opened")
+    assert opened["root_cause"] == "api-1:ApiErrors::"
+    assert row(eng, "api-1", "api").parent is None
+
+    eng = make(min_members=2)
+    feed(eng, alert(0, "db-1"))
+    feed(eng, alert(10, "api-1", "api"))
+    feed(eng, clear(20, "db-1"))
+    feed(eng, clear(30, "api-1", "api"))
+    out = feed(eng, alert(100, "api-1", "api"))  # pending: one member of two
+    assert incidents(out) == []
+    api = row(eng, "api-1", "api")
+    assert api.parent is None
+    assert "parent db-1:DbErrors:: unset: its incident closed" in api.journal[-1].text
