@@ -92,6 +92,7 @@ class _Member:
     alert: Alert
     at: float  # occurrence time it joined with
     root_ok: bool  # matches `root_cause:`
+    severity: int  # as last published: a change of anything else cannot alter the view
 
 
 @dataclass(slots=True, eq=False)
@@ -164,7 +165,18 @@ class IncidentOperator(Operator):
         ident = alert.identifier
         inc = self._of.get(ident)
         if inc is not None:
-            inc.severity = None  # a member changed: recompute on the next view
+            member = inc.members.get(ident)
+            if (
+                transition in (UPDATED, MODIFIED)
+                and member is not None
+                and member is not inc.root  # the title reads the root's fields
+                and member.severity == alert.severity
+                and not self._title_reads_members
+            ):
+                return  # nothing the incident shows has changed (often our own note)
+            if member is not None:
+                member.severity = alert.severity
+            inc.severity = None  # recompute on the next view
         if transition in (CLEARED, DELETED):
             if transition == DELETED:
                 self._wrote.pop(ident, None)
@@ -216,7 +228,9 @@ class IncidentOperator(Operator):
             if found is None:
                 return
             group, inc = found
-        member = _Member(alert, at, self._root_ok(alert) if self._root_ok else False)
+        member = _Member(
+            alert, at, self._root_ok(alert) if self._root_ok else False, alert.severity
+        )
         inc.members[alert.identifier] = member
         if inc.severity is not None:
             inc.severity = max(inc.severity, alert.severity)
