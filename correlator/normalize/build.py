@@ -30,6 +30,11 @@ def text_field(fields: Mapping[str, Any], name: str) -> str:
     return str(value)
 
 
+def _text_of(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    return value if type(value) is str else text_field(fields, name)
+
+
 def string_map(value: Any, name: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -132,10 +137,10 @@ def build_alert(
         alertgroup=alertgroup,
         severity=severity,
         type=kind,
-        summary=text_field(fields, "summary") or f"{alertgroup} on {node}",
-        alertkey=text_field(fields, "alertkey"),
-        manager=text_field(fields, "manager"),
-        agent=text_field(fields, "agent"),
+        summary=_text_of(fields, "summary") or f"{alertgroup} on {node}",
+        alertkey=_text_of(fields, "alertkey"),
+        manager=_text_of(fields, "manager"),
+        agent=_text_of(fields, "agent"),
         labels=labels,
         annotations=annotations,
         last_occurrence=at,
