@@ -79,3 +79,17 @@ def test_severity_regex_sees_names_and_numbers(text: str, expected: bool) -> Non
     """Pasted Alertmanager matchers name severities; the row holds a number: both match."""
     assert parse_matcher(text).test(_alert(severity=4)) is expected
     assert parse_matcher(text, raw=True).test({"severity": "major"}) is expected
+
+
+def test_one_of_indexes_an_or_of_equalities() -> None:
+    """`alertgroup="A"` or `alertgroup="B"` is one index key with two values."""
+    from correlator.ruleset.index import RuleIndex
+    from correlator.ruleset.matchers import one_of
+
+    either = one_of([parse_matcher('alertgroup="A"'), parse_matcher('alertgroup="B"')])
+    assert either is not None and either.is_equality
+    index = RuleIndex([("pair", [either]), ("other", [parse_matcher('alertgroup="C"')])])
+    assert list(index.candidates(_alert(alertgroup="A"))) == ["pair"]
+    assert list(index.candidates(_alert(alertgroup="B"))) == ["pair"]
+    assert list(index.candidates(_alert(alertgroup="Z"))) == []
+    assert one_of([parse_matcher('a="1"'), parse_matcher('b="2"')]) is None

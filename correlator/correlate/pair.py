@@ -28,7 +28,7 @@ from correlator.correlate.grouping import FieldKey
 from correlator.correlate.synthetic import SyntheticAlert
 from correlator.model import Alert
 from correlator.ruleset.expr import when_alert
-from correlator.ruleset.matchers import Matcher, Predicate, all_of, compile_matchers
+from correlator.ruleset.matchers import Matcher, Predicate, all_of, compile_matchers, one_of
 from correlator.ruleset.schema import AlertSpec, Duration, FieldNames, Matchers, Rule
 from correlator.timeparse import format_duration
 
@@ -86,6 +86,15 @@ def common_equalities(*groups: list[Matcher]) -> list[Matcher]:
     return [m for m in head if m.is_equality and all((m.name, m.value) in w for w in wanted)]
 
 
+def _either_key(first: list[Matcher], second: list[Matcher]) -> Matcher | None:
+    """An index key for `first` OR `second`: both pin one name (`alertgroup`) to a value."""
+    for a in first:
+        for b in second:
+            if a.is_equality and b.is_equality and a.name == b.name:
+                return one_of([a, b])
+    return None
+
+
 def _snapshot(occ: Alert) -> Alert:
     """A private copy: `occ` may be the live row, which dedup and expiry keep changing."""
     return replace(occ, labels=dict(occ.labels), annotations=dict(occ.annotations), journal=[])
@@ -106,7 +115,9 @@ class PairOperator(Operator):
         self._is_first = all_of([m.test for m in first])
         self._is_second = all_of([m.test for m in second])
         self.event_filter = self._filter(scope, when_alert(spec.when))
-        self.event_keys = [m for m in scope if m.is_equality] + common_equalities(first, second)
+        keys = [m for m in scope if m.is_equality] + common_equalities(first, second)
+        either = _either_key(first, second)
+        self.event_keys = keys or ([either] if either is not None else [])
         self._on = FieldKey(spec.on)
         self._within = spec.within
         self._cap = spec.max_pairs

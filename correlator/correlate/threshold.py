@@ -239,8 +239,7 @@ class ThresholdOperator(Operator):
         if (
             before == (g.count, len(g.members))
             and current is not None
-            and ctx.table.get(current.identifier) is current
-            and current.status != STATUS_CLEARED
+            and current.status != STATUS_CLEARED  # a cleared alert is detached, deleted or not
         ):
             ctx.table.repeat(current, occ.last_occurrence, now)
             if row is not None:

@@ -41,7 +41,8 @@ class RuleIndex(Generic[T]):
                 always.append(position)
                 continue
             best = max(equalities, key=lambda m: popularity[m.name])
-            buckets[best.name][best.value].append(position)
+            for value in best.index_values:
+                buckets[best.name][value].append(position)
             getters[best.name] = best.get
         self._always = tuple(always)
         self._always_items = tuple(self._items[p] for p in always)

@@ -32,10 +32,33 @@ class Matcher:
     value: str
     test: Predicate
     get: Getter
+    values: tuple[str, ...] = ()  # op "in": any of these (built by one_of, never parsed)
 
     @property
     def is_equality(self) -> bool:
-        return self.op == "="
+        """Whether the matcher pins `name` to known values (what the dispatch index uses)."""
+        return self.op in ("=", "in")
+
+    @property
+    def index_values(self) -> tuple[str, ...]:
+        return self.values or (self.value,)
+
+
+def one_of(matchers: Sequence[Matcher]) -> Matcher | None:
+    """`a="x"` or `a="y"` as one index key, when every matcher is an equality on one name."""
+    names = {m.name for m in matchers}
+    if not matchers or len(names) != 1 or any(m.op != "=" for m in matchers):
+        return None
+    tests = tuple(m.test for m in matchers)
+    values = tuple(m.value for m in matchers)
+    return Matcher(
+        matchers[0].name,
+        "in",
+        "|".join(values),
+        lambda obj: any(test(obj) for test in tests),
+        matchers[0].get,
+        values,
+    )
 
 
 def _unquote(text: str) -> str:
