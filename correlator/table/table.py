@@ -222,6 +222,8 @@ def _with_pinned(row: Alert, occ: Alert) -> tuple[int, str, dict[str, str], dict
 
 def _merge(into: dict[str, str], new: dict[str, str]) -> bool:
     """Merge labels or annotations; True when a value was added or changed."""
+    if new.items() <= into.items():  # the usual repeat: one C-level subset test
+        return False
     changed = False
     for key, value in new.items():
         if into.get(key) != value:
