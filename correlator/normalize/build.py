@@ -32,7 +32,9 @@ def text_field(fields: Mapping[str, Any], name: str) -> str:
 
 def _text_of(fields: Mapping[str, Any], name: str) -> str:
     value = fields.get(name)
-    return value if type(value) is str else text_field(fields, name)
+    if type(value) is str:
+        return value
+    return "" if value is None else text_field(fields, name)
 
 
 def string_map(value: Any, name: str) -> dict[str, str]:
