@@ -64,17 +64,23 @@ class RuleIndex(Generic[T]):
 
     def candidates(self, obj: Any) -> Sequence[T]:
         """Items whose equality key fits `obj`, plus unkeyed ones, in rule order."""
-        found = []
+        first: tuple[tuple[int, ...], tuple[T, ...]] | None = None
+        more: list[tuple[tuple[int, ...], tuple[T, ...]]] | None = None
         for key in self._keys:
             value = key.get(obj)
             hit = key.buckets.get(value if type(value) is str else as_text(value))
             if hit:
-                found.append(hit)
-        if not found:
+                if first is None:
+                    first = hit
+                elif more is None:
+                    more = [first, hit]
+                else:
+                    more.append(hit)
+        if first is None:
             return self._always_items
-        if len(found) == 1:
-            return found[0][1]
-        positions = [*self._always, *(p for hit in found for p in hit[0])]
+        if more is None:
+            return first[1]  # the usual case: one bucket, pre-merged with the unkeyed items
+        positions = [*self._always, *(p for hit in more for p in hit[0])]
         positions.sort()
         items = self._items
         return [items[p] for p in positions]
