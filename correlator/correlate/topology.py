@@ -292,16 +292,25 @@ class TopologyOperator(Operator):
             self._drop_symptom(root.identifier, ident)
         if not deleted and alert.status != CLEARED_STATUS:
             self._release(alert, now, ctx, "no longer matches the rule")
+        roots: dict[str, Alert | None] = {}  # next root per symptom node, found once
         for symptom in list(self._symptoms.pop(ident, {}).values()):
-            self._rehome(symptom, alert, now, ctx)
+            self._rehome(symptom, alert, now, ctx, roots)
 
-    def _rehome(self, symptom: Alert, gone: Alert, now: float, ctx: Context) -> None:
+    def _rehome(
+        self, symptom: Alert, gone: Alert, now: float, ctx: Context, roots: dict[str, Alert | None]
+    ) -> None:
         """The root `gone` left: move `symptom` under the next open ancestor, or release it."""
         sid = symptom.identifier
         if self._root_of.get(sid) is not gone:
             return
         del self._root_of[sid]
-        root = self._best_root(self._node_of[sid])
+        node = self._node_of[sid]
+        if node in roots:
+            root = roots[node]
+            if root is not None and self._node_of.get(root.identifier) is None:
+                root = roots[node] = self._best_root(node)  # it left meanwhile
+        else:
+            root = roots[node] = self._best_root(node)
         if root is not None:
             self._attach(symptom, root, now, ctx)
         else:
