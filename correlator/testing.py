@@ -36,7 +36,14 @@ from correlator.ruleset.yamlpos import YamlError, load
 from correlator.testing_match import Expectation, check_expectation
 from correlator.timeparse import format_duration, parse_timestamp
 
-__all__ = ["FakeClock", "TestResult", "load_test_file", "run_test_file", "run_test_files"]
+__all__ = [
+    "FakeClock",
+    "TestResult",
+    "feed",
+    "load_test_file",
+    "run_test_file",
+    "run_test_files",
+]
 
 
 class _Model(BaseModel):
@@ -97,6 +104,15 @@ class TestResult:
     @property
     def passed(self) -> bool:
         return not self.failures
+
+
+def feed(engine: Engine, event: dict[str, Any], now: float | None = None) -> list[Change]:
+    """Process one event as replay does: timers due strictly before it fire first.
+
+    `now` defaults to the event's own `timestamp` (epoch seconds).
+    """
+    at = event["timestamp"] if now is None else now
+    return engine.run_timers_before(at) + engine.process(event, at)
 
 
 def load_test_file(path: str | Path) -> tuple[TestFile, RuleSet]:

@@ -11,6 +11,7 @@ from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Change
 from correlator.ruleset.loader import RuleSet
+from correlator.testing import feed
 
 RULES = """
 correlate:
@@ -30,12 +31,6 @@ DB2 = "correlator:db-heartbeat:db2"
 def beat(at: float, node: str = "db1", **extra: Any) -> dict[str, Any]:
     event = {"node": node, "alertgroup": "Heartbeat", "type": "info", "timestamp": at}
     return {**event, **extra}
-
-
-def feed(eng: Engine, event: dict[str, Any], now: float | None = None) -> list[Change]:
-    """As replay does: timers due strictly before the event fire first."""
-    at = event["timestamp"] if now is None else now
-    return eng.run_timers_before(at) + eng.process(event, at)
 
 
 def kinds(changes: list[Change], identifier: str) -> list[str]:

@@ -10,8 +10,8 @@ import pytest
 from correlator.correlate.change import LATE_GRACE, MAX_BORN_PER_KEY, MAX_PER_KEY
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
-from correlator.model import Change
 from correlator.ruleset.loader import RuleSet
+from correlator.testing import feed
 
 RULES = """
 correlate:
@@ -53,11 +53,6 @@ def down(at: float, node: str = "web-1", service: str = "checkout", **kw: Any) -
 
 def up(at: float, node: str = "web-1") -> dict[str, Any]:
     return {"node": node, "alertgroup": "HTTPDown", "type": "resolution", "timestamp": at}
-
-
-def feed(eng: Engine, event: dict[str, Any], now: float | None = None) -> list[Change]:
-    at = event["timestamp"] if now is None else now
-    return eng.run_timers_before(at) + eng.process(event, at)
 
 
 def suspect(eng: Engine, identifier: str = "web-1:HTTPDown::") -> str | None:

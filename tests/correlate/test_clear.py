@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from correlator.engine import Engine
-from correlator.model import Change
 from correlator.ruleset.loader import RuleSet
+from correlator.testing import feed
 
 RULES = """
 correlate:
@@ -45,11 +45,6 @@ def up(at: float, node: str = "r1", key: str = "xe-0", **kw: Any) -> dict[str, A
         "timestamp": at,
         **kw,
     }
-
-
-def feed(eng: Engine, event: dict[str, Any], now: float | None = None) -> list[Change]:
-    at = event["timestamp"] if now is None else now
-    return eng.run_timers_before(at) + eng.process(event, at)
 
 
 def status(eng: Engine, identifier: str = DOWN) -> str | None:

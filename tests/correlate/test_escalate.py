@@ -11,6 +11,7 @@ from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Alert, Change
 from correlator.ruleset.loader import RuleSet
+from correlator.testing import feed
 
 RULES = """
 correlate:
@@ -41,11 +42,6 @@ def disk(
         "labels": {"team": "dba", **labels},
         "timestamp": at,
     }
-
-
-def feed(eng: Engine, event: dict[str, Any]) -> list[Change]:
-    at = event["timestamp"]
-    return eng.run_timers_before(at) + eng.process(event, at)
 
 
 def pages(changes: list[Change]) -> list[tuple[str | None, list[str]]]:

@@ -9,6 +9,7 @@ import pytest
 
 from correlator.engine import Engine
 from correlator.model import Change
+from correlator.testing import feed
 
 RULES = """
 correlate:
@@ -34,11 +35,6 @@ def down(at: float, **kw: Any) -> dict[str, Any]:
 
 def up(at: float) -> dict[str, Any]:
     return {**down(at), "type": "resolution"}
-
-
-def feed(eng: Engine, event: dict[str, Any]) -> list[Change]:
-    at = event["timestamp"]
-    return eng.run_timers_before(at) + eng.process(event, at)
 
 
 def flap(eng: Engine, times: list[float]) -> list[Change]:

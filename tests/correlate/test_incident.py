@@ -11,6 +11,7 @@ from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Change
 from correlator.ruleset.loader import RuleSet
+from correlator.testing import feed
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 RULES = """
@@ -46,12 +47,6 @@ def alert(
 
 def clear(at: float, node: str, tier: str = "db", service: str = "checkout") -> dict[str, Any]:
     return {**alert(at, node, tier, service=service), "type": "resolution"}
-
-
-def feed(eng: Engine, event: dict[str, Any]) -> list[Change]:
-    """As replay does: timers due strictly before the event fire first."""
-    at = event["timestamp"]
-    return eng.run_timers_before(at) + eng.process(event, at)
 
 
 def incidents(changes: list[Change], kind: str | None = None) -> list[dict[str, Any]]:

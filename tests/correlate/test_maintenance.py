@@ -12,6 +12,7 @@ from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Change
 from correlator.ruleset.loader import RuleSet
+from correlator.testing import feed
 
 START = datetime(2026, 1, 10, 2, 0, tzinfo=UTC).timestamp()
 END = START + 7200
@@ -34,12 +35,6 @@ def link(at: float, node: str = "core-r1", kind: str = "problem") -> dict[str, A
         "type": kind,
         "timestamp": at,
     }
-
-
-def feed(eng: Engine, event: dict[str, Any]) -> list[Change]:
-    """As replay does: timers due strictly before the event fire first."""
-    at = event["timestamp"]
-    return eng.run_timers_before(at) + eng.process(event, at)
 
 
 def kinds(changes: list[Change]) -> list[str]:

@@ -12,6 +12,7 @@ from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Alert, Change
 from correlator.ruleset.loader import RuleSet
+from correlator.testing import feed
 
 RULES = """
 correlate:
@@ -40,12 +41,6 @@ def job(at: float, group: str, node: str = "etl-1", key: str = "nightly") -> dic
         "labels": {"team": "data"},
         "timestamp": at,
     }
-
-
-def feed(eng: Engine, event: dict[str, Any], now: float | None = None) -> list[Change]:
-    """As replay does: timers due strictly before the event fire first."""
-    at = event["timestamp"] if now is None else now
-    return eng.run_timers_before(at) + eng.process(event, at)
 
 
 def created(changes: list[Change], identifier: str = ALERT) -> list[Change]:

@@ -11,6 +11,7 @@ from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Change
 from correlator.ruleset.loader import RuleSet
+from correlator.testing import feed
 
 RULES = """
 correlate:
@@ -38,12 +39,6 @@ def down(at: float, node: str = "n1", site: str = "ams1", **extra: Any) -> dict[
         "timestamp": at,
     }
     return {**event, **extra}
-
-
-def feed(eng: Engine, event: dict[str, Any], now: float | None = None) -> list[Change]:
-    """As replay does: timers due strictly before the event fire first."""
-    at = event["timestamp"] if now is None else now
-    return eng.run_timers_before(at) + eng.process(event, at)
 
 
 def kinds(changes: list[Change], identifier: str) -> list[str]:
