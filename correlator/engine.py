@@ -90,7 +90,7 @@ class Engine:
     def load(self, rules: RuleSet) -> None:
         """Swap in a new rule set; operators whose definition is unchanged keep their state."""
         kept: list[Operator] = []
-        for op in rules.build_operators():
+        for op in rules.build_operators(self.max_lateness):
             old = self.operators.get(op.name)
             kept.append(old if old is not None and old.spec == op.spec else op)
         self.rules = rules

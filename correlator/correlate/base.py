@@ -42,6 +42,8 @@ class BuildEnv:
     """What the whole rule set offers an operator when it is built."""
 
     topology: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node → depends_on
+    # the engine's max_lateness: how long rules wait for an event stamped in the past
+    max_lateness: float = 300.0
 
 
 class Context(Protocol):

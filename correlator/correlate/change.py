@@ -13,7 +13,8 @@ before the alert's time wins. Windows live in a dict keyed by the `on` values
 lookup; a timer drops each change when its window ends.
 
 Arrival order does not matter within the lateness the engine accepts: the
-alerts a target transition saw are also kept for `LATE_GRACE` after their time
+alerts a target transition saw are also kept for the engine's `max_lateness`
+after their time
 (a bounded buffer per `on` values), and a change that arrives after them
 annotates those it is the suspect of.
 """
@@ -38,7 +39,6 @@ from correlator.timeparse import format_duration
 ANNOTATION: Final = "suspect_change"
 MAX_PER_KEY: Final = 16  # recent changes kept per `on` values; the oldest goes first
 MAX_BORN_PER_KEY: Final = 256  # recent alerts kept per `on` values for a late change
-LATE_GRACE: Final = 300.0  # seconds an alert waits for a late change: the default max_lateness
 _WINDOW: Final = "window"  # timer: a change's window ends
 _BORN: Final = "born"  # timer: buffered alerts stop waiting for a late change
 
@@ -72,7 +72,7 @@ class ChangeOperator(Operator):
     kind = "change"
     transitions = frozenset((CREATED, REOPENED))
 
-    def __init__(self, spec: ChangeRule) -> None:
+    def __init__(self, spec: ChangeRule, max_lateness: float = 300.0) -> None:
         super().__init__(spec.name, spec)
         if spec.within <= 0:
             raise ValueError("within must be longer than 0s")
@@ -86,6 +86,7 @@ class ChangeOperator(Operator):
         self._on = FieldKey(spec.on)
         self._within = spec.within
         self._cap = spec.max_keys
+        self._grace = max_lateness  # how long an alert waits for a change delivered late
         self._windows: dict[Key, list[_Change]] = {}  # ascending by time
         self._born: dict[Key, dict[str, _Born]] = {}  # on values → identifier → alert
 
@@ -145,14 +146,14 @@ class ChangeOperator(Operator):
             self._annotate(alert, suspect, at, now, ctx)
 
     def _remember_born(self, key: Key, alert: Alert, at: float, ctx: Context) -> None:
-        """Keep the alert `LATE_GRACE` for a change that is stamped before it but arrives after."""
+        """Keep the alert `max_lateness` for a change that is stamped before it but arrives after."""
         born = self._born.get(key)
         if born is None:
             if len(self._born) >= self._cap:
                 ctx.count("cap_hit", self.name)
                 return
             born = self._born[key] = {}
-            ctx.schedule(at + LATE_GRACE, self, (_BORN, key))
+            ctx.schedule(at + self._grace, self, (_BORN, key))
         born.pop(alert.identifier, None)  # a reopen: only its newest episode waits
         born[alert.identifier] = _Born(alert, at)
         if len(born) > MAX_BORN_PER_KEY:
@@ -197,10 +198,10 @@ class ChangeOperator(Operator):
             born = self._born.get(group)
             if born is None:
                 return
-            for identifier in [i for i, e in born.items() if e.at + LATE_GRACE <= now]:
+            for identifier in [i for i, e in born.items() if e.at + self._grace <= now]:
                 del born[identifier]
             if born:
-                ctx.schedule(min(e.at for e in born.values()) + LATE_GRACE, self, key)
+                ctx.schedule(min(e.at for e in born.values()) + self._grace, self, key)
             else:
                 del self._born[group]
 
@@ -209,4 +210,4 @@ class ChangeOperator(Operator):
 
 
 def build(spec: ChangeRule, env: BuildEnv) -> ChangeOperator:
-    return ChangeOperator(spec)
+    return ChangeOperator(spec, env.max_lateness)

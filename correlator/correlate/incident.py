@@ -3,7 +3,7 @@
 Matching alerts with equal `group_by` values join the group's current incident
 while each arrives within `window` of the group's most recent member (a closed
 interval); one that comes later starts a new incident. The group outlives its
-window by LATE_GRACE (the engine's default max_lateness), so a member delivered
+window by the engine's `max_lateness`, so a member delivered
 late but inside the window still joins. An incident opens once it has
 `min_members` members; below that it is pending, and is dropped with its group
 or when all its members clear. A member beyond `max_members` starts the group's
@@ -63,10 +63,6 @@ from correlator.ruleset.templates import Template
 
 Key = tuple[str, ...]
 
-# How long a group outlives its window, for members delivered late: the
-# engine's default `max_lateness` (operators cannot see the configured value).
-LATE_GRACE = 300.0
-
 
 class IncidentRule(Rule):
     kind: Literal["incident"]
@@ -112,7 +108,7 @@ class _Incident:
 class _Group:
     """The group's current incident: members up to `last` + window join it.
 
-    The group is kept until `last` + window + LATE_GRACE, so that a member
+    The group is kept until `last` + window + max_lateness, so that a member
     delivered late but inside the window still finds it.
     """
 
@@ -135,7 +131,7 @@ class IncidentOperator(Operator):
     kind = "incident"
     transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
 
-    def __init__(self, spec: IncidentRule) -> None:
+    def __init__(self, spec: IncidentRule, max_lateness: float = 300.0) -> None:
         super().__init__(spec.name, spec)
         scope = [m.test for m in compile_matchers(spec.match)]
         when = when_alert(spec.when)
@@ -146,6 +142,7 @@ class IncidentOperator(Operator):
         short = [last_segment(name) for name in spec.group_by]
         self._names = short if len(set(short)) == len(short) else list(spec.group_by)
         self._window = spec.window
+        self._grace = max_lateness  # how long a group outlives its window, for late members
         self._min, self._max = spec.min_members, spec.max_members
         self._cap = spec.max_incidents
         self._title = Template(spec.title)
@@ -237,7 +234,7 @@ class IncidentOperator(Operator):
         self._of[alert.identifier] = inc
         if at > group.last:
             group.last = at
-            ctx.schedule(at + self._window + LATE_GRACE, self, key)
+            ctx.schedule(at + self._window + self._grace, self, key)
         if inc.opened_at is None:
             if len(inc.members) >= self._min:
                 self._open(inc, now, ctx)
@@ -256,7 +253,7 @@ class IncidentOperator(Operator):
             return None
         if group is None:
             group = self._groups[key] = _Group(None, at)
-            ctx.schedule(at + self._window + LATE_GRACE, self, key)
+            ctx.schedule(at + self._window + self._grace, self, key)
         ident = self._id(key, at, ctx)
         inc = group.current = self._live[ident] = _Incident(ident, key)
         return group, inc
@@ -268,7 +265,7 @@ class IncidentOperator(Operator):
         group, so an incident started by a late member never reuses an id. A
         start is remembered while another one could still fall in its second
         (the engine refuses events older than its newest by more than
-        `max_lateness`, LATE_GRACE by default), at most `max_incidents` of them.
+        `max_lateness`), at most `max_incidents` of them.
         """
         base = ":".join((self.name, *key, _stamp(at)))
         self._prune(ctx, full=True)
@@ -285,7 +282,7 @@ class IncidentOperator(Operator):
 
     def _prune(self, ctx: Context, *, full: bool = False) -> None:
         """Forget starts no new member can share a second with; make room for one when `full`."""
-        issued, order, horizon = self._issued, self._issued_at, self._newest - LATE_GRACE
+        issued, order, horizon = self._issued, self._issued_at, self._newest - self._grace
         while order and (order[0][0] + 1.0 < horizon or (full and len(issued) >= self._cap)):
             if order[0][0] + 1.0 >= horizon:
                 ctx.count("incident_id_cap", self.name)  # forgotten early: an id may repeat
@@ -307,7 +304,7 @@ class IncidentOperator(Operator):
         """The group's window and the grace for late members ran out: forget the group."""
         assert isinstance(key, tuple)
         group = self._groups.get(key)
-        if group is not None and group.last + self._window + LATE_GRACE <= now:
+        if group is not None and group.last + self._window + self._grace <= now:
             del self._groups[key]
             self._close_window(group)
             self._prune(ctx)
@@ -408,4 +405,4 @@ class IncidentOperator(Operator):
 
 
 def build(spec: IncidentRule, env: BuildEnv) -> IncidentOperator:
-    return IncidentOperator(spec)
+    return IncidentOperator(spec, env.max_lateness)

@@ -328,7 +328,7 @@ class InhibitOperator(Operator):
         return len(self._members)
 
 
-def build_rule(spec: InhibitRule) -> InhibitOperator:
+def build_rule(spec: InhibitRule, env: BuildEnv) -> InhibitOperator:
     """An operator for one `inhibit_rules` entry."""
     return InhibitOperator(spec)
 

@@ -34,7 +34,6 @@ from correlator.timeparse import format_duration
 
 _DUE: Final = "due"  # timer: a pair's deadline
 _SEEN: Final = "seen"  # timer: forget a remembered second
-LATE_GRACE: Final = 300.0  # seconds: the engine's default max_lateness
 
 Key = tuple[str, ...]
 
@@ -104,7 +103,7 @@ class PairOperator(Operator):
     kind = "pair"
     transitions = frozenset((CLEARED, DELETED))
 
-    def __init__(self, spec: PairRule) -> None:
+    def __init__(self, spec: PairRule, max_lateness: float = 300.0) -> None:
         super().__init__(spec.name, spec)
         if spec.within <= 0:
             raise ValueError("within must be longer than 0s")
@@ -125,7 +124,8 @@ class PairOperator(Operator):
         self._raised: dict[Key, _Raised] = {}
         self._raised_key: dict[str, Key] = {}  # synthetic identifier → key
         self._seconds: dict[Key, _Second] = {}  # key → the newest second, paired or not
-        self._keep = max(spec.within, LATE_GRACE)  # how long a second is remembered
+        # how long a second is remembered: a first stamped before it may still arrive
+        self._keep = max(spec.within, max_lateness)
 
     def _filter(self, scope: list[Matcher], when: Predicate | None) -> Predicate:
         in_scope = all_of([m.test for m in scope])
@@ -273,4 +273,4 @@ class PairOperator(Operator):
 
 
 def build(spec: PairRule, env: BuildEnv) -> PairOperator:
-    return PairOperator(spec)
+    return PairOperator(spec, env.max_lateness)

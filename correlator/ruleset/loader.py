@@ -8,7 +8,7 @@ node; all files are checked before anything is rejected, so one run of
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -47,13 +47,14 @@ class RuleSet:
     files: list[str]
     normalize: list[NormalizeRule]
     normalizer: Normalizer
-    factories: list[Callable[[], Operator]]
+    factories: list[Callable[[BuildEnv], Operator]]
     env: BuildEnv
     documents: list[RuleFile] = field(default_factory=list)
 
-    def build_operators(self) -> list[Operator]:
-        """Fresh operators with empty state: every engine gets its own."""
-        return [factory() for factory in self.factories]
+    def build_operators(self, max_lateness: float = 300.0) -> list[Operator]:
+        """Fresh operators with empty state for an engine with this `max_lateness`."""
+        env = replace(self.env, max_lateness=max_lateness)
+        return [factory(env) for factory in self.factories]
 
     def summary(self) -> str:
         return (
@@ -171,12 +172,12 @@ def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
         errors.append(RuleError(where.name, line, col, message))
     env = BuildEnv(topology=topology)
     normalize = [rule for source in sources for rule in source.model.normalize]
-    factories: list[Callable[[], Operator]] = []
+    factories: list[Callable[[BuildEnv], Operator]] = []
     for source in sources:
         for i, spec in enumerate(source.model.correlate):
-            factory = partial(BUILDERS[spec.kind], spec, env)
+            factory = partial(BUILDERS[spec.kind], spec)
             try:
-                factory()  # built once here so a bad rule is rejected at load time
+                factory(env)  # built once here so a bad rule is rejected at load time
             except ValueError as exc:
                 errors.append(source.error(("correlate", i), f"correlate[{i}]: {exc}"))
             factories.append(factory)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from correlator.correlate.change import LATE_GRACE, MAX_BORN_PER_KEY, MAX_PER_KEY
+from correlator.correlate.change import MAX_BORN_PER_KEY, MAX_PER_KEY
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.ruleset.loader import RuleSet
@@ -23,6 +23,7 @@ correlate:
     within: 30m
 """
 NAME = "deploy-suspect"
+GRACE = 300.0  # the engine's default max_lateness
 
 
 def deploy(at: float, version: str = "v42", service: str = "checkout") -> dict[str, Any]:
@@ -88,7 +89,7 @@ def test_window_is_closed_at_its_end(eng: Engine) -> None:
     assert suspect(eng) == "ci:Deploy:checkout-v42:"
     assert suspect(eng, "web-2:HTTPDown::") is None
     assert eng.operators[NAME].size() == 1  # the window timer dropped the change
-    eng.tick(1801 + LATE_GRACE)
+    eng.tick(1801 + GRACE)
     assert eng.operators[NAME].size() == 0  # and the alerts are done waiting for a late one
 
 
@@ -246,12 +247,24 @@ def test_late_change_that_is_more_recent_replaces_the_suspect(eng: Engine) -> No
 
 
 def test_alert_waits_for_a_late_change_only_for_the_grace(eng: Engine) -> None:
-    """An alert is kept LATE_GRACE after its time; a change arriving later leaves it alone."""
+    """An alert is kept GRACE after its time; a change arriving later leaves it alone."""
     feed(eng, down(0))
-    eng.tick(LATE_GRACE)
+    eng.tick(GRACE)
     assert eng.operators[NAME].size() == 0
-    feed(eng, deploy(0), now=LATE_GRACE)
+    feed(eng, deploy(0), now=GRACE)
     assert suspect(eng) is None
+
+
+def test_grace_for_a_late_change_is_the_engines_max_lateness(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """An engine accepting events 1m late keeps alerts waiting 1m, not the default 5m."""
+    eng = Engine(ruleset(RULES), max_lateness=60)
+    feed(eng, down(0))
+    eng.tick(59)
+    assert eng.operators[NAME].size() == 1
+    eng.tick(60)
+    assert eng.operators[NAME].size() == 0
 
 
 def test_cleared_alert_is_not_annotated_by_a_late_change(eng: Engine) -> None:

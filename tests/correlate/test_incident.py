@@ -261,6 +261,21 @@ def test_state_is_evicted(make: Callable[..., Engine]) -> None:
     assert eng.operators["cascade"].size() == 3  # only the new group, member and start
 
 
+def test_group_outlives_its_window_by_the_engines_max_lateness(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """The grace for late members is the engine's `max_lateness`, not a fixed 5 minutes."""
+    eng = Engine(ruleset(rules()), max_lateness=60)
+    feed(eng, alert(0, "db-1"))
+    feed(eng, clear(10, "db-1"))
+    eng.tick(T0 + 359)
+    assert eng.operators["cascade"].size() == 2  # window 5m + 60s not yet over
+    eng.tick(T0 + 360)
+    assert eng.operators["cascade"].size() == 1  # the group is gone, its id's start is not
+    feed(eng, alert(200, "db-9", service="search"), now=T0 + 360)
+    assert eng.operators["cascade"].size() == 3  # new group, member and start: T0 forgotten
+
+
 BAD = """
 correlate:
   - name: bad
@@ -357,11 +372,12 @@ def test_a_late_member_after_the_close_gets_a_new_id(make: Callable[..., Engine]
 
 
 def test_ids_stay_unique_after_the_group_is_forgotten(ruleset: Callable[[str], RuleSet]) -> None:
-    """With a max_lateness beyond the grace, a member later than the group's lifetime starts
-    an incident whose id still differs (the rule's counter outlives the group)."""
-    eng = Engine(ruleset(rules()), max_lateness=3600)
+    """The clock ran past the group's lifetime with no newer event; a member stamped just after
+    the first (not late: no event is newer) starts an incident whose id still differs (the
+    rule's memory of started ids follows event time, not the clock)."""
+    eng = Engine(ruleset(rules()))
     feed(eng, alert(0, "db-1"))
-    eng.tick(T0 + 700)  # window + grace passed: the group is forgotten
+    eng.tick(T0 + 700)  # window + max_lateness passed: the group is forgotten
     out = late(eng, alert(0.5, "api-1", "api"), 800)
     (opened,) = incidents(out, "incident.opened")
     assert opened["id"] == FIRST + ".2"

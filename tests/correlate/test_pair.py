@@ -333,6 +333,19 @@ def test_remembered_second_is_forgotten_after_the_late_grace(
     assert eng.table.get(ALERT) is None
 
 
+def test_remembered_second_lasts_the_engines_max_lateness(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """With `max_lateness` 2m a second is kept max(within, 2m), not the default 5m."""
+    eng = Engine(ruleset(RULES.replace("within: 1h", "within: 30s")), max_lateness=120)
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(10, "JobFinished"))
+    eng.tick(129)
+    assert eng.operators[NAME].size() == 1
+    eng.tick(130)
+    assert eng.operators[NAME].size() == 0
+
+
 def test_default_severity_is_never_clear(engine: Callable[[str], Engine]) -> None:
     """A first of severity 0 (clear) and no `alert.severity`: the open alert is major, not 0."""
     eng = engine(RULES.replace("      severity: major\n", ""))
