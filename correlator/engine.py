@@ -16,6 +16,7 @@ from typing import Any, Final
 from correlator.correlate.base import Operator
 from correlator.errors import EventError, LateEvent
 from correlator.model import (
+    CLEARED,
     CLEARED_KIND,
     CREATED,
     DELETED,
@@ -183,6 +184,21 @@ class Engine:
                 if alert is not None and (identifier, by) not in self._claims:
                     self.unsuppress(alert, now, by, "the rule was removed or changed by a reload")
         self._claims = None
+        removed = retired - self.operators.keys()
+        if removed:
+            self._clear_raised_by(removed, now)
+
+    def _clear_raised_by(self, removed: set[str], now: float) -> None:
+        """Clear the open alerts removed rules raised: nothing is left that could clear them.
+
+        One pass over the table per reload that removes a rule (never per event).
+        A changed rule keeps its alerts: its new version clears them when their
+        condition ends (absence, pair) or lets them expire (threshold).
+        """
+        for row in list(self.table.rows.values()):
+            if row.agent in removed and row.manager == "correlator" and row.status != CLEARED:
+                why = f"rule {row.agent} that raised it was removed by a reload"
+                self.table.clear(row, now, "correlator", why)
 
     def _drain(self) -> list[Change]:
         out = self._out

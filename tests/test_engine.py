@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 from correlator.engine import Engine
-from correlator.ruleset.loader import load_rules
+from correlator.ruleset.loader import RuleSet, load_rules
 from correlator.ruleset.templates import Template
 
 CLEAR = """
@@ -161,3 +162,57 @@ def test_rules_reading_tally_see_tally_only_repeats(tmp_path: Path) -> None:
     assert db is not None and app is not None
     assert app.suppressed_by == "noisy-db-mutes-app"
     assert db.severity == 5
+
+
+PAIR_AND_ABSENCE = """
+correlate:
+  - name: batch-late
+    kind: pair
+    first: ['alertgroup="JobStarted"']
+    second: ['alertgroup="JobFinished"']
+    on: [node]
+    within: 1m
+  - name: heartbeat-lost
+    kind: absence
+    match: ['alertgroup="Heartbeat"']
+    group_by: [node]
+    for: 1m
+"""
+
+
+def _raise_both(eng: Engine) -> None:
+    for event in (
+        {"node": "etl-1", "alertgroup": "JobStarted", "type": "info", "timestamp": 0},
+        {"node": "db-1", "alertgroup": "Heartbeat", "type": "info", "timestamp": 0},
+    ):
+        eng.process(event, 0)
+    eng.tick(60)
+
+
+def test_removed_rules_clear_the_alerts_they_raised(ruleset: Callable[[str], RuleSet]) -> None:
+    """Nothing could clear them any more: a reload that removes the rule clears them, saying why."""
+    eng = Engine(ruleset(PAIR_AND_ABSENCE))
+    _raise_both(eng)
+    pair, absence = "correlator:batch-late:etl-1", "correlator:heartbeat-lost:db-1"
+    assert all(eng.table.rows[i].status == "open" for i in (pair, absence))
+    eng.load(ruleset(PAIR_AND_ABSENCE.split("  - name: heartbeat-lost")[0]))
+    changes = eng.tick(70)
+    assert [(c.kind, c.alert.identifier) for c in changes if c.alert] == [
+        ("alert.cleared", absence)
+    ]
+    assert eng.table.rows[pair].status == "open"  # its rule is still loaded
+    note = eng.table.rows[absence].journal[-1]
+    assert (note.who, note.text) == (
+        "correlator",
+        "cleared: rule heartbeat-lost that raised it was removed by a reload",
+    )
+
+
+def test_changed_rules_keep_the_alerts_they_raised(ruleset: Callable[[str], RuleSet]) -> None:
+    """A changed rule's alerts stay open: its new version clears them when their condition ends."""
+    eng = Engine(ruleset(PAIR_AND_ABSENCE))
+    _raise_both(eng)
+    eng.load(ruleset(PAIR_AND_ABSENCE.replace("for: 1m", "for: 2m").replace("in: 1m", "in: 2m")))
+    assert not [c for c in eng.tick(70) if c.kind == "alert.cleared"]
+    eng.process({"node": "db-1", "alertgroup": "Heartbeat", "type": "info", "timestamp": 80}, 80)
+    assert eng.table.rows["correlator:heartbeat-lost:db-1"].status == "cleared"

@@ -26,6 +26,7 @@ from pydantic import Field
 from correlator.correlate.base import CLEARED, DELETED, BuildEnv, Context, Operator
 from correlator.correlate.grouping import FieldKey
 from correlator.correlate.synthetic import SyntheticAlert
+from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import Alert
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import Matcher, Predicate, all_of, compile_matchers, one_of
@@ -194,9 +195,28 @@ class PairOperator(Operator):
             self._forget_raised(key)
             self._clear_late(raised, occ, at, now, ctx)
             first = raised.at
-        if first is None:
+        if first is None and not self._clear_leftover(key, occ, at, now, ctx):
             ctx.count("unpaired_second", self.name)  # ignored, but kept for a reordered first
         self._remember_second(key, first, at, ctx)
+
+    def _clear_leftover(self, key: Key, occ: Alert, at: float, now: float, ctx: Context) -> bool:
+        """Clear an open alert of ours this rule does not track, if `occ` ends its run.
+
+        Such an alert was raised before a reload changed the rule: the new
+        version starts with empty state. Its identifier is
+        rendered with the second in the place of the first: exact for the
+        default identifier and any template of the `on` values.
+        """
+        group = list(zip(self.spec.on, key, strict=True))
+        spec = self.alert_spec
+        row = ctx.table.get(spec.identifier(group, spec.context(group, occ, (occ,), 1)))
+        if row is None or row.agent != self.name or row.status == STATUS_CLEARED:
+            return False
+        if at < row.last_occurrence - self._within:
+            return False  # it was raised for a run that started after this second
+        why = f"second event {occ.identifier} received (raised before the rule's state was reset)"
+        ctx.clear(row, now, self.name, why)
+        return True
 
     def _remember_second(self, key: Key, first: float | None, at: float, ctx: Context) -> None:
         """Keep the newest second of `key` for max(`within`, 5m): see `_paired`."""
@@ -250,9 +270,6 @@ class PairOperator(Operator):
         self._forget_raised(key)
         if alert.identifier in self._raised_key:
             self._forget_raised(self._raised_key[alert.identifier])
-        if self.size() >= self._cap:
-            ctx.count("cap_hit", self.name)  # raised, but a late second will not clear it
-            return
         self._raised[key] = _Raised(alert, pending.at)
         self._raised_key[alert.identifier] = key
 

@@ -370,3 +370,32 @@ def test_synthetic_default_severity_of_members() -> None:
     assert spec.build([], 0, members=[member(5), member(2)]).severity == 5
     assert spec.build([], 0, trigger=member(0)).severity == 4
     assert spec.build([], 0).severity == 4
+
+
+def test_a_reloaded_rule_clears_the_old_versions_alert_when_the_run_ends(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """A changed rule starts with empty state; the finish still clears what the old one raised."""
+    eng = Engine(ruleset(RULES))
+    feed(eng, job(0, "JobStarted"))
+    eng.tick(3600)
+    eng.load(ruleset(RULES.replace("severity: major", "severity: critical")))
+    changes = feed(eng, job(4000, "JobFinished"))
+    row = eng.table.get(ALERT)
+    assert row is not None and row.status == "cleared"
+    assert [c.kind for c in changes if c.alert is row] == ["alert.cleared"]
+    assert "raised before the rule's state was reset" in row.journal[-1].text
+    assert ("batch-late", "unpaired_second") not in eng.stats.rule_events
+
+
+def test_a_finish_does_not_clear_an_alert_of_a_later_run(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """An untracked alert raised for a run that began after the finish's time stays open."""
+    eng = Engine(ruleset(RULES))
+    feed(eng, job(4200, "JobStarted"))
+    eng.tick(7800)
+    eng.load(ruleset(RULES.replace("severity: major", "severity: critical")))
+    feed(eng, job(4000, "JobFinished"), now=7800)  # older than the run's start
+    row = eng.table.get(ALERT)
+    assert row is not None and row.status == "open"
