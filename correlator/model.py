@@ -21,6 +21,11 @@ OPEN: Final = "open"
 ACKNOWLEDGED: Final = "acknowledged"
 CLEARED: Final = "cleared"
 
+# Notes kept per row: the first ones say why it exists and what rules did to it,
+# the last ones what is happening now; a row that flaps for weeks stays bounded.
+JOURNAL_HEAD: Final = 10
+JOURNAL_MAX: Final = 50
+
 DEFAULT_IDENTIFIER_FIELDS: Final = ("node", "alertgroup", "alertkey", "manager")
 STRING_FIELDS: Final = ("node", "manager", "agent", "alertgroup", "alertkey", "summary")
 
@@ -83,6 +88,21 @@ class JournalEntry:
 
 
 @dataclass(slots=True, eq=False)
+class Elided(JournalEntry):
+    """Stands for the notes dropped between a row's first and last ones."""
+
+    dropped: int = 0
+
+    def count(self, at: float) -> None:
+        self.dropped += 1
+        self.at = at
+        self.text = (
+            f"{self.dropped} older notes dropped (a row keeps its first {JOURNAL_HEAD} "
+            f"and last {JOURNAL_MAX - JOURNAL_HEAD - 1})"
+        )
+
+
+@dataclass(slots=True, eq=False)
 class Alert:
     """One row of the alert table (DESIGN.md §3); also the shape of a normalized event."""
 
@@ -117,7 +137,10 @@ class Alert:
     pinned: dict[str, int | str] | None = None
 
     def note(self, at: float, who: str, text: str) -> None:
-        self.journal.append(JournalEntry(at, who, text))
+        journal = self.journal
+        if len(journal) >= JOURNAL_MAX:
+            _drop_oldest_note(journal)
+        journal.append(JournalEntry(at, who, text))
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON shape of a row (every field of DESIGN.md §3)."""
@@ -146,6 +169,16 @@ class Alert:
             "expire_at": self.expire_at,
             "journal": [entry.to_dict() for entry in self.journal],
         }
+
+
+def _drop_oldest_note(journal: list[JournalEntry]) -> None:
+    """Make room for one note: the oldest after the head goes, counted in the marker."""
+    marker = journal[JOURNAL_HEAD]
+    if not isinstance(marker, Elided):
+        marker = Elided(marker.at, "correlator", "")
+        journal.insert(JOURNAL_HEAD, marker)
+    while len(journal) >= JOURNAL_MAX:
+        marker.count(journal.pop(JOURNAL_HEAD + 1).at)
 
 
 @dataclass(slots=True, eq=False)

@@ -9,6 +9,7 @@ import pytest
 
 from correlator.engine import Engine
 from correlator.errors import InvalidEvent, LateEvent
+from correlator.model import JOURNAL_HEAD, JOURNAL_MAX, Alert
 
 
 def ev(at: float, **kw: Any) -> dict[str, Any]:
@@ -230,3 +231,24 @@ def test_pinned_values_hold_against_occurrences_until_a_reopen(
     reopened = eng.table.get("h1:Down::")
     assert reopened is row and reopened.pinned is None
     assert (row.status, row.severity, row.labels["p"]) == ("open", 3, "P3")
+
+
+def test_journal_keeps_its_first_and_last_notes() -> None:
+    """A row noted for weeks stays bounded: the head, a marker counting the gap, the newest notes."""
+    row = Alert(identifier="x", node="n", alertgroup="g")
+    for i in range(JOURNAL_MAX + 25):
+        row.note(float(i), "rule", f"note {i}")
+        assert len(row.journal) <= JOURNAL_MAX
+    texts = [entry.text for entry in row.journal]
+    assert len(texts) == JOURNAL_MAX
+    assert texts[:JOURNAL_HEAD] == [f"note {i}" for i in range(JOURNAL_HEAD)]
+    tail = JOURNAL_MAX - JOURNAL_HEAD - 1
+    assert texts[JOURNAL_HEAD + 1 :] == [
+        f"note {i}" for i in range(JOURNAL_MAX + 25 - tail, JOURNAL_MAX + 25)
+    ]
+    dropped = JOURNAL_MAX + 25 - JOURNAL_HEAD - tail
+    assert texts[JOURNAL_HEAD] == (
+        f"{dropped} older notes dropped (a row keeps its first {JOURNAL_HEAD} and last {tail})"
+    )
+    assert row.journal[JOURNAL_HEAD].at == float(JOURNAL_HEAD + dropped - 1)  # the last one dropped
+    assert row.to_dict()["journal"][JOURNAL_HEAD]["who"] == "correlator"
