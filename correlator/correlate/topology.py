@@ -3,15 +3,27 @@
 With the `topology:` graph (`<node>: {depends_on: [..]}`, transitive), an open
 matching alert on a node whose upstream nodes carry an open matching alert is a
 symptom: its `parent` is the root alert's identifier and the rule suppresses
-it. The root is the open matching alert on the most upstream such node (the
-one with the smallest depth below the top of the graph; ties go to the oldest
-alert, by serial), so a root never has an open alert above it.
+it. The root is an open matching alert on the most upstream such nodes (the
+smallest depth below the top of the graph), so a root never has an open alert
+above it.
+
+Among the open alerts at that depth (several on one node, or on several nodes
+of a diamond) a new symptom takes the one that joined the rule most recently,
+across those nodes, and keeps it while it is open: a later alert at the same
+depth never takes symptoms away, only a strictly more upstream one does. The
+newest joiner is the one least likely to clear soon, so a symptom moves at most
+once per root change, instead of following the oldest of many alerts on a node
+every time that one clears (the storm: expiring alerts on a core node moved
+every symptom below it up to hundreds of times over its life). Each node's open
+alerts are kept in join order, so the newest is the last: O(1), no scan.
 
 Arrival order does not matter: a root that opens later adopts the open alerts
 below it (re-parenting those under a less upstream root); when a root clears,
-each of its still-open symptoms moves under the next open ancestor alert or is
-released. A symptom that clears keeps `parent` and its suppression as the
-record of why nobody was told (released if it reopens with no root left).
+each of its still-open symptoms moves under the then newest joiner at the most
+upstream depth that still has an open alert, or is released. A symptom that
+clears keeps `parent` and its suppression as the record of why nobody was told;
+if it reopens it is placed again, under that same root if it is still a best
+candidate (released if no root is left).
 
 The graph is compiled once per build: for each node its transitive ancestors,
 most upstream first, and its transitive descendants. Open alerts are kept per
@@ -148,7 +160,10 @@ class TopologyOperator(Operator):
         self._matches = all_of(preds)
         self._graph = graph
         self._cap = spec.max_alerts
-        self._open: dict[str, dict[str, Alert]] = {}  # node → its open matching alerts
+        self._open: dict[str, dict[str, Alert]] = {}  # node → its open matching alerts, join order
+        self._joined: dict[str, int] = {}  # member identifier → join number (ties across nodes)
+        self._joins = 0  # the next join number
+        self._replay: dict[str, int] = {}  # while start() rebuilds: identifier → join number
         self._node_of: dict[str, str] = {}  # member identifier → node
         self._root_of: dict[str, Alert] = {}  # open symptom → its root alert
         self._symptoms: dict[str, dict[str, Alert]] = {}  # root identifier → open symptoms
@@ -160,14 +175,34 @@ class TopologyOperator(Operator):
         The state is derived from the table, so it is rebuilt whenever an engine
         starts running the rule (one pass per load, never per event). Upstream
         alerts go first, so symptoms find their root directly, without a flap.
+        Join numbers follow the rows' serials (the order live processing saw them
+        open, as far as the table tells), and `_best_root` places each symptom
+        where live processing would have: under the newest alert at the root
+        depth older than itself, else under the oldest one there (the one that
+        would have adopted it) — unless the parent a previous version of the rule
+        set is still one of those alerts: then it keeps it.
         """
-        for state in (self._open, self._node_of, self._root_of, self._symptoms, self._held):
+        states = (
+            self._open,
+            self._joined,
+            self._node_of,
+            self._root_of,
+            self._symptoms,
+            self._held,
+        )
+        for state in states:
             state.clear()
-        depth = self._graph.depth
         rows = [alert for alert in ctx.table.rows.values() if self._node(alert) is not None]
-        rows.sort(key=lambda alert: (depth[alert.node], alert.serial))
-        for alert in rows:
-            self.on_transition(CREATED, alert, now, ctx)
+        rows.sort(key=lambda alert: alert.serial)
+        self._replay = {alert.identifier: n for n, alert in enumerate(rows)}
+        self._joins = len(rows)
+        depth = self._graph.depth
+        rows.sort(key=lambda alert: depth[alert.node])  # stable: serial order within a depth
+        try:
+            for alert in rows:
+                self.on_transition(CREATED, alert, now, ctx)
+        finally:
+            self._replay = {}
 
     def _node(self, alert: Alert) -> str | None:
         """The graph node an alert takes part on, or None when it does not take part."""
@@ -190,34 +225,60 @@ class TopologyOperator(Operator):
         if deleted:
             self._held.pop(alert.identifier, None)  # the engine dropped its suppressors
 
-    def _rank(self, alert: Alert) -> tuple[int, int]:
-        return self._graph.depth[alert.node], alert.serial
+    def _best_root(self, node: str, before: int, keep: str = "") -> Alert | None:
+        """The root for a member on `node` with join number `before`, or None if it has none.
 
-    def _best_root(self, node: str) -> Alert | None:
-        """The oldest open member on the most upstream ancestor that has one."""
-        best: Alert | None = None
-        best_depth = 0
+        The candidates are the open members on the most upstream ancestors that
+        have one. `keep` (the member's last root) wins if it is a candidate; else
+        the newest joiner older than `before`, across those nodes. Live, every
+        other member is older, so that is each bucket's last value: O(1) per
+        node. Only start() can find none older (it joins upstream first, with
+        numbers by serial): then the oldest, the one that would have adopted it.
+        """
         depth = self._graph.depth
+        joined = self._joined
+        keep_node = self._node_of.get(keep) if keep else None
+        best: Alert | None = None
+        best_n = -1
+        oldest: Alert | None = None
+        oldest_n = 0
+        at = -1  # the candidates' depth, once found
         for up in self._graph.upstream.get(node, ()):
-            if best is not None and depth[up] > best_depth:
+            if at >= 0 and depth[up] > at:
                 break
             bucket = self._open.get(up)
             if not bucket:
                 continue
-            oldest = min(bucket.values(), key=lambda a: a.serial)
-            if best is None or oldest.serial < best.serial:
-                best, best_depth = oldest, depth[up]
-        return best
+            at = depth[up]
+            if up == keep_node:
+                return bucket[keep]
+            for alert in reversed(bucket.values()):  # newest first: live, the first one
+                n = joined[alert.identifier]
+                if n < before:
+                    if n > best_n:
+                        best, best_n = alert, n
+                    break
+            else:
+                alert = next(iter(bucket.values()))
+                n = joined[alert.identifier]
+                if oldest is None or n < oldest_n:
+                    oldest, oldest_n = alert, n
+        return best if best is not None else oldest
 
     def _join(self, alert: Alert, node: str, now: float, ctx: Context) -> None:
         if len(self._node_of) >= self._cap:
             ctx.count("cap_hit", self.name)
             return
         ident = alert.identifier
+        joined = self._replay.pop(ident, None)
+        if joined is None:
+            joined = self._joins
+            self._joins += 1
         self._node_of[ident] = node
+        self._joined[ident] = joined
         self._open.setdefault(node, {})[ident] = alert
         self._inherit(alert, now, ctx)
-        root = self._best_root(node)
+        root = self._best_root(node, joined, self._held.get(ident, ""))
         if root is not None:
             self._attach(alert, root, now, ctx)
             return
@@ -239,8 +300,12 @@ class TopologyOperator(Operator):
         ctx.suppress(alert, now, self.name, "taken over by the reloaded rule")  # claims it
 
     def _adopt(self, root: Alert, node: str, now: float, ctx: Context) -> None:
-        """A new root: every open member below that it is more upstream than moves under it."""
-        rank = self._rank(root)
+        """A new root: open members below with no root or a less upstream one move under it.
+
+        A member under a root at the same depth keeps it: that root is open too.
+        """
+        depth = self._graph.depth
+        level = depth[node]
         adopted = 0
         for below in self._graph.downstream.get(node, ()):
             for symptom in list(self._open.get(below, {}).values()):
@@ -249,7 +314,7 @@ class TopologyOperator(Operator):
                 if self._node_of.get(symptom.identifier) != below:
                     continue
                 current = self._root_of.get(symptom.identifier)
-                if current is None or rank < self._rank(current):
+                if current is None or level < depth[current.node]:
                     self._attach(symptom, root, now, ctx)
                     adopted += 1
         if adopted:
@@ -283,6 +348,7 @@ class TopologyOperator(Operator):
     def _leave(self, alert: Alert, node: str, now: float, ctx: Context, *, deleted: bool) -> None:
         ident = alert.identifier
         del self._node_of[ident]
+        del self._joined[ident]
         bucket = self._open[node]
         del bucket[ident]
         if not bucket:
@@ -299,7 +365,11 @@ class TopologyOperator(Operator):
     def _rehome(
         self, symptom: Alert, gone: Alert, now: float, ctx: Context, roots: dict[str, Alert | None]
     ) -> None:
-        """The root `gone` left: move `symptom` under the next open ancestor, or release it."""
+        """The root `gone` left: move `symptom` under the then best root, or release it.
+
+        That is the newest joiner at the most upstream depth still open (every
+        member is older than `self._joins`), found once per symptom node.
+        """
         sid = symptom.identifier
         if self._root_of.get(sid) is not gone:
             return
@@ -308,9 +378,9 @@ class TopologyOperator(Operator):
         if node in roots:
             root = roots[node]
             if root is not None and self._node_of.get(root.identifier) is None:
-                root = roots[node] = self._best_root(node)  # it left meanwhile
+                root = roots[node] = self._best_root(node, self._joins)  # it left meanwhile
         else:
-            root = roots[node] = self._best_root(node)
+            root = roots[node] = self._best_root(node, self._joins)
         if root is not None:
             self._attach(symptom, root, now, ctx)
         else:

@@ -13,6 +13,7 @@ from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Alert, Change
 from correlator.ruleset.loader import RuleSet, load_rules
+from correlator.testing import feed
 
 #        core
 #       /    \
@@ -45,8 +46,8 @@ def down(node: str, at: float, group: str = "NodeDown", **extra: Any) -> dict[st
     return {"node": node, "alertgroup": group, "severity": "major", "timestamp": at, **extra}
 
 
-def up(node: str, at: float, group: str = "NodeDown") -> dict[str, Any]:
-    return down(node, at, group, type="resolution")
+def up(node: str, at: float, group: str = "NodeDown", **extra: Any) -> dict[str, Any]:
+    return down(node, at, group, type="resolution", **extra)
 
 
 def row(eng: Engine, node: str, group: str = "NodeDown") -> Alert:
@@ -148,25 +149,105 @@ def test_root_reopening_adopts_again(eng: Engine) -> None:
     assert (parent_of(eng, "h1"), row(eng, "h1").suppressed_by) == ("core:NodeDown::", NAME)
 
 
-def test_diamond_prefers_most_upstream_then_oldest(eng: Engine) -> None:
-    """h3 hangs below both aggregations: the older aggregation alert wins a tie of depth."""
+def test_diamond_prefers_most_upstream_then_newest(eng: Engine) -> None:
+    """h3 hangs below both aggregations: a tie of depth goes to the newest joiner across
+    both nodes; when it clears, h3 moves under the other one."""
     eng.process(down("agg-b", 0), 0)
     eng.process(down("agg-a", 1), 1)
     eng.process(down("h3", 2), 2)
-    assert parent_of(eng, "h3") == "agg-b:NodeDown::"
+    assert parent_of(eng, "h3") == "agg-a:NodeDown::"
     eng.process(up("agg-b", 3), 3)
     assert parent_of(eng, "h3") == "agg-a:NodeDown::"
+    eng.process(up("agg-a", 4), 4)
+    assert parent_of(eng, "h3") is None
+    eng.process(down("agg-b", 5), 5)
+    eng.process(down("agg-a", 6), 6)
+    eng.process(up("agg-a", 7), 7)
+    assert parent_of(eng, "h3") == "agg-b:NodeDown::"
 
 
-def test_oldest_alert_on_the_root_node_is_the_root(eng: Engine) -> None:
-    """Several alerts on the root node: symptoms hang under the oldest one."""
+def test_newest_alert_on_the_root_node_is_the_root(eng: Engine) -> None:
+    """Several alerts on the root node: a new symptom hangs under the one that joined the
+    rule last, which for a reopened row is not the one with the highest serial."""
     eng.process(down("core", 0, "Unreachable"), 0)
     eng.process(down("core", 1), 1)
     eng.process(down("h1", 2), 2)
-    assert parent_of(eng, "h1") == "core:Unreachable::"
+    assert parent_of(eng, "h1") == "core:NodeDown::"
     assert row(eng, "core").parent is None
     eng.process(up("core", 3, "Unreachable"), 3)
-    assert parent_of(eng, "h1") == "core:NodeDown::"
+    eng.process(down("core", 4, "Unreachable"), 4)  # reopened: joins again, serial 1
+    assert row(eng, "core", "Unreachable").serial < row(eng, "core").serial
+    eng.process(down("h2", 5), 5)
+    assert parent_of(eng, "h2") == "core:Unreachable::"
+    assert parent_of(eng, "h1") == "core:NodeDown::"  # kept: its root is still open
+
+
+def test_same_depth_newer_alert_does_not_steal_symptoms(eng: Engine) -> None:
+    """A new alert at the depth of a symptom's open root (same node, or the other branch
+    of a diamond) leaves the symptom where it is: no change at all."""
+    eng.process(down("agg-a", 0), 0)
+    eng.process(down("h3", 1), 1)
+    changes = eng.process(down("agg-b", 2), 2)
+    assert kinds(changes, "h3") == []
+    assert parent_of(eng, "h3") == "agg-a:NodeDown::"
+    assert not any("root cause" in entry.text for entry in row(eng, "agg-b").journal)
+    eng.process(down("core", 3, "Unreachable"), 3)  # more upstream: adopts all three
+    eng.process(down("h1", 4), 4)
+    changes = eng.process(down("core", 5), 5)
+    for node in ("agg-a", "agg-b", "h1", "h3"):
+        assert kinds(changes, node) == [], node
+        assert parent_of(eng, node) == "core:Unreachable::", node
+    eng.process(down("h2", 6), 6)
+    assert parent_of(eng, "h2") == "core:NodeDown::"
+
+
+def test_root_clearing_moves_symptoms_to_the_newest_remaining_alert(eng: Engine) -> None:
+    """The oldest root clearing moves nobody; the symptoms' own root clearing moves each
+    once (one `alert.updated`), under the newest alert left on the node; then released."""
+    for i, key in enumerate(("k1", "k2", "k3")):
+        eng.process(down("core", i, alertkey=key), i)
+    eng.process(down("h1", 3), 3)
+    eng.process(down("h2", 4), 4)
+    assert parent_of(eng, "h1") == parent_of(eng, "h2") == "core:NodeDown:k3:"
+    changes = eng.process(up("core", 5, alertkey="k1"), 5)
+    assert kinds(changes, "h1") == kinds(changes, "h2") == []
+    changes = eng.process(up("core", 6, alertkey="k3"), 6)
+    assert kinds(changes, "h1") == kinds(changes, "h2") == ["alert.updated"]
+    for node in ("h1", "h2"):
+        assert (parent_of(eng, node), row(eng, node).suppressed_by) == ("core:NodeDown:k2:", NAME)
+        assert row(eng, node).journal[-1].text.startswith("symptom of core:NodeDown:k2:: ")
+    changes = eng.process(up("core", 7, alertkey="k2"), 7)
+    assert kinds(changes, "h1") == ["alert.updated", "alert.unsuppressed"]
+    assert (parent_of(eng, "h1"), row(eng, "h1").suppressed_by) == (None, None)
+
+
+def test_reopened_symptom_keeps_its_open_root(eng: Engine) -> None:
+    """A symptom that clears and reopens while its root is open goes back under that root,
+    even if a newer alert opened at the same depth meanwhile."""
+    eng.process(down("core", 0, alertkey="k1"), 0)
+    eng.process(down("h1", 1), 1)
+    eng.process(up("h1", 2), 2)
+    eng.process(down("core", 3, alertkey="k2"), 3)
+    changes = eng.process(down("h1", 4), 4)
+    assert parent_of(eng, "h1") == "core:NodeDown:k1:"
+    assert "alert.suppressed" not in kinds(changes, "h1")
+
+
+def test_expiring_roots_move_each_symptom_at_most_once(ruleset: Callable[[str], RuleSet]) -> None:
+    """The storm in small: a root and five symptoms open every second, each expiring after
+    10s. The oldest root is always the next to expire; symptoms hang under the newest, so
+    each moves at most once (not once per root that expires above it)."""
+    eng = Engine(ruleset(RULES), delete_cleared_after=3600)
+    hosts = ("h1", "h2", "h3", "h4", "agg-b")
+    for t in range(60):
+        feed(eng, down("core", t, alertkey=f"c{t}", expire_after="10s"))
+        for n, node in enumerate(hosts):
+            feed(eng, down(node, t + 0.1 * n, alertkey=f"s{t}", expire_after="10s"))
+    symptoms = [r for r in eng.table.rows.values() if r.node != "core"]
+    assert len(symptoms) == 300
+    moves = [sum(e.text.startswith("symptom of") for e in r.journal) for r in symptoms]
+    assert max(moves) == 2  # placed once, moved once when its root expired
+    assert all(r.parent is not None and r.parent.startswith("core:") for r in symptoms)
 
 
 def test_non_matching_and_unknown_nodes_take_no_part(eng: Engine) -> None:
@@ -179,7 +260,7 @@ def test_non_matching_and_unknown_nodes_take_no_part(eng: Engine) -> None:
     eng.process(down("h4", 4), 4)
     assert row(eng, "h1", "DiskFull").parent is None
     assert parent_of(eng, "elsewhere") is None
-    assert parent_of(eng, "h4") == "core:NodeDown::"  # both at the top: the older wins
+    assert parent_of(eng, "h4") == "unknown-pdu:NodeDown::"  # both at the top: the newer wins
     assert eng.operators[NAME].size() == 3
 
 
@@ -324,6 +405,70 @@ def test_changed_graph_rebuilds_from_the_table(ruleset: Callable[[str], RuleSet]
     assert parent_of(eng, "h4") == "core:NodeDown::"
     changes = eng.process(up("core", 6), 6)
     assert kinds(changes, "h1") == ["alert.updated", "alert.unsuppressed"]
+
+
+def test_rebuild_places_symptoms_as_live_processing_did(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """A rule added by a reload rebuilds from the table, upstream first, without a flap,
+    and ends with the parents the rule would have set had it been running all along:
+    an older symptom keeps the older root, one seen before any root gets the first."""
+    events = [
+        down("agg-a", 0),
+        down("h1", 1),
+        down("core", 2, alertkey="k1"),
+        down("h2", 3),
+        down("core", 4, alertkey="k2"),
+        down("h3", 5),
+        down("agg-b", 6),
+    ]
+    expected = {
+        "agg-a": "core:NodeDown:k1:",
+        "h1": "core:NodeDown:k1:",
+        "h2": "core:NodeDown:k1:",
+        "h3": "core:NodeDown:k2:",
+        "agg-b": "core:NodeDown:k2:",
+    }
+    live = Engine(ruleset(RULES))
+    rebuilt = Engine(ruleset(GRAPH))
+    for event in events:
+        feed(live, event)
+        feed(rebuilt, event)
+    assert all(parent_of(rebuilt, node) is None for node in expected)
+    rebuilt.load(ruleset(RULES))
+    changes = rebuilt.tick(10)
+    for node, parent in expected.items():
+        assert parent_of(live, node) == parent, node
+        assert (parent_of(rebuilt, node), row(rebuilt, node).suppressed_by) == (parent, NAME)
+        assert kinds(changes, node) == ["alert.updated", "alert.suppressed"], node
+
+
+def test_changed_rule_keeps_the_parents_it_set(ruleset: Callable[[str], RuleSet]) -> None:
+    """A reload that changes the graph rebuilds the rule; a symptom whose root is still one
+    of the candidates keeps it (no change), even where serial order would say otherwise."""
+    eng = Engine(ruleset(RULES))
+    eng.process(down("core", 0, alertkey="k1"), 0)
+    eng.process(down("h1", 1), 1)
+    eng.process(down("core", 2, alertkey="k2"), 2)
+    eng.process(up("core", 3, alertkey="k1"), 3)  # h1 moves under k2
+    eng.process(down("core", 4, alertkey="k1"), 4)  # reopened: the newest joiner
+    eng.process(down("h2", 5), 5)
+    assert (parent_of(eng, "h1"), parent_of(eng, "h2")) == (
+        "core:NodeDown:k2:",
+        "core:NodeDown:k1:",
+    )
+    old = eng.operators[NAME]
+    eng.load(ruleset(RULES.replace("  core: {}\n", "  core: {}\n  spare: {depends_on: [core]}\n")))
+    changes = eng.tick(6)
+    assert eng.operators[NAME] is not old
+    assert kinds(changes, "h1") == kinds(changes, "h2") == []
+    assert (parent_of(eng, "h1"), parent_of(eng, "h2")) == (
+        "core:NodeDown:k2:",
+        "core:NodeDown:k1:",
+    )
+    assert row(eng, "h1").suppressed_by == row(eng, "h2").suppressed_by == NAME
+    eng.process(up("core", 7, alertkey="k2"), 7)  # the rebuilt state knows who is whose
+    assert parent_of(eng, "h1") == "core:NodeDown:k1:"
 
 
 def test_engines_sharing_a_rule_set_do_not_share_state(ruleset: Callable[[str], RuleSet]) -> None:
