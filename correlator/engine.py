@@ -307,11 +307,11 @@ class Engine:
 
     def in_maintenance(self, alert: Alert) -> bool:
         """Whether a rule that pauses escalation (maintenance) suppresses the alert."""
+        holders = self._suppressors.get(alert.identifier)
+        if not holders:
+            return False
         operators = self.operators
-        return any(
-            (op := operators.get(by)) is not None and op.pauses_escalation
-            for by in self._suppressors.get(alert.identifier, ())
-        )
+        return any((op := operators.get(by)) is not None and op.pauses_escalation for by in holders)
 
     def modify(self, alert: Alert, now: float, who: str, why: str) -> None:
         alert.state_change = now

@@ -171,9 +171,15 @@ class IncidentOperator(Operator):
                 and not self._title_reads_members
             ):
                 return  # nothing the incident shows has changed (often our own note)
-            if member is not None:
-                member.severity = alert.severity
-            inc.severity = None  # recompute on the next view
+            if member is None:
+                inc.severity = None
+            elif member.severity != alert.severity:
+                old, member.severity = member.severity, alert.severity
+                if inc.severity is not None:
+                    if alert.severity >= inc.severity:
+                        inc.severity = alert.severity  # cleared members are severity 0
+                    elif old >= inc.severity:
+                        inc.severity = None  # the highest one dropped: recompute on the next view
         if transition in (CLEARED, DELETED):
             if transition == DELETED:
                 self._wrote.pop(ident, None)
@@ -242,7 +248,7 @@ class IncidentOperator(Operator):
         moved = inc.root is None or _better(member, inc.root)
         if moved:
             inc.root = member
-        self._publish(inc, now, ctx)
+        self._publish(inc, now, ctx, INCIDENT_UPDATED)  # a new member: it did change
         self._adopt(inc, inc.members.values() if moved else (member,), now, ctx)
 
     def _new(

@@ -169,9 +169,12 @@ class ThresholdOperator(Operator):
         elif at < g.newest - self._window or at <= g.floor:
             ctx.count("late", self.name)  # its window has passed (or a reset discarded it)
             return
-        g.newest = max(g.newest, at)
+        if at > g.newest:
+            g.newest = at
         if g.alert is not None:
             self._fold(key, g, occ, row, now, ctx)
+            if g.timer is not None and g.alert is not None:
+                return  # still raised: its deadline only moves later, the timer re-arms itself
         elif self._add(g, occ, at):
             self._raise(key, g, row or occ, now, ctx)
         self._arm(key, g, ctx)
@@ -226,23 +229,28 @@ class ThresholdOperator(Operator):
         When neither the count nor the members change, nothing a template reads
         has changed either: the row just counts the occurrence (no re-render).
         """
-        before = (g.count, len(g.members))
+        changed = False
         if self._distinct is None:
             g.count += 1
+            changed = True
         elif len(g.values) < MAX_VALUES:
-            g.values.add(as_text(self._distinct(occ)))
-            g.count = len(g.values)
+            value = as_text(self._distinct(occ))
+            if value not in g.values:
+                g.values.add(value)
+                g.count = len(g.values)
+                changed = True
         if row is not None and row.identifier not in g.member_ids and len(g.members) < MAX_MEMBERS:
             g.members.append(row)
             g.member_ids.add(row.identifier)
+            changed = True
         current = g.alert
         if (
-            before == (g.count, len(g.members))
+            not changed
             and current is not None
             and current.status != STATUS_CLEARED  # a cleared alert is detached, deleted or not
         ):
             ctx.table.repeat(current, occ.last_occurrence, now)
-            if row is not None:
+            if row is not None and row.parent != current.identifier:
                 self._adopt(g, row, current, now, ctx)
             return
         alert = ctx.raise_alert(

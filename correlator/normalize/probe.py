@@ -79,8 +79,10 @@ class Normalizer:
             matched.append(rule)
             if not rule.cont:
                 break
-        labels = string_map(raw.get("labels"), "labels")
-        annotations = string_map(raw.get("annotations"), "annotations")
+        labels = raw.get("labels")
+        labels = {} if labels is None else string_map(labels, "labels")
+        annotations = raw.get("annotations")
+        annotations = {} if annotations is None else string_map(annotations, "annotations")
         if not matched:
             return build_alert(raw, labels, annotations, now)
         fields = dict(raw)
