@@ -138,7 +138,9 @@ class Engine:
         for op, wants in self._event_ops.candidates(occ):
             if wants(occ):
                 op.on_event(occ, row, now, self)
-        return self._drain()
+        out = self._out
+        self._out = []
+        return out
 
     def tick(self, now: float) -> list[Change]:
         """Fire every timer due at or before `now`."""

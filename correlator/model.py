@@ -46,6 +46,10 @@ _SEVERITY_FAST: Final[dict[object, int]] = {}
 for _level, _name in enumerate(SEVERITY_NAMES):
     for _key in (_level, str(_level), _name, _name.capitalize(), _name.upper()):
         _SEVERITY_FAST[_key] = _level
+# the usual spellings of a severity given as text: one dict probe on the hot path
+SEVERITY_OF_NAME: Final[dict[str, int]] = {
+    k: v for k, v in _SEVERITY_FAST.items() if isinstance(k, str)
+}
 
 
 def parse_severity(value: object) -> int:

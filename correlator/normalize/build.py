@@ -12,7 +12,14 @@ from operator import attrgetter
 from typing import Any
 
 from correlator.errors import InvalidEvent
-from correlator.model import DEFAULT_IDENTIFIER_FIELDS, PROBLEM, TYPES, Alert, parse_severity
+from correlator.model import (
+    DEFAULT_IDENTIFIER_FIELDS,
+    PROBLEM,
+    SEVERITY_OF_NAME,
+    TYPES,
+    Alert,
+    parse_severity,
+)
 from correlator.ruleset.paths import ALERT_FIELDS
 from correlator.timeparse import parse_duration, parse_timestamp
 
@@ -105,10 +112,13 @@ def build_alert(
         raise InvalidEvent("missing required field 'node'")
     if not alertgroup:
         raise InvalidEvent("missing required field 'alertgroup'")
-    try:
-        severity = parse_severity(fields.get("severity", 1))
-    except ValueError as exc:
-        raise InvalidEvent(f"field 'severity': {exc}") from None
+    raw_severity = fields.get("severity", 1)
+    severity = SEVERITY_OF_NAME.get(raw_severity) if type(raw_severity) is str else None
+    if severity is None:
+        try:
+            severity = parse_severity(raw_severity)
+        except ValueError as exc:
+            raise InvalidEvent(f"field 'severity': {exc}") from None
     kind = fields.get("type") or PROBLEM
     if type(kind) is not str or kind not in TYPES:
         raise InvalidEvent(f"field 'type' must be problem, resolution or info, not {kind!r}")

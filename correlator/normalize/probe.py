@@ -28,8 +28,8 @@ class ProbeRule:
     name: str
     test: Predicate
     fields: TemplateMap
-    labels: TemplateMap
-    annotations: TemplateMap
+    labels: TemplateMap | None  # None when the rule sets none: no call per event
+    annotations: TemplateMap | None
     identify: Callable[[Alert], str] | None  # the rule's `identifier:` fields, compiled
     discard: bool
     cont: bool
@@ -46,8 +46,8 @@ def compile_rule(spec: NormalizeRule) -> tuple[ProbeRule, list[Any]]:
         name=spec.name,
         test=all_of(preds),
         fields=TemplateMap(spec.fields, prefix="raw"),
-        labels=TemplateMap(spec.labels, prefix="raw"),
-        annotations=TemplateMap(spec.annotations, prefix="raw"),
+        labels=TemplateMap(spec.labels, prefix="raw") if spec.labels else None,
+        annotations=TemplateMap(spec.annotations, prefix="raw") if spec.annotations else None,
         identify=identifier_function(tuple(spec.identifier)) if spec.identifier else None,
         discard=spec.discard,
         cont=spec.continue_,
@@ -90,9 +90,9 @@ class Normalizer:
         expire_after: float | None = None
         for rule in matched:
             rule.fields.render_into(fields, raw)
-            if rule.labels:
+            if rule.labels is not None:
                 rule.labels.render_into(labels, raw)
-            if rule.annotations:
+            if rule.annotations is not None:
                 rule.annotations.render_into(annotations, raw)
             identify = rule.identify or identify
             expire_after = rule.expire_after if rule.expire_after is not None else expire_after

@@ -68,7 +68,9 @@ class RuleIndex(Generic[T]):
         more: list[tuple[tuple[int, ...], tuple[T, ...]]] | None = None
         for key in self._keys:
             value = key.get(obj)
-            hit = key.buckets.get(value if type(value) is str else as_text(value))
+            if type(value) is not str:
+                value = "" if value is None else as_text(value)
+            hit = key.buckets.get(value)
             if hit:
                 if first is None:
                     first = hit

@@ -8,6 +8,7 @@ allowed on `severity` (names accepted) and `tally`.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,14 @@ Predicate = Callable[[Any], bool]
 _SYNTAX: Final = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(=~|!~|!=|>=|<=|==|=|>|<)\s*(.*?)\s*$")
 _NUMERIC_OPS: Final = frozenset((">=", ">", "<=", "<"))
 _NUMERIC_FIELDS: Final = frozenset(("severity", "tally"))
+_COMPARE: Final[dict[str, Callable[[float, float], bool]]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +135,15 @@ def _compile(field: str, op: str, value: str, get: Getter) -> Predicate:
         fullmatch = regex.fullmatch
         if field == "severity":
             return _severity_regex(fullmatch, get, negate=op == "!~")
-        if op == "=~":
-            return lambda obj: fullmatch(as_text(get(obj))) is not None
-        return lambda obj: fullmatch(as_text(get(obj))) is None
+        want = op == "=~"
+
+        def regex_test(obj: Any) -> bool:
+            found = get(obj)
+            if type(found) is not str:
+                found = as_text(found)
+            return (fullmatch(found) is not None) is want
+
+        return regex_test
     if op == "=":
 
         def equal(obj: Any) -> bool:
@@ -173,21 +188,16 @@ def _numeric(field: str, op: str, value: str, get: Getter) -> Predicate:
             f"{field} {op} needs a number{' or severity name' * (field == 'severity')}"
         )
 
+    compare = _COMPARE[op]
+    missing = op == "!="  # what a value that is not a number gives
+    top = 5 if field == "severity" else float("inf")
+
     def test(obj: Any) -> bool:
-        number = _as_number(field, get(obj))
-        if number is None:
-            return op == "!="
-        if op == "=":
-            return number == bound
-        if op == "!=":
-            return number != bound
-        if op == ">=":
-            return number >= bound
-        if op == ">":
-            return number > bound
-        if op == "<=":
-            return number <= bound
-        return number < bound
+        found = get(obj)
+        if type(found) is int and 0 <= found <= top:  # row severity and tally always are
+            return compare(found, bound)
+        number = _as_number(field, found)
+        return missing if number is None else compare(number, bound)
 
     return test
 

@@ -197,9 +197,6 @@ class TemplateMap:
         self.constants = {k: t.constant for k, t in compiled.items() if t.constant is not None}
         self.dynamic = tuple((k, t) for k, t in compiled.items() if t.constant is None)
 
-    def __bool__(self) -> bool:
-        return bool(self.constants or self.dynamic)
-
     def render_into(self, target: dict[str, Any], context: Mapping[str, Any]) -> None:
         if self.constants:
             target.update(self.constants)

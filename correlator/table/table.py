@@ -80,9 +80,14 @@ class AlertTable:
             row.summary = summary
             changed = True
         fields_changed = changed or row.type != occ.type
-        if labels and _merge(row.labels, labels):
+        # the usual repeat carries what the row has: one C-level subset test each
+        if labels and not labels.items() <= row.labels.items() and _merge(row.labels, labels):
             fields_changed = True
-        if annotations and _merge(row.annotations, annotations):
+        if (
+            annotations
+            and not annotations.items() <= row.annotations.items()
+            and _merge(row.annotations, annotations)
+        ):
             fields_changed = True
         row.type = occ.type
         if occ.expire_after is not None:
@@ -222,8 +227,6 @@ def _with_pinned(row: Alert, occ: Alert) -> tuple[int, str, dict[str, str], dict
 
 def _merge(into: dict[str, str], new: dict[str, str]) -> bool:
     """Merge labels or annotations; True when a value was added or changed."""
-    if new.items() <= into.items():  # the usual repeat: one C-level subset test
-        return False
     changed = False
     for key, value in new.items():
         if into.get(key) != value:
