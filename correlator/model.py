@@ -26,7 +26,6 @@ CLEARED: Final = "cleared"
 JOURNAL_HEAD: Final = 10
 JOURNAL_MAX: Final = 50
 
-DEFAULT_IDENTIFIER_FIELDS: Final = ("node", "alertgroup", "alertkey", "manager")
 STRING_FIELDS: Final = ("node", "manager", "agent", "alertgroup", "alertkey", "summary")
 
 # Change kinds, exactly as `correlator replay` prints them.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from correlator.engine import Engine
+from correlator.errors import InvalidEvent
 
 RULES = """
 normalize:
@@ -113,3 +116,10 @@ def test_missing_template_values_render_empty(engine: Callable[..., Engine]) -> 
     eng.process({"src": "x", "host": "h"}, 1)
     row = eng.table.get("h:G::")
     assert row is not None and row.summary == "[]"
+
+
+def test_identifier_that_is_not_a_string_is_dead_lettered(engine: Callable[..., Engine]) -> None:
+    """`identifier: 0` is a mistake, not a request for the default identifier."""
+    eng = engine()
+    with pytest.raises(InvalidEvent, match="'identifier' must be a string"):
+        eng.process({"node": "h1", "alertgroup": "HighCPU", "identifier": 0}, 1)

@@ -13,7 +13,6 @@ from typing import Any
 
 from correlator.errors import InvalidEvent
 from correlator.model import (
-    DEFAULT_IDENTIFIER_FIELDS,
     PROBLEM,
     SEVERITY_OF_NAME,
     TYPES,
@@ -89,9 +88,6 @@ def identifier_function(fields: tuple[str, ...]) -> Callable[[Alert], str]:
     return lambda alert: ":".join([part(alert) for part in parts])
 
 
-_default_identifier = identifier_function(DEFAULT_IDENTIFIER_FIELDS)
-
-
 def build_alert(
     fields: Mapping[str, Any],
     labels: dict[str, str],
@@ -152,9 +148,16 @@ def build_alert(
     agent = fields.get("agent", "")
     if type(agent) is not str:
         agent = text_field(fields, "agent")
+    identifier: Any = ""  # with a rule's `identifier:` fields: read from the alert below
+    if identify is None:
+        identifier = fields.get("identifier")
+        if identifier is None or identifier == "":  # DESIGN.md §3's default
+            identifier = f"{node}:{alertgroup}:{alertkey}:{manager}"
+        elif type(identifier) is not str:
+            raise InvalidEvent("field 'identifier' must be a string")
     # positional: keyword arguments cost this per-event constructor about twice as much
     alert = Alert(
-        "",  # identifier, below
+        identifier,
         node,
         alertgroup,
         severity,
@@ -172,9 +175,4 @@ def build_alert(
         alert.expire_after = expire_after
     if identify is not None:
         alert.identifier = identify(alert)
-    else:
-        explicit = fields.get("identifier")
-        if explicit is not None and not isinstance(explicit, str):
-            raise InvalidEvent("field 'identifier' must be a string")
-        alert.identifier = explicit or _default_identifier(alert)
     return alert
