@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from correlator.model import Alert, parse_severity
+from correlator.model import PROBLEM, Alert, parse_severity
 from correlator.ruleset.paths import alert_context, last_segment
 from correlator.ruleset.schema import AlertSpec
 from correlator.ruleset.templates import Template, compile_map
@@ -96,17 +96,20 @@ class SyntheticAlert:
             severity = parse_severity(render("severity", default_severity) or default_severity)
         except ValueError:
             severity = MAJOR
-        return Alert(
-            identifier=self.identifier(group, ctx),
-            node=render("node", "correlator"),
-            alertgroup=render("alertgroup", self.rule),
-            alertkey=render("alertkey", ":".join(group_key(group))),
-            severity=severity,
-            summary=render("summary", f"{self.rule}: {count} events"),
-            manager="correlator",
-            agent=self.rule,
-            labels={k: t.render(ctx) for k, t in self._labels.items()},
-            annotations={k: t.render(ctx) for k, t in self._annotations.items()},
-            last_occurrence=now,
-            expire_after=self.expire_after,
+        alert = Alert(  # positional, as in build_alert: raised again on every count change
+            self.identifier(group, ctx),
+            render("node", "correlator"),
+            render("alertgroup", self.rule),
+            severity,
+            PROBLEM,
+            render("summary", f"{self.rule}: {count} events"),
+            render("alertkey", ":".join(group_key(group))),
+            "correlator",  # manager
+            self.rule,  # agent
+            {k: t.render(ctx) for k, t in self._labels.items()},
+            {k: t.render(ctx) for k, t in self._annotations.items()},
+            0.0,  # first_occurrence: the table sets it
+            now,  # last_occurrence
         )
+        alert.expire_after = self.expire_after
+        return alert
