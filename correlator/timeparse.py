@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 _UNITS = (86400.0, 3600.0, 60.0, 1.0, 0.001)
@@ -19,14 +20,21 @@ def parse_duration(value: object) -> float:
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"not a duration: {value!r}")
+    return _parse_text(value)
+
+
+@lru_cache(maxsize=256)
+def _parse_text(value: str) -> float:
+    """Events repeat a few spellings (`expire_after: 60s`): each is parsed once."""
     match = _DURATION.match(value.strip())
     if match is None or not any(match.groups()):
         raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 1d)")
     return sum(float(n) * unit for n, unit in zip(match.groups(), _UNITS, strict=True) if n)
 
 
+@lru_cache(maxsize=256)
 def format_duration(seconds: float) -> str:
-    """The shortest `1h30m`-style spelling, for messages and journals."""
+    """The shortest `1h30m`-style spelling, for messages and journals (a few values recur)."""
     whole = int(seconds)
     if whole != seconds or whole == 0:
         return f"{seconds:g}s"
