@@ -1,0 +1,94 @@
+"""CPU instructions per event: the engine benchmark's mix, counted by valgrind.
+
+Wall-clock figures from `bench/engine.py` move with the machine: on the
+project's 2-core VMs the same code ran at 92k and at 30k events/s on two
+different days. Instructions executed do not: this script runs the same
+traffic and rule sets under `valgrind --tool=cachegrind` (with a fixed hash
+seed, so dict layouts repeat) and reports instructions per event, with the
+cost of loading rules and generating events subtracted. Use it to tell whether
+a change made the engine cheaper; use `bench/engine.py` for events per second.
+
+Run: `.venv/bin/python bench/instructions.py [--events N] [--identifiers N]`
+(needs `valgrind`; about a minute per rule set). The last line is one JSON
+object with instructions_per_event for both rule sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import engine as bench  # the sibling benchmark: same rules and traffic
+
+from correlator.engine import Engine
+
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def child(rule_set: str, events: int, identifiers: int, run: bool) -> None:
+    """Load the rules and make the events; process them only when `run`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rules = bench.load(Path(tmp), every_kind=rule_set == "every-kind")
+    traffic = bench.make_events(events, identifiers)
+    if rule_set == "every-kind":
+        traffic = bench.sprinkle(traffic)
+    engine = Engine(rules)
+    if run:
+        for event in traffic:
+            engine.process(event, event["timestamp"])
+
+
+def instructions(rule_set: str, events: int, identifiers: int, run: bool) -> int:
+    command = [
+        "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+        sys.executable, __file__, "--child", "run" if run else "setup", "--rules", rule_set,
+        "--events", str(events), "--identifiers", str(identifiers),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    # a fixed command line: this interpreter on this script
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)  # noqa: S603
+    found = _REFS.search(done.stderr)
+    if found is None:
+        raise SystemExit(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--identifiers", type=int, default=3_000)
+    parser.add_argument("--rules", choices=("basic", "every-kind"), action="append")
+    parser.add_argument("--child", choices=("setup", "run"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.rules[0], args.events, args.identifiers, args.child == "run")
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    result: dict[str, int] = {}
+    for rule_set in args.rules or ["basic", "every-kind"]:
+        setup = instructions(rule_set, args.events, args.identifiers, run=False)
+        total = instructions(rule_set, args.events, args.identifiers, run=True)
+        per_event = round((total - setup) / args.events)
+        result[rule_set] = per_event
+        print(f"{rule_set}: {per_event:,} instructions per event")
+    print(json.dumps({
+        "instructions_per_event": result,
+        "events": args.events,
+        "identifiers": args.identifiers,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
