@@ -303,7 +303,11 @@ class TopologyOperator(Operator):
         """A new root: open members below with no root or a less upstream one move under it.
 
         A member under a root at the same depth keeps it: that root is open too.
+        So when another alert on this node is open, everything below already has
+        a root this one cannot beat: no walk (a storm opens many on one node).
         """
+        if len(self._open[node]) > 1:
+            return
         depth = self._graph.depth
         level = depth[node]
         adopted = 0
