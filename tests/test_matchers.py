@@ -93,3 +93,27 @@ def test_one_of_indexes_an_or_of_equalities() -> None:
     assert list(index.candidates(_alert(alertgroup="B"))) == ["pair"]
     assert list(index.candidates(_alert(alertgroup="Z"))) == []
     assert one_of([parse_matcher('a="1"'), parse_matcher('b="2"')]) is None
+
+
+@pytest.mark.parametrize("second_key", [False, True])
+def test_index_merges_unkeyed_items_in_rule_order(second_key: bool) -> None:
+    """One indexed field or several: a hit comes with the unkeyed rules, in rule order."""
+    from correlator.ruleset.index import RuleIndex
+
+    other = [parse_matcher('node="n9"')] if second_key else []
+    index = RuleIndex(
+        [
+            ("unkeyed-first", [parse_matcher("severity>=3")]),
+            ("a", [parse_matcher('alertgroup="A"')]),
+            ("unkeyed-last", []),
+            ("n9", other),
+        ]
+    )
+    expected_miss = ["unkeyed-first", "unkeyed-last"] + ([] if second_key else ["n9"])
+    assert list(index.candidates(_alert(alertgroup="A"))) == [
+        "unkeyed-first",
+        "a",
+        *expected_miss[1:],
+    ]
+    assert list(index.candidates(_alert(alertgroup="Z"))) == expected_miss
+    assert list(index.candidates(_alert(alertgroup=None))) == expected_miss

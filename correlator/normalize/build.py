@@ -93,7 +93,6 @@ def build_alert(
     labels: dict[str, str],
     annotations: dict[str, str],
     now: float,
-    *,
     identify: Callable[[Alert], str] | None = None,
     expire_after: float | None = None,
 ) -> Alert:

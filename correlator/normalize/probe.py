@@ -96,11 +96,4 @@ class Normalizer:
                 rule.annotations.render_into(annotations, raw)
             identify = rule.identify or identify
             expire_after = rule.expire_after if rule.expire_after is not None else expire_after
-        return build_alert(
-            fields,
-            labels,
-            annotations,
-            now,
-            identify=identify,
-            expire_after=expire_after,
-        )
+        return build_alert(fields, labels, annotations, now, identify, expire_after)

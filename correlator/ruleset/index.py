@@ -9,7 +9,7 @@ candidates in rule order (first-match-wins semantics depend on it).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -58,12 +58,29 @@ class RuleIndex(Generic[T]):
             )
             for name, values in buckets.items()
         )
+        # Items whose equality key fits an object, plus unkeyed ones, in rule order.
+        # Correlate rules are often all keyed on one field (alertgroup): then a
+        # lookup is one getter call and one dict probe, without the general loop.
+        self.candidates: Callable[[Any], Sequence[T]] = (
+            self._one_key(self._keys[0]) if len(self._keys) == 1 else self._any_keys
+        )
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def candidates(self, obj: Any) -> Sequence[T]:
-        """Items whose equality key fits `obj`, plus unkeyed ones, in rule order."""
+    def _one_key(self, key: _Key) -> Callable[[Any], Sequence[T]]:
+        get, buckets, always = key.get, key.buckets, self._always_items
+
+        def candidates(obj: Any) -> Sequence[T]:
+            value = get(obj)
+            if type(value) is not str:
+                value = "" if value is None else as_text(value)
+            hit = buckets.get(value)
+            return always if hit is None else hit[1]
+
+        return candidates
+
+    def _any_keys(self, obj: Any) -> Sequence[T]:
         first: tuple[tuple[int, ...], tuple[T, ...]] | None = None
         more: list[tuple[tuple[int, ...], tuple[T, ...]]] | None = None
         for key in self._keys:
