@@ -12,7 +12,7 @@ the hot path never parses dotted names.
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import attrgetter, methodcaller
+from operator import attrgetter
 from typing import Any, Final
 
 from correlator.model import Alert
@@ -35,7 +35,8 @@ def raw_getter(name: str) -> Getter:
     if parts[0] == "raw" and len(parts) > 1:
         parts = parts[1:]
     if len(parts) == 1:
-        return methodcaller("get", parts[0])  # C-level: no Python frame per lookup
+        key = parts[0]
+        return lambda raw: raw.get(key)
 
     def nested(raw: Any) -> Any:
         value = raw
