@@ -93,13 +93,14 @@ class Template:
     the common cases cost one or two dict probes.
     """
 
-    __slots__ = ("_jinja", "_prefix", "constant", "render", "source")
+    __slots__ = ("_jinja", "_prefix", "constant", "key", "render", "source")
 
     def __init__(self, source: str, *, prefix: str | None = None) -> None:
         self.source = source
         self._prefix = prefix
         self._jinja: jinja2.Template | None = None
         self.constant: str | None = None
+        self.key: str | None = None  # `{{ key }}`: the one context key it prints
         self.render: Callable[[Mapping[str, Any]], str]
         if "{{" not in source and "{%" not in source and "{#" not in source:
             self.constant = source
@@ -107,7 +108,10 @@ class Template:
             return
         plain = _PLAIN_REF.match(source.strip())
         if plain is not None:
-            self.render = _path_renderer(self._strip(tuple(plain.group(1).split("."))))
+            path = self._strip(tuple(plain.group(1).split(".")))
+            self.render = _path_renderer(path)
+            if len(path) == 1:
+                self.key = path[0]
             return
         try:
             ast = _ENV.parse(source)
@@ -190,16 +194,24 @@ def _memoized(
 class TemplateMap:
     """A compiled `{key: template}` map, constants split out so they cost one update."""
 
-    __slots__ = ("constants", "dynamic")
+    __slots__ = ("constants", "copies", "dynamic")
 
     def __init__(self, sources: Mapping[K, Any], *, prefix: str | None = None) -> None:
         compiled = {str(k): Template(_text(v), prefix=prefix) for k, v in sources.items()}
         self.constants = {k: t.constant for k, t in compiled.items() if t.constant is not None}
-        self.dynamic = tuple((k, t) for k, t in compiled.items() if t.constant is None)
+        # `{{ raw.host }}`-style values: (target key, context key), read inline below
+        self.copies = tuple((k, t.key) for k, t in compiled.items() if t.key is not None)
+        self.dynamic = tuple(
+            (k, t) for k, t in compiled.items() if t.constant is None and t.key is None
+        )
 
     def render_into(self, target: dict[str, Any], context: Mapping[str, Any]) -> None:
+        """Render every value into `target` (each key is written once)."""
         if self.constants:
             target.update(self.constants)
+        for key, name in self.copies:
+            value = context.get(name)
+            target[key] = value if type(value) is str else ("" if value is None else str(value))
         for key, template in self.dynamic:
             target[key] = template.render(context)
 
