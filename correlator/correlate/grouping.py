@@ -24,7 +24,12 @@ class FieldKey:
             self.of = lambda alert: ()
         elif len(getters) == 1:
             (get,) = getters
-            self.of = lambda alert: (as_text(get(alert)),)
+
+            def of_one(alert: Alert) -> Key:
+                value = get(alert)
+                return (value if type(value) is str else as_text(value),)
+
+            self.of = of_one
         else:
             self.of = lambda alert: tuple([as_text(get(alert)) for get in getters])
 

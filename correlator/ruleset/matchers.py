@@ -136,10 +136,13 @@ def _compile(field: str, op: str, value: str, get: Getter) -> Predicate:
         if field == "severity":
             return _severity_regex(fullmatch, get, negate=op == "!~")
         want = op == "=~"
+        on_missing = (fullmatch("") is not None) is want  # a missing field reads as ""
 
         def regex_test(obj: Any) -> bool:
             found = get(obj)
             if type(found) is not str:
+                if found is None:
+                    return on_missing
                 found = as_text(found)
             return (fullmatch(found) is not None) is want
 
