@@ -11,7 +11,9 @@ only through the `Context` the engine hands it:
 - `on_timer(key, now, ctx)`: a timer the operator scheduled came due.
 
 Operators keep their own indexes (by group or `on` values), never scan the
-table, and bound their state (`cap` per rule, counted when hit).
+table, and bound their state (`cap` per rule, counted as `cap_hit` when hit:
+per refused event by event-based kinds, per refused row and episode by
+row-based kinds, see `Operator.refused`).
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ class Context(Protocol):
 
     def unsuppress(self, alert: Alert, now: float, by: str, why: str) -> None: ...
 
-    def suppressors(self, alert: Alert) -> tuple[str, ...]: ...
+    def suppressors(self, alert: Alert) -> tuple[str, ...]:
+        """Every rule suppressing the alert; empty whenever `alert.suppressed_by` is None."""
+        ...
 
     def in_maintenance(self, alert: Alert) -> bool: ...
 
@@ -113,3 +117,24 @@ class Operator:
     def size(self) -> int:
         """Entries of state held (windows, groups, pairs): for metrics and bounds."""
         return 0
+
+    def refused(self, transition: str, ctx: Context) -> None:
+        """A row the rule does not track was refused: the rule is at its cap.
+
+        `cap_hit` counts refused rows, not refused transitions: a refusal is
+        counted when it happens as the row is created or reopened (`start`
+        offers the open rows as created), once per episode. The same untracked
+        row's later transitions (`updated`, `modified`, ...) are refused
+        silently, so a storm of changes to one row is one hit, not one per change.
+        """
+        if transition in (CREATED, REOPENED):
+            ctx.count("cap_hit", self.name)
+
+    def holds(self, alert: Alert, ctx: Context) -> bool:
+        """Whether this rule is among the alert's suppressors.
+
+        Fast path: an alert nobody suppresses has `suppressed_by` None (the
+        engine keeps it so), which spares building the suppressor tuple for
+        most rows.
+        """
+        return alert.suppressed_by is not None and self.name in ctx.suppressors(alert)

@@ -133,11 +133,11 @@ class ChangeOperator(Operator):
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         """An alert was created or reopened: is a change window open for it?"""
-        if alert.type != PROBLEM or not self._is_target(alert) or self._is_change(alert):
+        if alert.type != PROBLEM or not self._is_target(alert):
             return
         key = self._on.of(alert)
-        if not any(key):
-            return  # no change can name it
+        if not any(key) or self._is_change(alert):
+            return  # no change can name it, or it is a change itself
         at = alert.last_occurrence
         self._remember_born(key, alert, at, ctx)
         changes = self._windows.get(key)

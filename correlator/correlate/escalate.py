@@ -126,6 +126,11 @@ def _put(alert: Alert, name: str, value: Value) -> None:
             target[key] = str(value)
 
 
+# Transitions of a timed alert that only re-check it: it may have stopped matching,
+# or a maintenance window may have taken or released it.
+_CHANGES: Final = frozenset((CREATED, UPDATED, MODIFIED, SUPPRESSED, UNSUPPRESSED))
+
+
 class EscalateOperator(Operator):
     kind = "escalate"
     transitions = frozenset(
@@ -150,12 +155,22 @@ class EscalateOperator(Operator):
     def start(self, now: float, ctx: Context) -> None:
         """A rule loaded while alerts are open times them from now (a reload never pages a burst)."""
         for alert in list(ctx.table.rows.values()):
-            self._begin(alert, now, ctx)
+            self._begin(CREATED, alert, now, ctx)
 
     # -- transitions -------------------------------------------------------------
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         ident = alert.identifier
+        clock = self._clocks.get(ident)
+        if clock is not None and clock.alert is alert and transition in _CHANGES:
+            # The common case first: a timed alert changed (or was held or let go).
+            if transition in (UPDATED, MODIFIED) and not self._matches(alert):
+                del self._clocks[ident]  # it no longer qualifies: the clock stops
+                return
+            held = alert.suppressed_by is not None and ctx.in_maintenance(alert)
+            if held != clock.paused:
+                self._sync(clock, held, now, ctx)
+            return
         if transition in (ACKNOWLEDGED, CLEARED, DELETED):
             self._clocks.pop(ident, None)
             if transition == DELETED:
@@ -164,36 +179,36 @@ class EscalateOperator(Operator):
         if transition == REOPENED:
             self._clocks.pop(ident, None)
             done = self._done.pop(ident, None)
-            self._begin(alert, min(alert.last_occurrence, now), ctx)
+            self._begin(REOPENED, alert, min(alert.last_occurrence, now), ctx)
             if done is not None and done.alert is alert:
                 self._reset(done, now, ctx)
             return
         if ident in self._done:
             return  # escalated: nothing more this episode (the table holds the values)
-        clock = self._clocks.get(ident)
-        if clock is None or clock.alert is not alert:
-            since = min(alert.first_occurrence, now) if transition == CREATED else now
-            self._begin(alert, since, ctx)
-        elif transition in (UPDATED, MODIFIED) and not self._matches(alert):
-            del self._clocks[ident]  # it no longer qualifies: the clock stops
-        else:
-            self._sync(clock, now, ctx)
+        # A row met later than its creation (it came to match, or the cap refused it
+        # then) is timed from now: nothing records when its episode began.
+        since = min(alert.first_occurrence, now) if transition == CREATED else now
+        self._begin(transition, alert, since, ctx)
 
-    def _begin(self, alert: Alert, since: float, ctx: Context) -> None:
+    def _begin(self, transition: str, alert: Alert, since: float, ctx: Context) -> None:
         """Start the clock of an open, matching alert."""
         if alert.status != OPEN or not self._matches(alert):
             return
-        if self.size() >= self._cap:
-            ctx.count("cap_hit", self.name)
+        if len(self._clocks) + len(self._done) >= self._cap:
+            self.refused(transition, ctx)
             return
-        clock = _Clock(alert, since, paused=ctx.in_maintenance(alert))
-        self._clocks[alert.identifier] = clock
-        if not clock.paused:
+        held = alert.suppressed_by is not None and ctx.in_maintenance(alert)
+        clock = self._clocks[alert.identifier] = _Clock(alert, since, paused=held)
+        if not held:
             self._arm(clock, ctx)
 
-    def _sync(self, clock: _Clock, now: float, ctx: Context) -> None:
-        """Pause while a maintenance window holds the alert; resume when it lets go."""
-        held = ctx.in_maintenance(clock.alert)
+    def _sync(self, clock: _Clock, held: bool, now: float, ctx: Context) -> None:
+        """Pause while a maintenance window holds the alert; resume when it lets go.
+
+        `held` is `ctx.in_maintenance` of the alert, read by the caller; an alert
+        nobody suppresses (`suppressed_by` None) is not held, so most callers
+        learn it without asking the engine.
+        """
         if held and not clock.paused:
             clock.elapsed += max(now - clock.started, 0.0)
             clock.paused = True
@@ -217,8 +232,8 @@ class EscalateOperator(Operator):
         if ctx.table.get(key) is not alert or alert.status != OPEN or not self._matches(alert):
             del self._clocks[key]
             return
-        if ctx.in_maintenance(alert):
-            self._sync(clock, now, ctx)
+        if alert.suppressed_by is not None and ctx.in_maintenance(alert):
+            self._sync(clock, True, now, ctx)
             return
         del self._clocks[key]
         self._escalate(alert, now, ctx)

@@ -90,8 +90,13 @@ class FlappingOperator(Operator):
         ident = alert.identifier
         track = self._rows.get(ident)
         if transition in (UPDATED, MODIFIED):
-            if alert.status != STATUS_CLEARED and ident not in self._rechecking:
-                self._recheck(alert, track, now, ctx)
+            # Only a change of membership acts: most changes cost the one test.
+            if (
+                alert.status != STATUS_CLEARED
+                and ident not in self._rechecking
+                and self._member(alert) != (track is not None)
+            ):
+                self._recheck(transition, alert, track, now, ctx)
             return
         if transition == DELETED:
             if track is not None:
@@ -105,7 +110,7 @@ class FlappingOperator(Operator):
         if track is None:
             if transition == CLEARED:
                 return
-            track = self._new_track(ident, ctx)
+            track = self._new_track(transition, ident, ctx)
             if track is None:
                 return
         track.times.append(now)
@@ -120,26 +125,24 @@ class FlappingOperator(Operator):
     def _member(self, alert: Alert) -> bool:
         return alert.type == PROBLEM and self._is_target(alert)
 
-    def _new_track(self, ident: str, ctx: Context) -> _Track | None:
+    def _new_track(self, transition: str, ident: str, ctx: Context) -> _Track | None:
         if len(self._rows) >= self._cap:
-            ctx.count("cap_hit", self.name)
+            self.refused(transition, ctx)
             return None
         track = self._rows[ident] = _Track()
         return track
 
-    def _recheck(self, alert: Alert, track: _Track | None, now: float, ctx: Context) -> None:
-        """An open row's fields changed: it may have come to match, or stopped matching.
+    def _recheck(
+        self, transition: str, alert: Alert, track: _Track | None, now: float, ctx: Context
+    ) -> None:
+        """An open row's fields changed and it came to match (no `track`) or stopped matching.
 
         A newcomer is counted from now on (its earlier transitions were not
         seen). Our own label and release publish `modified` for the same row;
         while one re-check acts, those echoes are ignored, so nothing loops.
         """
-        member = self._member(alert)
         if track is None:
-            if member:
-                self._new_track(alert.identifier, ctx)
-            return
-        if member:
+            self._new_track(transition, alert.identifier, ctx)
             return
         self._rechecking.add(alert.identifier)
         try:

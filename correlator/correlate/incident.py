@@ -33,7 +33,7 @@ and tests, unique across reloads and restarts.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -57,7 +57,7 @@ from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import INCIDENT_CLOSED, INCIDENT_OPENED, INCIDENT_UPDATED, Alert, Change
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
-from correlator.ruleset.paths import last_segment
+from correlator.ruleset.paths import ALERT_FIELDS, last_segment
 from correlator.ruleset.schema import Duration, FieldNames, Matchers, Rule, TemplateText
 from correlator.ruleset.templates import Template
 
@@ -95,6 +95,8 @@ class _Member:
 class _Incident:
     id: str
     key: Key
+    group: tuple[tuple[str, str], ...]  # (name, value) per group_by field
+    values: dict[str, str]  # the templates' `group` (never mutated: templates are sandboxed)
     members: dict[str, _Member] = field(default_factory=dict)  # join order
     root: _Member | None = None
     opened_at: float | None = None
@@ -114,6 +116,77 @@ class _Group:
 
     current: _Incident | None
     last: float
+
+
+def _values(group: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """`group` as templates see it: each value under its name and its last segment."""
+    values: dict[str, str] = {}
+    for name, value in group:
+        values[name] = value
+        values.setdefault(last_segment(name), value)
+    return values
+
+
+class _TitleContext(Mapping[str, Any]):
+    """`SyntheticAlert.context` of an incident's title, each name read when asked for.
+
+    The title is rendered at every publish, mostly from the memo of a template
+    that reads a name or two; building the whole context (every field of the
+    root cause as a dict) cost more than the rest of the publish. A name
+    resolves to what that context holds (`alert_context` of the root, then
+    group, count, members, rule); iterating it (Jinja2 copies the mapping when
+    it renders past the memo) builds the real context once.
+    """
+
+    __slots__ = ("_alerts", "_count", "_full", "_group", "_root", "_synthetic", "_values")
+
+    def __init__(
+        self,
+        synthetic: SyntheticAlert,
+        group: tuple[tuple[str, str], ...],
+        values: dict[str, str],
+        root: Alert | None,
+        alerts: list[Alert],
+        count: int,
+    ) -> None:
+        self._synthetic, self._group, self._values = synthetic, group, values
+        self._root, self._alerts, self._count = root, alerts, count
+        self._full: dict[str, Any] | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        if self._full is not None:
+            return self._full[name]
+        if name == "group":
+            return self._values
+        if name == "count":
+            return self._count
+        if name == "members":
+            return self._alerts
+        if name == "rule":
+            return self._synthetic.rule
+        root = self._root
+        if root is None:
+            raise KeyError(name)
+        if name in ALERT_FIELDS:
+            return getattr(root, name)
+        if name == "labels":
+            return root.labels
+        if name == "annotations":
+            return root.annotations
+        if name == "alertname":
+            return root.labels.get("alertname") or root.alertgroup
+        raise KeyError(name)
+
+    def _whole(self) -> dict[str, Any]:
+        if self._full is None:
+            self._full = self._synthetic.context(self._group, self._root, self._alerts, self._count)
+        return self._full
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._whole())
+
+    def __len__(self) -> int:
+        return len(self._whole())
 
 
 def _stamp(at: float) -> str:
@@ -193,7 +266,7 @@ class IncidentOperator(Operator):
                 self._publish(inc, now, ctx)  # severity or title may have changed
             return
         if alert.status != STATUS_CLEARED and self._matches(alert):
-            self._join(alert, now, ctx)
+            self._join(transition, alert, now, ctx)
         if transition == REOPENED and ident in self._wrote:
             self._release(alert, now, ctx)
 
@@ -213,7 +286,7 @@ class IncidentOperator(Operator):
             alert.parent = None
             ctx.modify(alert, now, self.name, f"parent {old} unset: its incident closed")
 
-    def _join(self, alert: Alert, now: float, ctx: Context) -> None:
+    def _join(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         """An open matching alert that belongs to no live incident of this rule."""
         key = self._fields.of(alert)
         at = alert.last_occurrence
@@ -227,7 +300,7 @@ class IncidentOperator(Operator):
             ctx.count("incident_cap", self.name)
             inc = None  # the old incident stays open; this member starts the next one
         if inc is None or group is None:
-            found = self._new(key, group, at, ctx)
+            found = self._new(transition, key, group, at, ctx)
             if found is None:
                 return
             group, inc = found
@@ -252,16 +325,17 @@ class IncidentOperator(Operator):
         self._adopt(inc, inc.members.values() if moved else (member,), now, ctx)
 
     def _new(
-        self, key: Key, group: _Group | None, at: float, ctx: Context
+        self, transition: str, key: Key, group: _Group | None, at: float, ctx: Context
     ) -> tuple[_Group, _Incident] | None:
         if len(self._live) >= self._cap or (group is None and len(self._groups) >= self._cap):
-            ctx.count("cap_hit", self.name)
+            self.refused(transition, ctx)
             return None
         if group is None:
             group = self._groups[key] = _Group(None, at)
             ctx.schedule(at + self._window + self._grace, self, key)
         ident = self._id(key, at, ctx)
-        inc = group.current = self._live[ident] = _Incident(ident, key)
+        pairs = tuple(zip(self._names, key, strict=True))
+        inc = group.current = self._live[ident] = _Incident(ident, key, pairs, _values(pairs))
         return group, inc
 
     def _id(self, key: Key, at: float, ctx: Context) -> str:
@@ -342,12 +416,11 @@ class IncidentOperator(Operator):
         self._adopt(inc, inc.members.values(), now, ctx)
 
     def _view(self, inc: _Incident) -> dict[str, Any]:
-        """The published incident. Costs O(1) per join unless the title reads `members`."""
+        """The published incident: O(members) for its member list, nothing more per member."""
         members = inc.members.values()
         alerts = [m.alert for m in members] if self._title_reads_members else []
-        group = list(zip(self._names, inc.key, strict=True))
         root = inc.root.alert if inc.root is not None else None
-        context = self._context.context(group, root, alerts, len(inc.members))
+        context = _TitleContext(self._context, inc.group, inc.values, root, alerts, len(members))
         if inc.severity is None:
             open_levels = (m.alert.severity for m in members if m.alert.status != STATUS_CLEARED)
             inc.severity = max(open_levels, default=0)
@@ -357,7 +430,7 @@ class IncidentOperator(Operator):
             "title": self._title.render(context),
             "status": "closed" if inc.closed_at is not None else "open",
             "severity": inc.severity,
-            "group": dict(group),
+            "group": dict(inc.group),
             "members": list(inc.members),
             "root_cause": root.identifier if root is not None else None,
             "opened_at": inc.opened_at,

@@ -35,10 +35,10 @@ from correlator.correlate.base import (
     Context,
     Operator,
 )
+from correlator.correlate.grouping import FieldKey
 from correlator.model import CLEARED as CLEARED_STATUS
 from correlator.model import Alert
-from correlator.ruleset.matchers import Matcher, all_of, as_text, parse_matcher
-from correlator.ruleset.paths import alert_getter
+from correlator.ruleset.matchers import Matcher, all_of, parse_matcher
 from correlator.ruleset.schema import RuleName, Strict
 
 Key: TypeAlias = tuple[str, ...]
@@ -179,6 +179,7 @@ class _Sources:
 
     one: dict[str, Alert] = field(default_factory=dict)  # match the source side only
     two: dict[str, Alert] = field(default_factory=dict)  # match both sides
+    where: str = ""  # `equal ...` for journal notes, described once per bucket
 
     def state(self) -> tuple[bool, bool]:
         return bool(self.one), bool(self.two)
@@ -191,8 +192,10 @@ class _Sources:
         return found
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Member:
+    """What the rule knows of a tracked alert; never changed, replaced when it changes."""
+
     key: Key
     source: bool
     target: bool
@@ -207,7 +210,7 @@ class InhibitOperator(Operator):
         self._is_source = all_of([m.test for m in spec.side("source")])
         self._is_target = all_of([m.test for m in spec.side("target")])
         self._equal_names = tuple(spec.equal)
-        self._equal = tuple(alert_getter(name) for name in spec.equal)
+        self._key = FieldKey(spec.equal).of
         self._cap = spec.max_alerts
         self._members: dict[str, _Member] = {}
         self._sources: dict[Key, _Sources] = {}
@@ -230,27 +233,36 @@ class InhibitOperator(Operator):
         for alert in rows:
             self.on_transition(CREATED, alert, now, ctx)
 
-    def _classify(self, alert: Alert) -> _Member | None:
+    def _classify(self, alert: Alert, old: _Member | None) -> _Member | None:
+        """The alert's membership now, or None; `old` itself when it is unchanged.
+
+        Most calls are an update or a note of a row whose membership stands:
+        returning `old` then lets the caller stop without allocating anything.
+        """
         if alert.status == CLEARED_STATUS:
             return None
         source = self._is_source(alert)
         target = self._is_target(alert)
         if not (source or target):
             return None
-        key = tuple(as_text(get(alert)) for get in self._equal)
+        key = self._key(alert)
+        if old is not None and old.key == key and old.source == source and old.target == target:
+            return old
         return _Member(key, source, target)
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         ident = alert.identifier
+        old = self._members.get(ident)
         deleted = transition == DELETED
         if deleted:
             self._held.discard(ident)  # the engine dropped its suppressors with the row
-        new = None if deleted else self._classify(alert)
-        old = self._members.get(ident)
-        if new == old:
-            return
+            new = None
+        else:
+            new = self._classify(alert, old)
+        if new is old:
+            return  # unchanged membership (or none, before and after)
         if old is None and len(self._members) >= self._cap:
-            ctx.count("cap_hit", self.name)
+            self.refused(transition, ctx)
             return
         flipped: set[Key] = set()
         if old is not None:
@@ -295,19 +307,22 @@ class InhibitOperator(Operator):
         """Suppress or release one alert so it agrees with the current sources."""
         ident = alert.identifier
         member = self._members.get(ident)
-        holder = None
+        bucket = holder = None
         if member is not None and member.target:
             bucket = self._sources.get(member.key)
-            holder = bucket.holder(member.source) if bucket is not None else None
+            if bucket is not None:
+                holder = bucket.holder(member.source)
+                if not bucket.where:
+                    bucket.where = self._describe(member.key)
         # A suppression under this name made before a reload that changed the rule
         # is taken over, so it can be released.
-        held = ident in self._held or self.name in ctx.suppressors(alert)
+        held = ident in self._held or self.holds(alert, ctx)
         if holder is not None and held and ident not in self._held:
             self._held.add(ident)  # claim it, so the engine does not release it
             ctx.suppress(alert, now, self.name, "taken over by the reloaded rule")
         elif holder is not None and not held:
             self._held.add(ident)
-            where = self._describe(member.key) if member is not None else ""
+            where = bucket.where if bucket is not None else ""
             ctx.suppress(alert, now, self.name, f"inhibited by {holder.identifier} ({where})")
         elif holder is None and held and alert.status != CLEARED_STATUS:
             self._held.discard(ident)

@@ -239,16 +239,21 @@ class MaintenanceOperator(Operator):
         """A rule loaded while alerts are open (reload, restart) holds them too: one pass."""
         for alert in list(ctx.table.rows.values()):
             if alert.status != STATUS_CLEARED and self._matches(alert):
-                self._track(alert, now, ctx, born=False)
+                self._track(CREATED, alert, now, ctx, born=False)
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         ident = alert.identifier
         if transition in (UPDATED, MODIFIED):
-            if alert.status != STATUS_CLEARED and ident not in self._rechecking:
-                self._recheck(alert, now, ctx)
+            # Only a change of membership acts: most changes cost the one test.
+            if (
+                alert.status != STATUS_CLEARED
+                and ident not in self._rechecking
+                and self._matches(alert) != (ident in self._open or ident in self._held)
+            ):
+                self._recheck(transition, alert, now, ctx)
         elif transition in (CREATED, REOPENED):
             if self._matches(alert):
-                self._track(alert, now, ctx, born=True)
+                self._track(transition, alert, now, ctx, born=True)
             elif ident in self._open or ident in self._held:
                 self._leave(alert, now, ctx)  # reopened with labels that no longer match
         elif transition == CLEARED:
@@ -257,8 +262,8 @@ class MaintenanceOperator(Operator):
             self._open.pop(ident, None)
             self._held.pop(ident, None)
 
-    def _recheck(self, alert: Alert, now: float, ctx: Context) -> None:
-        """An open row's fields changed: it may have come to match, or stopped matching.
+    def _recheck(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
+        """An open row's fields changed and it came to match (untracked) or stopped matching.
 
         Our own hold and release publish `modified` for the same row; while one
         re-check acts, those echoes are ignored, so no rule can make it loop.
@@ -267,16 +272,14 @@ class MaintenanceOperator(Operator):
         tracked = ident in self._open or ident in self._held
         if not tracked:
             active, until = self._schedule.state(now)
-            if (not active and until is None) or not self._matches(alert):
-                return  # nothing ahead to hold it in, or still not a member
-        elif self._matches(alert):
-            return
+            if not active and until is None:
+                return  # nothing ahead to hold it in
         self._rechecking.add(ident)
         try:
             if tracked:
                 self._leave(alert, now, ctx)
             else:
-                self._track(alert, now, ctx, born=False)  # its firing was notified: no mark
+                self._track(transition, alert, now, ctx, born=False)  # firing notified: no mark
         finally:
             self._rechecking.discard(ident)
 
@@ -286,7 +289,9 @@ class MaintenanceOperator(Operator):
         if self._held.pop(alert.identifier, None) is not None:
             self._release(alert, now, ctx, why=_UNMATCHED)
 
-    def _track(self, alert: Alert, now: float, ctx: Context, *, born: bool) -> None:
+    def _track(
+        self, transition: str, alert: Alert, now: float, ctx: Context, *, born: bool
+    ) -> None:
         ident = alert.identifier
         active, until = self._schedule.state(now)
         if until is None and not active:
@@ -294,7 +299,7 @@ class MaintenanceOperator(Operator):
                 self._unmark(alert, now, ctx)
             return  # no window ahead: nothing to hold, ever
         if ident not in self._open and ident not in self._held and self.size() >= self._cap:
-            ctx.count("cap_hit", self.name)
+            self.refused(transition, ctx)
             return
         self._open[ident] = alert
         if active:
@@ -339,7 +344,7 @@ class MaintenanceOperator(Operator):
                 now, self.name, "opened inside the maintenance window: no recovery notification"
             )
         self._held[alert.identifier] = alert
-        if self.name in ctx.suppressors(alert):
+        if self.holds(alert, ctx):
             return
         shown = alert.suppressed_by
         ctx.suppress(alert, now, self.name, f"maintenance window {self._what}")
@@ -353,7 +358,7 @@ class MaintenanceOperator(Operator):
             return
         if alert.status != STATUS_CLEARED and self._unmark(alert, now, ctx, quiet=True):
             alert.note(now, self.name, f"released open ({why}): its recovery will be notified")
-        if self.name not in ctx.suppressors(alert):
+        if not self.holds(alert, ctx):
             return
         shown = alert.suppressed_by == self.name
         ctx.unsuppress(alert, now, self.name, why)

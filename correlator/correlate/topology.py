@@ -159,6 +159,7 @@ class TopologyOperator(Operator):
             preds.append(when)
         self._matches = all_of(preds)
         self._graph = graph
+        self._linked = graph.upstream.keys() | graph.downstream.keys()  # nodes with a dependency
         self._cap = spec.max_alerts
         self._open: dict[str, dict[str, Alert]] = {}  # node → its open matching alerts, join order
         self._joined: dict[str, int] = {}  # member identifier → join number (ties across nodes)
@@ -207,9 +208,7 @@ class TopologyOperator(Operator):
     def _node(self, alert: Alert) -> str | None:
         """The graph node an alert takes part on, or None when it does not take part."""
         node = alert.node
-        if alert.status == CLEARED_STATUS:
-            return None
-        if node not in self._graph.upstream and node not in self._graph.downstream:
+        if alert.status == CLEARED_STATUS or node not in self._linked:
             return None  # outside the graph, or a node nothing depends on and on nothing
         return node if self._matches(alert) else None
 
@@ -221,7 +220,7 @@ class TopologyOperator(Operator):
             if old is not None:
                 self._leave(alert, old, now, ctx, deleted=deleted)
             if node is not None:
-                self._join(alert, node, now, ctx)
+                self._join(transition, alert, node, now, ctx)
         if deleted:
             self._held.pop(alert.identifier, None)  # the engine dropped its suppressors
 
@@ -265,9 +264,9 @@ class TopologyOperator(Operator):
                     oldest, oldest_n = alert, n
         return best if best is not None else oldest
 
-    def _join(self, alert: Alert, node: str, now: float, ctx: Context) -> None:
+    def _join(self, transition: str, alert: Alert, node: str, now: float, ctx: Context) -> None:
         if len(self._node_of) >= self._cap:
-            ctx.count("cap_hit", self.name)
+            self.refused(transition, ctx)
             return
         ident = alert.identifier
         joined = self._replay.pop(ident, None)
@@ -292,7 +291,7 @@ class TopologyOperator(Operator):
         (other kinds parent their members to synthetic alerts).
         """
         ident = alert.identifier
-        if ident in self._held or self.name not in ctx.suppressors(alert):
+        if ident in self._held or not self.holds(alert, ctx):
             return
         parent = ctx.table.get(alert.parent) if alert.parent else None
         ours = parent is not None and parent.node in self._graph.depth

@@ -232,6 +232,33 @@ def test_the_cap_bounds_clocks(engine: Callable[[str], Engine]) -> None:
     assert eng.stats.rule_events[("unacked", "cap_hit")] == 1
 
 
+def test_cap_hit_counts_a_refused_row_once_per_episode(engine: Callable[[str], Engine]) -> None:
+    """At the cap, a refused row's updates are refused silently; a reopen counts again."""
+    eng = engine(RULES + "    max_alerts: 1\n")
+    feed(eng, disk(0))
+    for at in range(1, 5):
+        feed(eng, {**disk(at), "node": "db-2", "summary": f"disk full ({at})"})
+    assert eng.stats.rule_events[("unacked", "cap_hit")] == 1
+    feed(eng, {**disk(10, kind="resolution"), "node": "db-2"})
+    feed(eng, {**disk(11), "node": "db-2"})
+    assert eng.stats.rule_events[("unacked", "cap_hit")] == 2
+
+
+def test_a_row_refused_at_the_cap_is_timed_from_when_it_is_taken_on(
+    engine: Callable[[str], Engine],
+) -> None:
+    """Refused at creation, taken on by a later update once there is room: timed from then."""
+    eng = engine(RULES + "    max_alerts: 1\n")
+    feed(eng, disk(0))
+    other = {**disk(1), "node": "db-2"}
+    feed(eng, other)  # refused: db-1 holds the only clock
+    eng.acknowledge(DB, "alice", 60)  # db-1's clock stops: room for one
+    feed(eng, {**other, "timestamp": 120, "summary": "still full"})  # `updated`: timed from 120
+    assert pages(eng.tick(120 + 899)) == []
+    assert pages(eng.tick(120 + 900)) == [("pager", ["db-2:DiskFull::"])]
+    assert eng.stats.rule_events[("unacked", "cap_hit")] == 1
+
+
 def test_without_receiver_nothing_is_sent(engine: Callable[[str], Engine]) -> None:
     """`receiver` is optional: the set values and the journal note still apply."""
     eng = engine(RULES.replace("    receiver: pager\n", ""))

@@ -167,6 +167,20 @@ def test_cap_refuses_new_rows(engine: Callable[[str], Engine]) -> None:
     assert eng.operators[NAME].size() == 1
 
 
+def test_cap_hit_counts_a_refused_row_once_per_episode(engine: Callable[[str], Engine]) -> None:
+    """At the cap, a refused row's updates are refused silently; a reopen counts again."""
+    eng = engine(RULES + "    max_rows: 1\n")
+    feed(eng, down(0))
+    feed(eng, down(0, alertkey="ge-0/0/2"))
+    for at in range(1, 5):
+        feed(eng, down(at, alertkey="ge-0/0/2", summary=f"down ({at})"))  # `updated`
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 1
+    feed(eng, {**down(10, alertkey="ge-0/0/2"), "type": "resolution"})
+    feed(eng, down(11, alertkey="ge-0/0/2"))
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 2
+    assert eng.operators[NAME].size() == 1
+
+
 def test_changes_must_be_at_least_two(engine: Callable[[str], Engine]) -> None:
     """`changes: 1` would hold every alert: rejected when the rules load."""
     from correlator.errors import RuleSetError

@@ -245,6 +245,22 @@ def test_the_incident_cap_refuses_new_incidents(
     assert eng.stats.rule_events[("cascade", "cap_hit")] == 1
 
 
+def test_cap_hit_counts_a_refused_row_once_per_episode(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """At the cap, a refused member's updates are refused silently; a reopen counts again."""
+    eng = Engine(ruleset(rules().replace("window: 5m", "window: 5m\n    max_incidents: 1")))
+    feed(eng, alert(0, "db-1"))
+    feed(eng, alert(10, "db-9", service="search"))
+    for at in range(11, 15):
+        out = feed(eng, {**alert(at, "db-9", service="search"), "summary": f"errors ({at})"})
+        assert incidents(out) == []
+    assert eng.stats.rule_events[("cascade", "cap_hit")] == 1
+    feed(eng, clear(20, "db-9", service="search"))
+    feed(eng, alert(21, "db-9", service="search"))
+    assert eng.stats.rule_events[("cascade", "cap_hit")] == 2
+
+
 def test_state_is_evicted(make: Callable[..., Engine]) -> None:
     """Once closed and past its window and the grace for late members, the group is forgotten.
 

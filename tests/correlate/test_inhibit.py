@@ -338,6 +338,21 @@ def test_cap_refuses_new_alerts(engine: Callable[[str], Engine]) -> None:
     assert eng.stats.rule_events[(NAME, "cap_hit")] == 1
 
 
+def test_cap_hit_counts_a_refused_row_once_per_episode(engine: Callable[[str], Engine]) -> None:
+    """At the cap, a refused row's updates are refused silently; a reopen counts again."""
+    eng = engine(RULES + "    max_alerts: 1\n")
+    eng.process(power(0), 0)
+    eng.process(warning("sw-1", 1), 1)
+    for at in range(2, 6):
+        eng.process(warning("sw-1", at, summary=f"flapping ({at})"), at)  # `updated`
+    assert row(eng, "sw-1:LinkFlap::").tally == 5
+    assert row(eng, "sw-1:LinkFlap::").suppressed_by is None
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 1
+    eng.process(warning("sw-1", 10, type="resolution"), 10)
+    eng.process(warning("sw-1", 11), 11)
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 2
+
+
 def test_severity_regex_uses_names(engine: Callable[[str], Engine]) -> None:
     """`severity=~"warning|minor"` matches by name (Alertmanager's view) and by number."""
     eng = engine(

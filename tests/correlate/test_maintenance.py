@@ -233,6 +233,21 @@ def test_bad_schedules_are_rule_errors(
         ruleset(text)
 
 
+def test_cap_hit_counts_a_refused_row_once_per_episode(engine: Callable[[str], Engine]) -> None:
+    """At the cap, a refused row's updates are refused silently; a reopen counts again."""
+    eng = engine(RULES.replace("match: ['node=\"core-r1\"']", "max_alerts: 1"))
+    feed(eng, link(START + 1))
+    feed(eng, link(START + 2, node="core-r2"))
+    for at in range(3, 7):
+        feed(eng, {**link(START + at, node="core-r2"), "summary": f"down ({at})"})  # `updated`
+    other = eng.table.rows["core-r2:LinkDown:ge-0/0/1:"]
+    assert other.tally == 5 and other.suppressed_by is None
+    assert eng.stats.rule_events[("planned", "cap_hit")] == 1
+    feed(eng, link(START + 10, node="core-r2", kind="resolution"))
+    feed(eng, link(START + 11, node="core-r2"))
+    assert eng.stats.rule_events[("planned", "cap_hit")] == 2
+
+
 def test_a_cron_that_never_fires_holds_nothing(engine: Callable[[str], Engine]) -> None:
     """February 30th never comes: the rule loads and stays inert."""
     eng = engine(

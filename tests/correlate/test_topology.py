@@ -307,6 +307,20 @@ def test_cap_refuses_new_alerts(engine: Callable[[str], Engine]) -> None:
     assert eng.stats.rule_events[(NAME, "cap_hit")] == 1
 
 
+def test_cap_hit_counts_a_refused_row_once_per_episode(engine: Callable[[str], Engine]) -> None:
+    """At the cap, a refused row's updates are refused silently; a reopen counts again."""
+    eng = engine(RULES + "    max_alerts: 1\n")
+    feed(eng, down("core", 0))
+    feed(eng, down("h1", 1))
+    for at in range(2, 6):
+        feed(eng, down("h1", at, summary=f"still down ({at})"))  # `updated`, still refused
+    assert row(eng, "h1").tally == 5 and parent_of(eng, "h1") is None
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 1
+    feed(eng, up("h1", 10))
+    feed(eng, down("h1", 11))
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 2
+
+
 def test_reload_keeps_state_unless_the_graph_changes(ruleset: Callable[[str], RuleSet]) -> None:
     """Same rule and graph: state kept. A changed graph is a changed definition: rebuilt."""
     eng = Engine(ruleset(RULES))
