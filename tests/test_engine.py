@@ -6,6 +6,8 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from correlator.engine import Engine
 from correlator.ruleset.loader import RuleSet, load_rules
 from correlator.ruleset.templates import Template
@@ -58,6 +60,37 @@ def test_memoized_template_matches_jinja() -> None:
     looped = Template("{% for m in members %}{{ m }},{% endfor %}")
     assert looped.render({"members": ["a", "b"]}) == "a,b,"
     assert looped.render({"members": ["c"]}) == "c,"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ count }} hosts down in {{ group.site }}",
+        "{{ count }} within 2m for labels.site={{ group['labels.site'] }}",
+        "{{ raw.host }}: {{ raw.missing.deeper }}|{{ empty }}|{{ flag }}|{{ ratio }}\n",
+        "{{ a }}{{ raw.a }}",
+        "{{ members }} and {{ group }}",
+    ],
+)
+def test_interpolated_text_renders_as_jinja_does(source: str) -> None:
+    """Text with only `{{ path }}` references skips Jinja2, with the same output."""
+    import jinja2
+
+    from correlator.ruleset.templates import interpolation
+
+    assert interpolation(jinja2.Environment().parse(source)) is not None  # the fast path
+    template = Template(source, prefix="raw")
+    context = {
+        "count": 3,
+        "group": {"site": "ams1", "labels.site": "ams1"},
+        "host": "edge-1",
+        "a": "x",
+        "empty": None,
+        "flag": True,
+        "ratio": 0.5,
+        "members": ["h1", "h2"],
+    }
+    assert template.render(context) == template._render(context)
 
 
 def test_method_calls_and_missing_names_in_templates() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from correlator.model import Alert
@@ -117,3 +119,24 @@ def test_index_merges_unkeyed_items_in_rule_order(second_key: bool) -> None:
     ]
     assert list(index.candidates(_alert(alertgroup="Z"))) == expected_miss
     assert list(index.candidates(_alert(alertgroup=None))) == expected_miss
+
+
+@pytest.mark.parametrize("third_key", [False, True])
+def test_index_merges_hits_on_several_keys_in_rule_order(third_key: bool) -> None:
+    """An object hitting buckets of two (or three) indexed fields gets all their rules, in order."""
+    from correlator.ruleset.index import RuleIndex
+
+    items: list[tuple[str, list[Any]]] = [
+        ("by-node", [parse_matcher('node="n1"')]),
+        ("unkeyed", []),
+        ("by-group", [parse_matcher('alertgroup="A"')]),
+    ]
+    if third_key:
+        items.append(("by-key", [parse_matcher('alertkey="k"')]))
+    index = RuleIndex(items)
+    tail = ["by-key"] if third_key else []
+    hit = _alert(node="n1", alertgroup="A", alertkey="k")
+    assert list(index.candidates(hit)) == ["by-node", "unkeyed", "by-group", *tail]
+    assert list(index.candidates(_alert(node="n1", alertgroup="B"))) == ["by-node", "unkeyed"]
+    assert list(index.candidates(_alert(node="n2", alertgroup="A"))) == ["unkeyed", "by-group"]
+    assert list(index.candidates(_alert(node="n2", alertgroup="B"))) == ["unkeyed"]

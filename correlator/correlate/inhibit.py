@@ -186,10 +186,12 @@ class _Sources:
 
     def holder(self, two_sided_target: bool) -> Alert | None:
         """A source that inhibits a target (Alertmanager's two-sided exclusion)."""
-        found = next(iter(self.one.values()), None)
-        if found is None and not two_sided_target:
-            found = next(iter(self.two.values()), None)
-        return found
+        for found in self.one.values():
+            return found  # the oldest one-sided source
+        if not two_sided_target:
+            for found in self.two.values():
+                return found
+        return None
 
 
 @dataclass(slots=True, eq=False)

@@ -67,7 +67,7 @@ class Normalizer:
 
     def normalize(self, raw: dict[str, Any], now: float) -> Alert | str:
         """The occurrence, or the name of the rule that discarded the event."""
-        if not isinstance(raw, dict):
+        if type(raw) is not dict and not isinstance(raw, dict):
             raise InvalidEvent(f"an event must be a JSON object, not {type(raw).__name__}")
         matched: list[ProbeRule] = []
         for rule in self._index.candidates(raw):

@@ -61,9 +61,12 @@ class RuleIndex(Generic[T]):
         # Items whose equality key fits an object, plus unkeyed ones, in rule order.
         # Correlate rules are often all keyed on one field (alertgroup): then a
         # lookup is one getter call and one dict probe, without the general loop.
-        self.candidates: Callable[[Any], Sequence[T]] = (
-            self._one_key(self._keys[0]) if len(self._keys) == 1 else self._any_keys
-        )
+        # Normalize rules are typically keyed on two (program, kind): a closure each.
+        self.candidates: Callable[[Any], Sequence[T]] = self._any_keys
+        if len(self._keys) == 1:
+            self.candidates = self._one_key(self._keys[0])
+        elif len(self._keys) == 2:
+            self.candidates = self._two_keys(*self._keys)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -77,6 +80,25 @@ class RuleIndex(Generic[T]):
                 value = "" if value is None else as_text(value)
             hit = buckets.get(value)
             return always if hit is None else hit[1]
+
+        return candidates
+
+    def _two_keys(self, one: _Key, two: _Key) -> Callable[[Any], Sequence[T]]:
+        get_one, buckets_one, get_two, buckets_two = one.get, one.buckets, two.get, two.buckets
+        always, any_keys = self._always_items, self._any_keys
+
+        def candidates(obj: Any) -> Sequence[T]:
+            value = get_one(obj)
+            if type(value) is not str:
+                value = "" if value is None else as_text(value)
+            first = buckets_one.get(value)
+            value = get_two(obj)
+            if type(value) is not str:
+                value = "" if value is None else as_text(value)
+            second = buckets_two.get(value)
+            if second is None:
+                return always if first is None else first[1]
+            return second[1] if first is None else any_keys(obj)  # both: merge the rare way
 
         return candidates
 

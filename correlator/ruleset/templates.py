@@ -1,7 +1,9 @@
 """Jinja2 templates, sandboxed, compiled once, with two fast paths.
 
 - `{{ raw.host }}` or `{{ node }}` alone is resolved by a dict walk without
-  Jinja2; text without `{{`/`{%` is a constant.
+  Jinja2, and so is text with only such references in it
+  (`{{ count }} hosts down in {{ group.site }}`); text without `{{`/`{%` is a
+  constant.
 - Any other template is a pure function of the values it reads: at compile
   time we list the dotted paths it references, and renders are memoized by
   those values (`{{ 'resolution' if raw.state == 'up' else 'problem' }}` costs
@@ -86,6 +88,37 @@ def referenced_paths(ast: nodes.Template) -> list[Path] | None:
     return sorted(paths)
 
 
+def interpolation(ast: nodes.Template) -> list[str | Path] | None:
+    """Literal text and dotted references, in order, if that is all the template is.
+
+    Built from Jinja2's own parse, so its whitespace rules (the dropped
+    trailing newline) hold; a filter, test, call or block returns None.
+    """
+    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+        return None
+    parts: list[str | Path] = []
+    for node in ast.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            parts.append(node.data)
+            continue
+        path: list[str] = []
+        while not isinstance(node, nodes.Name):
+            if isinstance(node, nodes.Getattr):
+                path.append(node.attr)
+            elif (
+                isinstance(node, nodes.Getitem)
+                and isinstance(node.arg, nodes.Const)
+                and isinstance(node.arg.value, str)
+            ):
+                path.append(node.arg.value)
+            else:
+                return None
+            node = node.node
+        path.append(node.name)
+        parts.append(tuple(reversed(path)))
+    return parts
+
+
 class Template:
     """A template over a mapping; `prefix` names a key that also resolves bare (`raw`).
 
@@ -118,6 +151,12 @@ class Template:
             self._jinja = _ENV.from_string(ast)
         except jinja2.TemplateSyntaxError as exc:
             raise ValueError(f"bad template {source!r}: {exc.message}") from None
+        parts = interpolation(ast)
+        if parts is not None:
+            self.render = _interpolator(
+                [part if isinstance(part, str) else self._strip(part) for part in parts]
+            )
+            return
         paths = referenced_paths(ast)
         if paths is None:
             self.render = self._render
@@ -159,6 +198,18 @@ def _path_renderer(path: Path) -> Callable[[Mapping[str, Any]], str]:
         return value if type(value) is str else str(value)
 
     return walk
+
+
+def _interpolator(parts: list[str | Path]) -> Callable[[Mapping[str, Any]], str]:
+    """Text with `{{ path }}` references: each looked up as the fast path does, joined."""
+    pieces = tuple(
+        (part, None) if isinstance(part, str) else ("", _path_renderer(part)) for part in parts
+    )
+
+    def interpolate(context: Mapping[str, Any]) -> str:
+        return "".join([text if get is None else get(context) for text, get in pieces])
+
+    return interpolate
 
 
 def _memoized(
