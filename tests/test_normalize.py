@@ -84,14 +84,16 @@ def test_unmatched_event_with_canonical_fields_passes_unchanged(
     eng = engine(RULES)
     event = {
         "node": "h9", "alertgroup": "Ping", "alertkey": "k", "manager": "m", "agent": "a",
-        "severity": "warning", "summary": "s", "labels": {"env": "prod", "n": 3},
+        "severity": "warning", "summary": "s", "labels": {"env": "prod", "n": 3, "up": True, "gone": None},
         "annotations": {"runbook_url": "u"},
     }  # fmt: skip
     eng.process(event, 1)
     row = eng.table.get("h9:Ping:k:m")
     assert row is not None
     assert (row.agent, row.severity, row.summary) == ("a", 2, "s")
-    assert row.labels == {"env": "prod", "n": "3"} and row.annotations == {"runbook_url": "u"}
+    assert row.labels == {"env": "prod", "n": "3", "up": "true"} and row.annotations == {
+        "runbook_url": "u"
+    }
 
 
 def test_explicit_identifier_and_alertname_alias(engine: Callable[..., Engine]) -> None:

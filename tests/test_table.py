@@ -145,6 +145,7 @@ def test_tick_does_nothing_when_nothing_is_due(engine: Callable[..., Engine]) ->
         ({"node": "h1", "alertgroup": "D", "type": "bogus"}, "field 'type'"),
         ({"node": ["h1"], "alertgroup": "D"}, "must be a string"),
         ({"node": "h1", "alertgroup": "D", "labels": "x"}, "must be a map"),
+        ({"node": "h1", "alertgroup": "D", "labels": {"a": {"b": 1}}}, "labels.a must be a string"),
         ({"node": "h1", "alertgroup": "D", "timestamp": "yesterday"}, "not a timestamp"),
     ],
 )
