@@ -37,6 +37,16 @@ def test_duplicates_fold_into_one_row(engine: Callable[..., Engine]) -> None:
     assert eng.stats.dedup_hits == 2
 
 
+def test_the_event_time_is_kept_even_at_epoch_zero(engine: Callable[..., Engine]) -> None:
+    """A row's times are its event's, not the arrival time: timestamp 0 is a time too."""
+    eng = engine()
+    eng.process(ev(0), 30)
+    row = eng.table.get("h1:Down::")
+    assert row is not None
+    assert (row.first_occurrence, row.last_occurrence, row.state_change) == (0, 0, 0)
+    assert kinds(eng.process(ev(10, type="resolution"), 31)) == ["alert.cleared"]
+
+
 def test_defaults_and_identifier(engine: Callable[..., Engine]) -> None:
     """Only node and alertgroup are required; the rest default as DESIGN.md §3 says."""
     eng = engine()

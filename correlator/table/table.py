@@ -122,7 +122,7 @@ class AlertTable:
         self._serial += 1
         alert.serial = self._serial
         alert.status = OPEN
-        at = alert.last_occurrence or now
+        at = alert.last_occurrence
         alert.first_occurrence = alert.last_occurrence = alert.state_change = at
         self.rows[alert.identifier] = alert
         if alert.expire_after is not None:

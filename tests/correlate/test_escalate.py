@@ -89,6 +89,37 @@ def test_a_clear_stops_it_and_a_reopen_restarts_the_clock(eng: Engine) -> None:
     assert pages(eng.tick(2100)) == [("pager", [DB])]
 
 
+def test_an_alert_delivered_late_is_timed_from_its_first_occurrence(eng: Engine) -> None:
+    """Stamped 1000, delivered at 1240: it has been open since 1000, so it escalates at 1900."""
+    feed(eng, disk(1000), now=1240)
+    assert pages(eng.tick(1899)) == []
+    assert pages(eng.tick(1900)) == [("pager", [DB])]
+
+
+def test_a_reopen_delivered_late_is_timed_from_the_reopening_occurrence(eng: Engine) -> None:
+    """Cleared at 600; the reopening problem stamped 1200 arrives at 1400: escalates at 2100."""
+    feed(eng, disk(0))
+    feed(eng, disk(600, kind="resolution"))
+    feed(eng, disk(1200), now=1400)
+    assert pages(eng.tick(2099)) == []
+    assert pages(eng.tick(2100)) == [("pager", [DB])]
+
+
+def test_a_resolution_delivered_after_the_page_clears_without_a_second_page(eng: Engine) -> None:
+    """Resolved at 850 (before the 900 deadline) but delivered at 1000: the page went out at 900.
+
+    The escalation stands in the journal; the late resolution clears the row (the
+    table orders it by its timestamp) and nothing more is sent.
+    """
+    feed(eng, disk(0))
+    assert pages(eng.tick(900)) == [("pager", [DB])]
+    out = feed(eng, disk(850, kind="resolution"), now=1000)
+    row = eng.table.rows[DB]
+    assert row.status == "cleared" and [c.kind for c in out] == ["alert.cleared"]
+    assert pages(eng.tick(5000)) == []
+    assert eng.stats.rule_events[("unacked", "escalated")] == 1
+
+
 def test_a_reopen_after_escalation_starts_a_new_episode(eng: Engine) -> None:
     """Labels the escalation set are put back; the next episode can escalate again."""
     feed(eng, disk(0, priority="P3"))

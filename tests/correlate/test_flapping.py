@@ -93,6 +93,40 @@ def test_release_after_stable_for_and_window(eng: Engine) -> None:
     assert "no longer flapping: stable for 56m" in row(eng).journal[-2].text
 
 
+def test_a_second_episode_after_the_release_is_held_again(eng: Engine) -> None:
+    """Released at 3600; five more transitions from 4000 label and hold it anew, saying so."""
+    flap(eng, [0, 60, 120, 180, 240])
+    eng.tick(3600)
+    assert row(eng).suppressed_by is None
+    feed(eng, up(4000))
+    flap(eng, [4060, 4120, 4180])  # reopened, cleared, reopened: four transitions
+    assert row(eng).suppressed_by is None and "flapping" not in row(eng).labels
+    out = feed(eng, up(4240))  # the fifth within the hour
+    assert [c.kind for c in out] == ["alert.cleared", "alert.suppressed", "alert.updated"]
+    assert row(eng).labels["flapping"] == "true" and row(eng).suppressed_by == NAME
+    texts = [e.text for e in row(eng).journal if e.who == NAME]
+    assert texts.count("suppressed: 5 open/clear transitions within 1h") == 2
+    assert sum("no longer flapping" in t for t in texts) == 1
+
+
+def test_transitions_are_timed_when_they_reach_the_table(eng: Engine) -> None:
+    """The count follows the engine clock, as check results do in Nagios: transitions
+    stamped minutes apart but delivered a second apart count a second apart, and a
+    resolution older than the last occurrence changes nothing, so it does not count."""
+    feed(eng, down(0), now=300)
+    feed(eng, up(100), now=301)
+    feed(eng, down(200), now=302)
+    feed(eng, up(150), now=303)  # stale: the row reopened at 200; the table ignores it
+    assert row(eng).status == "open"
+    feed(eng, up(300), now=304)
+    assert row(eng).suppressed_by is None
+    assert eng.operators[NAME]._rows[ROW].times == [300, 301, 302, 304]  # type: ignore[attr-defined]
+    feed(eng, down(305))  # the 5th real transition
+    assert row(eng).suppressed_by == NAME
+    # released at max(305 + 15m, 300 + 1h): the arrival times decide
+    assert eng.tick(3899) == [] and eng.tick(3900)[-1].kind == "alert.unsuppressed"
+
+
 def test_release_waits_for_stable_for(engine: Callable[[str], Engine]) -> None:
     """When the window empties first, the release still waits until the row is stable."""
     eng = engine(RULES + "    stable_for: 2h\n")

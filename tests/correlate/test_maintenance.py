@@ -91,6 +91,29 @@ def test_an_alert_open_before_the_window_is_held_from_start_to_end(eng: Engine) 
     assert row.suppressed_by is None
 
 
+def test_a_problem_stamped_before_the_start_but_delivered_inside_is_held(eng: Engine) -> None:
+    """The window asks whether notifications flow *now*: arrival inside it holds the alert."""
+    out = feed(eng, link(START - 60), now=START + 60)
+    row = eng.table.get(LINK)
+    assert row is not None and row.suppressed_by == "planned"
+    assert row.annotations == {"maintenance": "planned", "send_resolved": "false"}
+    assert kinds(out) == ["alert.created", "alert.suppressed"]
+
+
+def test_a_recovery_delivered_after_the_end_is_notified(eng: Engine) -> None:
+    """Resolved inside the window but delivered after its end: the firing was notified at the
+    end (released open, unmarked), so its recovery is notified too, stamped when it happened."""
+    feed(eng, link(START + 60))
+    out = eng.tick(END)
+    row = eng.table.get(LINK)
+    assert row is not None and row.status == "open" and row.annotations == {}
+    assert kinds(out) == ["alert.unsuppressed"]
+    out = feed(eng, link(END - 60, kind="resolution"), now=END + 60)
+    assert kinds(out) == ["alert.cleared"]
+    assert row.status == "cleared" and row.state_change == END - 60
+    assert "send_resolved" not in row.annotations and row.suppressed_by is None
+
+
 def test_the_window_is_half_open(eng: Engine) -> None:
     """An alert at exactly start is held; one at exactly end is not."""
     feed(eng, link(START))
