@@ -112,7 +112,8 @@ class ChangeOperator(Operator):
         change = _Change(at, occ.identifier, occ.summary)
         insort(changes, change)
         if len(changes) > MAX_PER_KEY:
-            del changes[0]
+            del changes[0]  # the oldest change of these values is forgotten: counted
+            ctx.count("cap_hit", self.name)
         ctx.schedule(at + self._within, self, (_WINDOW, key))
         self._annotate_born(key, changes, change, now, ctx)
 

@@ -233,12 +233,15 @@ class ThresholdOperator(Operator):
         if self._distinct is None:
             g.count += 1
             changed = True
-        elif len(g.values) < MAX_VALUES:
+        else:
             value = as_text(self._distinct(occ))
             if value not in g.values:
-                g.values.add(value)
-                g.count = len(g.values)
-                changed = True
+                if len(g.values) < MAX_VALUES:
+                    g.values.add(value)
+                    g.count = len(g.values)
+                    changed = True
+                else:
+                    ctx.count("cap_hit", self.name)  # a new value the count cannot take
         if row is not None and row.identifier not in g.member_ids and len(g.members) < MAX_MEMBERS:
             g.members.append(row)
             g.member_ids.add(row.identifier)

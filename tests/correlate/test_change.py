@@ -188,6 +188,7 @@ def test_recent_changes_per_key_are_bounded(eng: Engine) -> None:
         feed(eng, deploy(i, version=f"v{i}"))
     windows = eng.operators[NAME]._windows  # type: ignore[attr-defined]
     assert len(windows[("checkout",)]) == MAX_PER_KEY
+    assert eng.stats.rule_events[(NAME, "cap_hit")] == 5  # one per forgotten change
     feed(eng, down(100))
     assert suspect(eng) == f"ci:Deploy:checkout-v{MAX_PER_KEY + 4}:"
 

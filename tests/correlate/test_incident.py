@@ -245,6 +245,21 @@ def test_the_incident_cap_refuses_new_incidents(
     assert eng.stats.rule_events[("cascade", "cap_hit")] == 1
 
 
+def test_ids_remembered_beyond_the_cap_are_forgotten_early_and_counted(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """Start seconds are remembered for a late member; at `max_incidents` the oldest goes."""
+    eng = Engine(ruleset(rules().replace("window: 5m", "window: 5m\n    max_incidents: 2")))
+    ids = []
+    for at, node in ((0, "db-1"), (2, "db-2"), (4, "db-3")):  # each closes before the next
+        opened = incidents(feed(eng, alert(at, node)), "incident.opened")
+        ids.append(opened[0]["id"])
+        feed(eng, clear(at + 1, node))
+    assert len(set(ids)) == 3
+    assert eng.stats.rule_events[("cascade", "incident_id_cap")] == 1
+    assert eng.stats.rule_events[("cascade", "cap_hit")] == 0
+
+
 def test_cap_hit_counts_a_refused_row_once_per_episode(
     ruleset: Callable[[str], RuleSet],
 ) -> None:

@@ -253,6 +253,21 @@ def test_distinct_counts_values_not_events(engine: Callable[[str], Engine]) -> N
     assert (row.summary, row.tally) == ("4 unreachable in ams1", 3)
 
 
+def test_distinct_values_of_a_raised_alert_are_bounded_and_counted(
+    engine: Callable[[str], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_VALUES a raised alert's count stops; each new value refused is a cap_hit."""
+    from correlator.correlate import threshold
+
+    monkeypatch.setattr(threshold, "MAX_VALUES", 4)
+    eng = engine(rules("    distinct: node\n"))
+    for at, node in enumerate(["n1", "n2", "n3", "n4", "n5", "n4", "n6"]):
+        feed(eng, down(at, node))
+    row = eng.table.rows[AMS]
+    assert row.summary == "4 unreachable in ams1" and row.tally == 5
+    assert eng.stats.rule_events[("site-outage", "cap_hit")] == 2  # n5 and n6, not n4 again
+
+
 def test_distinct_value_leaves_the_window(engine: Callable[[str], Engine]) -> None:
     """A value counts from its newest event: once that is older than the window it is gone."""
     eng = engine(rules("    distinct: node\n"))
