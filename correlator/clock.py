@@ -1,24 +1,10 @@
-"""Time sources. The engine never reads the wall clock: callers pass `now`.
+"""Time for tests. The engine never reads the wall clock: callers pass `now`.
 
-The daemon uses WallClock; replay and tests use FakeClock and move it by hand,
-so no test ever sleeps to wait for a window.
+Replay and rule tests use FakeClock and move it by hand, so no test ever
+sleeps to wait for a window.
 """
 
 from __future__ import annotations
-
-import time
-from typing import Protocol
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-
-class WallClock:
-    """Epoch seconds from the system clock."""
-
-    def now(self) -> float:
-        return time.time()
 
 
 class FakeClock:

@@ -26,7 +26,6 @@ CLEARED: Final = "cleared"
 JOURNAL_HEAD: Final = 10
 JOURNAL_MAX: Final = 50
 
-STRING_FIELDS: Final = ("node", "manager", "agent", "alertgroup", "alertkey", "summary")
 
 # Change kinds, exactly as `correlator replay` prints them.
 CREATED: Final = "alert.created"
@@ -215,12 +214,3 @@ class Change:
         if self.incident is not None:
             out["incident"] = self.incident
         return out
-
-
-@dataclass(slots=True, frozen=True)
-class DeadLetter:
-    """An event the pipeline could not use, kept with the reason so nothing is lost silently."""
-
-    reason: str
-    detail: str
-    event: Any

@@ -8,7 +8,7 @@ node; all files are checked before anything is rejected, so one run of
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -49,7 +49,6 @@ class RuleSet:
     normalizer: Normalizer
     factories: list[Callable[[BuildEnv], Operator]]
     env: BuildEnv
-    documents: list[RuleFile] = field(default_factory=list)
 
     def build_operators(self, max_lateness: float = 300.0) -> list[Operator]:
         """Fresh operators with empty state for an engine with this `max_lateness`."""
@@ -190,5 +189,4 @@ def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
         normalizer=Normalizer(normalize),
         factories=factories,
         env=env,
-        documents=[source.model for source in sources],
     )

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from correlator.model import TYPES, parse_severity
+from correlator.model import TYPES
 from correlator.ruleset.expr import CelExpression
 from correlator.ruleset.matchers import parse_matcher
 from correlator.ruleset.templates import Template
@@ -53,12 +53,6 @@ TemplateText = Annotated[str, BeforeValidator(_template_text), AfterValidator(_c
 FieldNames = Annotated[list[str], BeforeValidator(_one_or_many), Field(min_length=1)]
 RuleName = Annotated[str, Field(min_length=1, pattern=r"^[^\s:]+$")]
 
-
-def _severity(value: Any) -> int:
-    return parse_severity(value)
-
-
-Severity = Annotated[int, BeforeValidator(_severity)]
 
 CanonicalField = Literal[
     "node", "manager", "agent", "alertgroup", "alertkey", "severity", "type", "summary",
