@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+# the rules of the kinds' own tests (pytest puts this folder on sys.path)
+from test_inhibit import RULES as INHIBIT
+from test_topology import RULES as TOPOLOGY
+
 from correlator.engine import Engine
 from correlator.ruleset.loader import RuleSet
 
@@ -39,21 +43,6 @@ def state(eng: Engine) -> dict[str, tuple[str | None, str | None, str]]:
 
 def event(node: str, group: str, at: float, **extra: Any) -> dict[str, Any]:
     return {"node": node, "alertgroup": group, "severity": "major", "timestamp": T0 + at, **extra}
-
-
-TOPOLOGY = """
-topology:
-  core: {}
-  agg-a: {depends_on: [core]}
-  agg-b: {depends_on: [core]}
-  h1: {depends_on: [agg-a]}
-  h2: {depends_on: [agg-a]}
-  h3: {depends_on: [agg-a, agg-b]}
-correlate:
-  - name: uplink
-    kind: topology
-    match: ['alertgroup="NodeDown"']
-"""
 
 
 def test_topology_roots_and_symptoms_do_not_depend_on_arrival(
@@ -84,15 +73,6 @@ def test_topology_roots_and_symptoms_do_not_depend_on_arrival(
         assert state(eng) == expected, [e["node"] for e in order]
         eng.process({**event("core", "NodeDown", 300), "type": "resolution"}, T0 + 300)
         assert state(eng) == after_clear, [e["node"] for e in order]
-
-
-INHIBIT = """
-inhibit_rules:
-  - name: power-mutes-warnings
-    source_matchers: ['alertname="SitePower"', 'severity="critical"']
-    target_matchers: ['severity="warning"']
-    equal: [site]
-"""
 
 
 def test_inhibition_does_not_depend_on_arrival(ruleset: Callable[[str], RuleSet]) -> None:
