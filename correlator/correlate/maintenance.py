@@ -230,7 +230,9 @@ class MaintenanceOperator(Operator):
         self._schedule = Schedule([window.compile() for window in spec.schedule])
         self._what = self._schedule.describe()
         self._cap = spec.max_alerts
-        self._open: dict[str, Alert] = {}  # open matching alerts, held at the next start
+        # matching alerts the rule tracks: open ones (held at the next start) and cleared
+        # ones it still holds; `_held` is always a subset, so `_open` is the rule's size
+        self._open: dict[str, Alert] = {}
         self._held: dict[str, Alert] = {}  # alerts this rule suppresses now
         self._armed: float | None = None  # the pending boundary timer
         self._rechecking: set[str] = set()  # rows being re-checked: their echoes are ignored
@@ -257,7 +259,8 @@ class MaintenanceOperator(Operator):
             elif ident in self._open or ident in self._held:
                 self._leave(alert, now, ctx)  # reopened with labels that no longer match
         elif transition == CLEARED:
-            self._open.pop(ident, None)  # a held row stays held until the window ends
+            if ident not in self._held:  # a held row stays held (and tracked) until the end
+                self._open.pop(ident, None)
         else:
             self._open.pop(ident, None)
             self._held.pop(ident, None)
@@ -298,7 +301,7 @@ class MaintenanceOperator(Operator):
             if born:
                 self._unmark(alert, now, ctx)
             return  # no window ahead: nothing to hold, ever
-        if ident not in self._open and ident not in self._held and self.size() >= self._cap:
+        if ident not in self._open and len(self._open) >= self._cap:
             self.refused(transition, ctx)
             return
         self._open[ident] = alert
@@ -330,6 +333,8 @@ class MaintenanceOperator(Operator):
         else:
             for alert in list(self._held.values()):
                 self._release(alert, now, ctx)
+                if alert.status == STATUS_CLEARED:
+                    self._open.pop(alert.identifier, None)  # its episode is over
             self._held.clear()
             if self._schedule.state(now)[1] is None:
                 self._open.clear()  # no window ahead: stop tracking
@@ -376,7 +381,7 @@ class MaintenanceOperator(Operator):
         return True
 
     def size(self) -> int:
-        return len(self._open) + len(self._held)
+        return len(self._open)
 
 
 def build(spec: MaintenanceRule, env: BuildEnv) -> MaintenanceOperator:

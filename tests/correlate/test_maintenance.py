@@ -235,6 +235,26 @@ def test_the_cap_bounds_tracked_alerts(engine: Callable[[str], Engine]) -> None:
     assert eng.stats.rule_events[("planned", "cap_hit")] == 1
 
 
+def test_the_cap_counts_each_alert_once(engine: Callable[[str], Engine]) -> None:
+    """A held alert is one tracked alert (cleared or not) until the window's end lets it go."""
+    eng = engine(RULES.replace("match: ['node=\"core-r1\"']", "max_alerts: 2"))
+    feed(eng, link(START + 1))
+    feed(eng, link(START + 2, node="core-r2"))
+    feed(eng, link(START + 3, node="core-r3"))
+    held = {i for i, a in eng.table.rows.items() if a.suppressed_by == "planned"}
+    assert held == {LINK, "core-r2:LinkDown:ge-0/0/1:"}
+    assert (
+        eng.stats.rule_events[("planned", "cap_hit")] == 1 and eng.operators["planned"].size() == 2
+    )
+    feed(eng, link(START + 4, kind="resolution"))  # cleared but still held: still counted
+    feed(eng, link(START + 5, node="core-r4"))
+    assert (
+        eng.operators["planned"].size() == 2 and eng.stats.rule_events[("planned", "cap_hit")] == 2
+    )
+    eng.tick(END)
+    assert eng.operators["planned"].size() == 0
+
+
 @pytest.mark.parametrize(
     ("schedule", "message"),
     [
