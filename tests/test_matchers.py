@@ -46,11 +46,16 @@ def test_matcher_on_alert(text: str, expected: bool) -> None:
 
 def test_raw_mode_reaches_into_nested_maps() -> None:
     """In normalize rules `raw.a.b` and bare `a` read the raw event."""
-    raw = {"program": "ifmon", "meta": {"dc": "ams1"}, "count": 3}
+    raw = {"program": "ifmon", "meta": {"dc": "ams1"}, "count": 3, "up": True, "ratio": 2.0}
     assert parse_matcher('raw.meta.dc="ams1"', raw=True).test(raw)
     assert parse_matcher('program="ifmon"', raw=True).test(raw)
+    assert parse_matcher('raw.program="ifmon"', raw=True).test(raw)
+    assert not parse_matcher('raw.program="bgpd"', raw=True).test(raw)
     assert parse_matcher('count="3"', raw=True).test(raw)
+    assert parse_matcher('up="true"', raw=True).test(raw)
+    assert parse_matcher('ratio="2"', raw=True).test(raw)
     assert parse_matcher('missing=""', raw=True).test(raw)
+    assert not parse_matcher('missing="x"', raw=True).test(raw)
 
 
 @pytest.mark.parametrize(
