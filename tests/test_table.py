@@ -122,6 +122,29 @@ def test_expire_after_is_pushed_back_by_new_occurrences(engine: Callable[..., En
     assert "expired after 1m" in row.journal[-1].text
 
 
+def test_a_shorter_expire_after_brings_the_expiry_forward(engine: Callable[..., Engine]) -> None:
+    """1h, then an occurrence saying 1m: the row expires at 70, not at 3600."""
+    eng = engine()
+    eng.process(ev(0, expire_after="1h"), 0)
+    eng.process(ev(10, expire_after="1m"), 10)
+    assert eng.tick(69) == []
+    assert kinds(eng.tick(70)) == ["alert.cleared"]
+    row = eng.table.get("h1:Down::")
+    assert row is not None and "expired after 1m" in row.journal[-1].text
+    assert kinds(eng.tick(3600)) == ["alert.deleted"]  # deleted at 190; the 1h timer is stale
+
+
+def test_a_recreated_row_expires_on_its_own_schedule(engine: Callable[..., Engine]) -> None:
+    """A deleted row's pending 1h timer does not delay its successor's 1m expiry."""
+    eng = engine()
+    eng.process(ev(0, expire_after="1h"), 0)
+    eng.process(ev(10, type="resolution"), 10)
+    eng.tick(200)  # deleted 120 s after it cleared
+    assert eng.table.get("h1:Down::") is None
+    eng.process(ev(300, expire_after="1m"), 300)
+    assert kinds(eng.tick(360)) == ["alert.cleared"]
+
+
 def test_cleared_rows_are_deleted_after_grace(engine: Callable[..., Engine]) -> None:
     """Cleared rows go away delete_cleared_after (120 s) later, unless they reopen."""
     eng = engine()

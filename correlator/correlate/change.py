@@ -114,7 +114,8 @@ class ChangeOperator(Operator):
         if len(changes) > MAX_PER_KEY:
             del changes[0]  # the oldest change of these values is forgotten: counted
             ctx.count("cap_hit", self.name)
-        ctx.schedule(at + self._within, self, (_WINDOW, key))
+        # kept `max_lateness` past its window: an alert stamped inside may still arrive
+        ctx.schedule(at + self._within + self._grace, self, (_WINDOW, key))
         self._annotate_born(key, changes, change, now, ctx)
 
     def _annotate_born(
@@ -192,7 +193,7 @@ class ChangeOperator(Operator):
             changes = self._windows.get(group)
             if changes is None:
                 return
-            changes[:] = [c for c in changes if c.at + self._within > now]
+            changes[:] = [c for c in changes if c.at + self._within + self._grace > now]
             if not changes:
                 del self._windows[group]
         elif what == _BORN:

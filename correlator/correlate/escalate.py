@@ -164,7 +164,8 @@ class EscalateOperator(Operator):
         clock = self._clocks.get(ident)
         if clock is not None and clock.alert is alert and transition in _CHANGES:
             # The common case first: a timed alert changed (or was held or let go).
-            if transition in (UPDATED, MODIFIED) and not self._matches(alert):
+            # A rule may match on `suppressed_by`, so a hold is re-checked too.
+            if transition != CREATED and not self._matches(alert):
                 del self._clocks[ident]  # it no longer qualifies: the clock stops
                 return
             held = alert.suppressed_by is not None and ctx.in_maintenance(alert)

@@ -44,7 +44,7 @@ class AlertTable:
         self._schedule = schedule
         self._stats = stats
         self._serial = 0
-        self._expiring: set[str] = set()  # identifiers with an expiry timer pending
+        self._expiring: dict[str, float] = {}  # identifier → its earliest pending expiry timer
         self.delete_cleared_after = delete_cleared_after
 
     def __len__(self) -> int:
@@ -171,9 +171,13 @@ class AlertTable:
             self._notify("deleted", row, now)
 
     def _arm_expiry(self, row: Alert) -> None:
-        if row.identifier not in self._expiring and row.expire_at is not None:
-            self._expiring.add(row.identifier)
-            self._schedule(row.expire_at, self, (_EXPIRE, row.identifier))
+        at = row.expire_at
+        if at is None:
+            return
+        armed = self._expiring.get(row.identifier)
+        if armed is None or at < armed:  # later expiries wait for the armed timer to re-arm
+            self._expiring[row.identifier] = at
+            self._schedule(at, self, (_EXPIRE, row.identifier))
 
     def on_timer(self, key: Hashable, now: float) -> None:
         """Expire or delete a row if the timer still applies (rows move on)."""
@@ -181,7 +185,9 @@ class AlertTable:
         what, identifier = key
         row = self.rows.get(identifier)
         if what == _EXPIRE:
-            self._expiring.discard(identifier)
+            if self._expiring.get(identifier) != now:
+                return  # superseded by an earlier timer, which handles the row
+            del self._expiring[identifier]
             if row is None or row.status == CLEARED or row.expire_at is None:
                 return
             if row.expire_at > now:

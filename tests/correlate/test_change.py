@@ -88,9 +88,21 @@ def test_window_is_closed_at_its_end(eng: Engine) -> None:
     feed(eng, down(1801, node="web-2"))
     assert suspect(eng) == "ci:Deploy:checkout-v42:"
     assert suspect(eng, "web-2:HTTPDown::") is None
-    assert eng.operators[NAME].size() == 1  # the window timer dropped the change
+    eng.tick(1800 + GRACE)
+    assert eng.operators[NAME].size() == 1  # the change is kept GRACE past its window's end
     eng.tick(1801 + GRACE)
     assert eng.operators[NAME].size() == 0  # and the alerts are done waiting for a late one
+
+
+def test_an_alert_stamped_inside_the_window_but_delivered_after_it_names_the_change(
+    eng: Engine,
+) -> None:
+    """Window [0, 1800]; time has moved to 1900 when an alert stamped 1700 arrives."""
+    feed(eng, deploy(0))
+    feed(eng, down(1900, node="web-9"))
+    feed(eng, down(1700), now=1900)
+    assert suspect(eng) == "ci:Deploy:checkout-v42:"
+    assert suspect(eng, "web-9:HTTPDown::") is None
 
 
 def test_alert_older_than_the_change_is_not_a_suspect(eng: Engine) -> None:

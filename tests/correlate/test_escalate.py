@@ -234,6 +234,25 @@ def test_an_alert_that_stops_matching_stops_the_clock(eng: Engine) -> None:
     assert pages(eng.tick(2000)) == []
 
 
+def test_a_rule_escalating_only_unsuppressed_alerts_restarts_after_a_hold(
+    engine: Callable[[str], Engine],
+) -> None:
+    """With `suppressed_by=""` in match, an inhibition stops the clock; the release restarts it."""
+    eng = engine(
+        RULES.replace("match: ['severity>=4']", "match: ['severity>=4', 'suppressed_by=\"\"']")
+        + """inhibit_rules:
+  - source_matchers: ['alertgroup="SiteDown"']
+    target_matchers: ['alertgroup="DiskFull"']
+"""
+    )
+    feed(eng, disk(0))
+    site = {"node": "r1", "alertgroup": "SiteDown", "severity": "critical", "timestamp": 60}
+    feed(eng, site)
+    feed(eng, {**site, "type": "resolution", "timestamp": 500})
+    assert pages(eng.tick(1399)) == []  # timed afresh from the release at 500
+    assert pages(eng.tick(1400)) == [("pager", [DB])]
+
+
 def test_time_in_maintenance_does_not_count(engine: Callable[[str], Engine]) -> None:
     """Open at 0, held 10m-40m: 10m counted before, 5m after → escalates at 45m."""
     eng = engine(RULES + MAINTENANCE)
