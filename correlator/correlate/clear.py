@@ -3,9 +3,11 @@
 The generic clear across identifiers (Netcool's generic-clear automation): a
 `LinkUp` on `node, alertkey` clears the `LinkDown` row of the same interface
 even though the two have different identifiers. Open problems are indexed by
-their `on` values, so a resolution costs one dict lookup. The index is built
-from the table when the engine starts the rule (one pass per load), so a rule
-added or changed by a reload clears problems already open.
+their `on` values, so a resolution costs one dict lookup. The index follows
+field changes (a minor that becomes critical can come to match `problem:`, a
+relabelled row moves to its new `on` values), and is built from the table when
+the engine starts the rule (one pass per load), so a rule added or changed by
+a reload clears problems already open.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from correlator.correlate.base import (
     CLEARED,
     CREATED,
     DELETED,
+    MODIFIED,
     REOPENED,
+    UPDATED,
     BuildEnv,
     Context,
     Operator,
@@ -38,7 +42,7 @@ class ClearRule(Rule):
 
 class ClearOperator(Operator):
     kind = "clear"
-    transitions = frozenset((CREATED, REOPENED, CLEARED, DELETED))
+    transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
 
     def __init__(self, spec: ClearRule) -> None:
         super().__init__(spec.name, spec)
@@ -60,29 +64,34 @@ class ClearOperator(Operator):
         self._key_of.clear()
         for alert in ctx.table.rows.values():
             if alert.status != CLEARED_STATUS:
-                self._index(alert)
+                self._index(alert, self._key(alert))
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
-        if transition in (CREATED, REOPENED):
-            self._index(alert)
-            return
-        key = self._key_of.pop(alert.identifier, ())
-        if key:
-            bucket = self._open.get(key)
-            if bucket is not None:
-                bucket[:] = [a for a in bucket if a.identifier != alert.identifier]
-                if not bucket:
-                    del self._open[key]
+        if transition in (CLEARED, DELETED) or alert.status == CLEARED_STATUS:
+            self._index(alert, None)
+        else:
+            self._index(alert, self._key(alert))
 
-    def _index(self, alert: Alert) -> None:
-        if (
-            alert.type == PROBLEM
-            and self._is_problem(alert)
-            and alert.identifier not in self._key_of
-        ):
-            key = self._on.of(alert)
+    def _key(self, alert: Alert) -> tuple[str, ...] | None:
+        """The `on` values an open row is filed under, or None when it is no problem of ours."""
+        if alert.type == PROBLEM and self._is_problem(alert):
+            return self._on.of(alert)
+        return None
+
+    def _index(self, alert: Alert, key: tuple[str, ...] | None) -> None:
+        ident = alert.identifier
+        old = self._key_of.get(ident)
+        if key == old:
+            return
+        if old is not None:
+            del self._key_of[ident]
+            bucket = self._open[old]
+            bucket[:] = [a for a in bucket if a.identifier != ident]
+            if not bucket:
+                del self._open[old]
+        if key is not None:
             self._open.setdefault(key, []).append(alert)
-            self._key_of[alert.identifier] = key
+            self._key_of[ident] = key
 
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
         if occ.type != RESOLUTION:

@@ -154,3 +154,45 @@ def test_unchanged_rule_keeps_its_index_over_a_reload(
     assert eng.operators[NAME] is before
     feed(eng, up(10))
     assert status(eng) == "cleared"
+
+
+def test_a_row_that_comes_to_match_problem_is_cleared(engine: Callable[[str], Engine]) -> None:
+    """Created minor (not a problem of `severity>=major`), updated to critical: now it is."""
+    eng = engine(
+        RULES.replace(
+            "problem: ['alertgroup=~\"LinkDown|IfDown\"']",
+            "problem: ['alertgroup=\"LinkDown\"', 'severity>=major']",
+        )
+    )
+    feed(eng, down(0, severity="minor"))
+    feed(eng, down(10, severity="critical"))
+    feed(eng, up(20))
+    assert status(eng) == "cleared"
+
+
+def test_a_row_whose_on_values_change_moves_in_the_index(engine: Callable[[str], Engine]) -> None:
+    """on: [labels.peer]: after the row's peer changes from p1 to p2, p2's recovery clears it
+    and p1's no longer does."""
+    eng = engine(RULES.replace("on: [node, alertkey]", "on: [labels.peer]"))
+    feed(eng, down(0, labels={"peer": "p1"}))
+    feed(eng, down(10, labels={"peer": "p2"}))
+    feed(eng, up(20, node="r9", labels={"peer": "p1"}))
+    assert status(eng) == "open"
+    feed(eng, up(30, node="r9", labels={"peer": "p2"}))
+    assert status(eng) == "cleared"
+    assert eng.operators[NAME].size() == 0
+
+
+def test_a_row_that_stops_matching_leaves_the_index(engine: Callable[[str], Engine]) -> None:
+    """Downgraded below `severity>=major`, it is no problem of the rule's any more."""
+    eng = engine(
+        RULES.replace(
+            "problem: ['alertgroup=~\"LinkDown|IfDown\"']",
+            "problem: ['alertgroup=\"LinkDown\"', 'severity>=major']",
+        )
+    )
+    feed(eng, down(0))
+    feed(eng, down(10, severity="minor"))
+    assert eng.operators[NAME].size() == 0
+    feed(eng, up(20))
+    assert status(eng) == "open"
