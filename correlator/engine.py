@@ -80,7 +80,9 @@ class Engine:
         )
         self._out: list[Change] = []
         self._suppressors: dict[str, list[str]] = {}
-        self._retired: set[str] = set()  # rule names whose suppressions may be stale
+        # rules removed or changed by a reload (their last running version), whose
+        # suppressions may be stale until the next entry starts the new versions
+        self._retired: dict[str, Operator] = {}
         self._claims: set[tuple[str, str]] | None = None  # re-claimed while starting
         self._newest = float("-inf")
         self.operators: dict[str, Operator] = {}
@@ -98,7 +100,9 @@ class Engine:
         self._normalizer = rules.normalizer
         self._unstarted = [op for op in kept if self.operators.get(op.name) is not op]
         fresh = {op.name: op for op in kept}
-        self._retired |= {name for name, op in self.operators.items() if fresh.get(name) is not op}
+        for name, op in self.operators.items():
+            if fresh.get(name) is not op:
+                self._retired.setdefault(name, op)
         self.operators = fresh
         self._event_ops: RuleIndex[tuple[Operator, Predicate]] = RuleIndex(
             [((op, op.event_filter), op.event_keys) for op in kept if op.event_filter is not None]
@@ -179,12 +183,16 @@ class Engine:
         self._claims = set()
         for op in operators:
             op.start(now, self)
-        retired, self._retired = self._retired, set()
+        retired, self._retired = self._retired, {}
         for identifier, holders in list(self._suppressors.items()):
             alert = self.table.get(identifier)
             for by in [by for by in holders if by in retired]:
                 if alert is not None and (identifier, by) not in self._claims:
+                    retired[by].retire(alert, now)
+                    shown = alert.suppressed_by == by
                     self.unsuppress(alert, now, by, "the rule was removed or changed by a reload")
+                    if not shown:  # nothing was published: tell rules that watch holds
+                        self._transition("modified", alert, now)
         self._claims = None
         removed = retired - self.operators.keys()
         if removed:
@@ -258,9 +266,9 @@ class Engine:
     def suppress(self, alert: Alert, now: float, by: str, why: str) -> None:
         """Add a suppressor; `suppressed_by` names the first one still holding."""
         holders = self._suppressors.setdefault(alert.identifier, [])
+        if self._claims is not None:  # starting after a reload: this hold is current
+            self._claims.add((alert.identifier, by))
         if by in holders:
-            if self._claims is not None:
-                self._claims.add((alert.identifier, by))
             return
         holders.append(by)
         alert.note(now, by, f"suppressed: {why}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,3 +250,108 @@ def test_changed_rules_keep_the_alerts_they_raised(ruleset: Callable[[str], Rule
     assert not [c for c in eng.tick(70) if c.kind == "alert.cleared"]
     eng.process({"node": "db-1", "alertgroup": "Heartbeat", "type": "info", "timestamp": 80}, 80)
     assert eng.table.rows["correlator:heartbeat-lost:db-1"].status == "cleared"
+
+
+RELOAD_RULES = """
+inhibit_rules:
+  - name: site-down
+    source_matchers: ['alertgroup="SiteDown"']
+    target_matchers: ['severity="minor"']
+    equal: [site]
+correlate:
+  - name: planned
+    kind: maintenance
+    match: ['node="h1"']
+    schedule: {start: 1970-01-01T00:00:00Z, end: 1970-01-01T01:00:00Z}
+  - name: link-flap
+    kind: flapping
+    match: ['alertgroup="Ping"']
+    changes: 3
+  - name: page
+    kind: escalate
+    match: ['severity>=major']
+    after: 10m
+    set: {labels.priority: P1}
+"""
+
+
+def _ev(node: str, at: float, severity: str = "major", **extra: Any) -> dict[str, Any]:
+    group = "SiteDown" if node == "r1" else "Ping"
+    event = {"node": node, "alertgroup": group, "severity": severity, "timestamp": at}
+    return {**event, "labels": {"site": "a"}, **extra}
+
+
+def test_a_changed_rule_keeps_what_its_new_version_holds_for_the_first_time(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """Inhibit widened to majors, maintenance lengthened, topology given a new edge: each new
+    version's holds survive its start, including alerts the old version did not hold."""
+    eng = Engine(ruleset(RELOAD_RULES))
+    eng.process(_ev("r1", 100, "critical"), 100)
+    eng.process(_ev("h2", 101), 101)  # a major: not a target yet
+    eng.process(_ev("h1", 102, "minor"), 102)  # inhibited and in maintenance
+    wider = RELOAD_RULES.replace('severity="minor"', 'severity<="major"')
+    eng.load(ruleset(wider.replace("T01:00:00Z", "T02:00:00Z")))
+    changes = eng.tick(110)
+    assert [(c.kind, c.alert.identifier) for c in changes if c.alert] == [
+        ("alert.suppressed", "h2:Ping::")
+    ]
+    assert set(eng.suppressors(eng.table.rows["h1:Ping::"])) == {"site-down", "planned"}
+    assert eng.suppressors(eng.table.rows["h2:Ping::"]) == ("site-down",)
+    assert eng.table.rows["h1:Ping::"].annotations["send_resolved"] == "false"
+
+
+def test_a_topology_rule_given_a_new_edge_holds_the_new_symptom(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    graph = "topology:\n  core: {}\n  h2: {depends_on: [core]}\n"
+    rule = "correlate:\n  - name: uplink\n    kind: topology\n    match: ['alertgroup=\"Ping\"']\n"
+    eng = Engine(ruleset(graph + rule))
+    for node, at in (("core", 100), ("h1", 101), ("h2", 102)):
+        eng.process(_ev(node, at), at)
+    eng.load(ruleset(graph + "  h1: {depends_on: [core]}\n" + rule))
+    eng.tick(110)
+    h1 = eng.table.rows["h1:Ping::"]
+    assert (h1.parent, h1.suppressed_by) == ("core:Ping::", "uplink")
+
+
+def test_a_reload_releasing_a_hidden_maintenance_hold_resumes_escalation(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """h1 shows the inhibit; the maintenance hold that came behind it at 300 goes with its rule
+    at 400: the release is published (`modified`), so the escalation clock, paused after 198 s,
+    resumes and the alert escalates at 400 + 402."""
+    rules = RELOAD_RULES.replace('severity="minor"', 'severity="major"')
+    eng = Engine(ruleset(rules.replace("T00:00:00Z", "T00:05:00Z")))
+    eng.process(_ev("r1", 100, "critical"), 100)
+    eng.process(_ev("h1", 102), 102)
+    eng.tick(300)
+    row = eng.table.rows["h1:Ping::"]
+    assert row.suppressed_by == "site-down" and eng.in_maintenance(row)
+    without = (
+        rules.split("  - name: planned")[0]
+        + "  - name: link-flap"
+        + rules.split("  - name: link-flap")[1]
+    )
+    eng.load(ruleset(without))
+    assert [c.kind for c in eng.tick(400)] == ["alert.updated"]
+    assert not eng.in_maintenance(row)
+    eng.tick(801)
+    assert "priority" not in row.labels
+    eng.tick(802)
+    assert row.labels["priority"] == "P1"
+
+
+def test_a_reload_release_takes_the_rules_marks_with_it(ruleset: Callable[[str], RuleSet]) -> None:
+    """Flapping's label and maintenance's no-recovery mark go with the holds they explained."""
+    eng = Engine(ruleset(RELOAD_RULES))
+    for at, kind in ((100, "problem"), (110, "resolution"), (120, "problem")):
+        eng.process(_ev("h1", at, type=kind), at)
+    row = eng.table.rows["h1:Ping::"]
+    assert row.labels.get("flapping") == "true" and row.annotations.get("send_resolved") == "false"
+    eng.load(ruleset("{}"))
+    assert [c.kind for c in eng.tick(130)] == ["alert.updated", "alert.unsuppressed"]
+    assert "flapping" not in row.labels and "send_resolved" not in row.annotations
+    notes = [(j.who, j.text) for j in row.journal[-4:]]
+    assert ("link-flap", "no longer flapping: the rule was removed or changed") in notes
+    assert ("planned", "released open by a reload: its recovery will be notified") in notes

@@ -118,6 +118,13 @@ class Operator:
         """Entries of state held (windows, groups, pairs): for metrics and bounds."""
         return 0
 
+    def retire(self, alert: Alert, now: float) -> None:
+        """A reload removed or changed this rule and its new version does not hold `alert`.
+
+        The engine is about to release the rule's suppression; first undo the marks
+        only that hold explains (a label, an annotation), with a journal note.
+        """
+
     def refused(self, transition: str, ctx: Context) -> None:
         """A row the rule does not track was refused: the rule is at its cap.
 

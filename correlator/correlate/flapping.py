@@ -220,6 +220,12 @@ class FlappingOperator(Operator):
     def size(self) -> int:
         return len(self._rows)
 
+    def retire(self, alert: Alert, now: float) -> None:
+        """Released by a reload: the `flapping` label goes with the hold it explained."""
+        if alert.labels.get(LABEL) == "true":
+            del alert.labels[LABEL]
+            alert.note(now, self.name, "no longer flapping: the rule was removed or changed")
+
 
 def build(spec: FlappingRule, env: BuildEnv) -> FlappingOperator:
     return FlappingOperator(spec)

@@ -349,10 +349,10 @@ class MaintenanceOperator(Operator):
                 now, self.name, "opened inside the maintenance window: no recovery notification"
             )
         self._held[alert.identifier] = alert
-        if self.holds(alert, ctx):
+        already, shown = self.holds(alert, ctx), alert.suppressed_by
+        ctx.suppress(alert, now, self.name, f"maintenance window {self._what}")  # or re-claims
+        if already:
             return
-        shown = alert.suppressed_by
-        ctx.suppress(alert, now, self.name, f"maintenance window {self._what}")
         if shown is not None:  # another rule's suppression is shown: publish the hold anyway
             ctx.modify(alert, now, self.name, "in maintenance: escalation paused")
 
@@ -382,6 +382,16 @@ class MaintenanceOperator(Operator):
 
     def size(self) -> int:
         return len(self._open)
+
+    def retire(self, alert: Alert, now: float) -> None:
+        """Released by a reload: an open alert born in the window will notify its recovery."""
+        if (
+            alert.status != STATUS_CLEARED
+            and alert.annotations.get(MAINTENANCE_ANNOTATION) == self.name
+        ):
+            del alert.annotations[MAINTENANCE_ANNOTATION]
+            alert.annotations.pop(SEND_RESOLVED_ANNOTATION, None)
+            alert.note(now, self.name, "released open by a reload: its recovery will be notified")
 
 
 def build(spec: MaintenanceRule, env: BuildEnv) -> MaintenanceOperator:
