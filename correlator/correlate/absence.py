@@ -145,11 +145,14 @@ class AbsenceOperator(Operator):
             ctx.count("late", self.name)  # says nothing about the time after `last`
             return
         else:
-            silence = at - w.last if w.trigger is not None else None
+            first = w.trigger is None  # an expected group's first event since the rule loaded
+            silence = None if first else at - w.last
             w.last = max(w.last, at)
             w.trigger = occ
             if w.alert is not None:
                 self._clear(key, w, occ, silence, now, ctx)
+            elif first:
+                self._clear_leftover(w, occ, now, ctx)
         self._arm(key, w, ctx)
 
     def _clear(

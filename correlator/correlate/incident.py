@@ -360,9 +360,14 @@ class IncidentOperator(Operator):
         issued[base] = n
         return ident
 
-    def _prune(self, ctx: Context, *, full: bool = False) -> None:
-        """Forget starts no new member can share a second with; make room for one when `full`."""
-        issued, order, horizon = self._issued, self._issued_at, self._newest - self._grace
+    def _prune(self, ctx: Context, *, now: float = float("-inf"), full: bool = False) -> None:
+        """Forget starts no new member can share a second with; make room for one when `full`.
+
+        A member can be no older than the newest joining alert, or the clock `now`, minus
+        `max_lateness`.
+        """
+        horizon = max(self._newest, now) - self._grace
+        issued, order = self._issued, self._issued_at
         while order and (order[0][0] + 1.0 < horizon or (full and len(issued) >= self._cap)):
             if order[0][0] + 1.0 >= horizon:
                 ctx.count("incident_id_cap", self.name)  # forgotten early: an id may repeat
@@ -387,7 +392,7 @@ class IncidentOperator(Operator):
         if group is not None and group.last + self._window + self._grace <= now:
             del self._groups[key]
             self._close_window(group)
-            self._prune(ctx)
+            self._prune(ctx, now=now)
 
     def _close_window(self, group: _Group) -> None:
         """No member may join the group's current incident any more."""

@@ -242,6 +242,22 @@ def test_alert_left_open_by_a_reset_rule_is_cleared(
     assert "alert raised before the rule's state was reset" in row.journal[-1].text
 
 
+def test_alert_left_open_for_an_expected_group_is_cleared(
+    engine: Callable[[str], Engine], ruleset: Callable[[str], RuleSet]
+) -> None:
+    """The same for an `expect:` group, which the new version watches from its load."""
+    eng = engine(expecting("db1"))
+    eng.tick(0)
+    eng.tick(120)
+    assert eng.table.rows[DB1].status == "open"
+    eng.load(ruleset(expecting("db1").replace("for: 2m", "for: 3m")))
+    eng.tick(130)
+    feed(eng, beat(200))
+    row = eng.table.rows[DB1]
+    assert row.status == "cleared"
+    assert "alert raised before the rule's state was reset" in row.journal[-1].text
+
+
 def test_alert_cleared_by_someone_else_forgets_the_group(eng: Engine) -> None:
     """Clearing the alert by hand says the source is gone: no new alert until it reports."""
     feed(eng, beat(0))
