@@ -169,6 +169,9 @@ class TopologyOperator(Operator):
         self._root_of: dict[str, Alert] = {}  # open symptom → its root alert
         self._symptoms: dict[str, dict[str, Alert]] = {}  # root identifier → open symptoms
         self._held: dict[str, str] = {}  # parent we set, by identifier (kept while cleared)
+        # parent another rule had set (a threshold or incident group) before we set ours:
+        # given back on release if that alert is still open
+        self._before: dict[str, str] = {}
 
     def start(self, now: float, ctx: Context) -> None:
         """(Re)build the state from the open rows: a new or changed rule knows them at once.
@@ -190,6 +193,7 @@ class TopologyOperator(Operator):
             self._root_of,
             self._symptoms,
             self._held,
+            self._before,
         )
         for state in states:
             state.clear()
@@ -223,6 +227,7 @@ class TopologyOperator(Operator):
                 self._join(transition, alert, node, now, ctx)
         if deleted:
             self._held.pop(alert.identifier, None)  # the engine dropped its suppressors
+            self._before.pop(alert.identifier, None)
 
     def _best_root(self, node: str, before: int, keep: str = "") -> Alert | None:
         """The root for a member on `node` with join number `before`, or None if it has none.
@@ -332,6 +337,8 @@ class TopologyOperator(Operator):
             self._drop_symptom(previous.identifier, sid)
         self._root_of[sid] = root
         self._symptoms.setdefault(root.identifier, {})[sid] = symptom
+        if symptom.parent not in (None, root.identifier, self._held.get(sid)):
+            self._before[sid] = symptom.parent  # another rule's group: remembered
         self._held[sid] = root.identifier
         why = f"{symptom.node} depends on {root.node}, where {root.identifier} is open"
         if ctx.would_cycle(symptom, root.identifier):
@@ -391,11 +398,14 @@ class TopologyOperator(Operator):
 
     def _release(self, alert: Alert, now: float, ctx: Context, why: str) -> None:
         root_id = self._held.pop(alert.identifier, None)
+        before = self._before.pop(alert.identifier, None)
         if root_id is None:
             return
         if alert.parent == root_id:
-            alert.parent = None
-            ctx.modify(alert, now, self.name, f"no longer a symptom of {root_id}: {why}")
+            group = ctx.table.get(before) if before is not None else None
+            alert.parent = before if group is not None and group.status != CLEARED_STATUS else None
+            back = f"; parent back to {alert.parent}" if alert.parent else ""
+            ctx.modify(alert, now, self.name, f"no longer a symptom of {root_id}: {why}{back}")
         ctx.unsuppress(alert, now, self.name, why)
 
     def size(self) -> int:

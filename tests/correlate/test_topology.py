@@ -494,3 +494,29 @@ def test_engines_sharing_a_rule_set_do_not_share_state(ruleset: Callable[[str], 
     second.process(down("core", 0), 0)
     second.process(down("h1", 1), 1)
     assert parent_of(second, "h1") == "core:NodeDown::"
+
+
+def test_a_group_parent_is_given_back_when_the_root_leaves(
+    engine: Callable[[str], Engine],
+) -> None:
+    """h1 and h2 are counted by a threshold first (parent: its alert); core's alert takes them
+    as symptoms; when core clears, the threshold alert, still open, is their parent again."""
+    eng = engine(
+        RULES
+        + """  - name: outage
+    kind: threshold
+    match: ['alertgroup="Unreachable"']
+    count: 2
+    window: 5m
+"""
+    )
+    feed(eng, down("h1", 0, "Unreachable"))
+    feed(eng, down("h2", 1, "Unreachable"))
+    assert row(eng, "h1", "Unreachable").parent == "correlator:outage"
+    feed(eng, down("core", 2))
+    assert row(eng, "h1", "Unreachable").parent == "core:NodeDown::"
+    feed(eng, up("core", 10))
+    h1 = row(eng, "h1", "Unreachable")
+    assert (h1.parent, h1.suppressed_by) == ("correlator:outage", None)
+    assert h1.journal[-2].text.endswith("parent back to correlator:outage")
+    assert eng.operators[NAME]._before == {}  # type: ignore[attr-defined]
