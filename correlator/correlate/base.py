@@ -92,7 +92,7 @@ class Operator:
     """Base of every correlation kind; subclasses override what they use."""
 
     kind: ClassVar[str] = ""
-    transitions: ClassVar[frozenset[str]] = frozenset()
+    transitions: frozenset[str] = frozenset()  # a rule may narrow its kind's set
     pauses_escalation: ClassVar[bool] = False  # its suppressions stop escalation clocks
 
     def __init__(self, name: str, spec: Any) -> None:

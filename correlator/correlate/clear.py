@@ -12,7 +12,7 @@ a reload clears problems already open.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from correlator.correlate.base import (
     CLEARED,
@@ -40,6 +40,10 @@ class ClearRule(Rule):
     on: FieldNames
 
 
+# Fields no rule changes on a row (`modified`); a new occurrence may change `type`.
+_FIXED: Final = frozenset(("identifier", "node", "alertgroup", "alertkey", "manager", "agent"))
+
+
 class ClearOperator(Operator):
     kind = "clear"
     transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
@@ -55,6 +59,9 @@ class ClearOperator(Operator):
         self.event_filter = all_of([*(m.test for m in (*scope, *resolution)), *extra])
         self.event_keys = [m for m in (*scope, *resolution) if m.is_equality]
         self._on = FieldKey(spec.on)
+        reads = {m.name for m in (*scope, *problem)} | set(spec.on)
+        if when is None and reads <= _FIXED:  # rules' changes cannot move the row: skip them
+            self.transitions = self.transitions - {MODIFIED}
         self._open: dict[tuple[str, ...], list[Alert]] = {}  # mostly one problem per key
         self._key_of: dict[str, tuple[str, ...]] = {}
 
@@ -67,10 +74,11 @@ class ClearOperator(Operator):
                 self._index(alert, self._key(alert))
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
-        if transition in (CLEARED, DELETED) or alert.status == CLEARED_STATUS:
-            self._index(alert, None)
-        else:
-            self._index(alert, self._key(alert))
+        key = None
+        if alert.status != CLEARED_STATUS and transition != DELETED:
+            key = self._key(alert)
+        if key != self._key_of.get(alert.identifier):  # mostly equal: nothing to move
+            self._index(alert, key)
 
     def _key(self, alert: Alert) -> tuple[str, ...] | None:
         """The `on` values an open row is filed under, or None when it is no problem of ours."""
@@ -79,10 +87,9 @@ class ClearOperator(Operator):
         return None
 
     def _index(self, alert: Alert, key: tuple[str, ...] | None) -> None:
+        """File the row under `key` (None: nowhere), out of where it was."""
         ident = alert.identifier
         old = self._key_of.get(ident)
-        if key == old:
-            return
         if old is not None:
             del self._key_of[ident]
             bucket = self._open[old]

@@ -196,3 +196,28 @@ def test_a_row_that_stops_matching_leaves_the_index(engine: Callable[[str], Engi
     assert eng.operators[NAME].size() == 0
     feed(eng, up(20))
     assert status(eng) == "open"
+
+
+def test_a_rule_made_change_can_make_a_problem(engine: Callable[[str], Engine]) -> None:
+    """An escalation raises a minor to critical: a `severity>=critical` problem now, cleared
+    by the next recovery. (A rule reading only fields no rule changes skips such changes.)"""
+    only_critical = RULES.replace(
+        "problem: ['alertgroup=~\"LinkDown|IfDown\"']",
+        "problem: ['alertgroup=\"LinkDown\"', 'severity>=critical']",
+    )
+    eng = engine(
+        only_critical
+        + """  - name: louder
+    kind: escalate
+    match: ['alertgroup="LinkDown"']
+    after: 1m
+    set: {severity: critical}
+"""
+    )
+    assert "modified" in eng.operators[NAME].transitions
+    feed(eng, down(0, severity="minor"))
+    eng.tick(60)
+    assert eng.table.rows[DOWN].severity == 5
+    feed(eng, up(70))
+    assert status(eng) == "cleared"
+    assert "modified" not in engine(RULES).operators[NAME].transitions
