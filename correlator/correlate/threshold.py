@@ -234,7 +234,9 @@ class ThresholdOperator(Operator):
             g.count += 1
             changed = True
         else:
-            value = as_text(self._distinct(occ))
+            value = self._distinct(occ)
+            if type(value) is not str:
+                value = as_text(value)
             if value not in g.values:
                 if len(g.values) < MAX_VALUES:
                     g.values.add(value)
