@@ -226,13 +226,14 @@ class Engine:
         if self._snapshots:
             change.snapshot = alert.to_dict()
         self._out.append(change)
+        if transition == "repeated":  # most changes: only rules reading tally see them
+            for op in self._tally_watchers:
+                op.on_transition("updated", alert, now, self)
+            return
         if transition == "deleted":
             self._suppressors.pop(alert.identifier, None)
         for op in self._by_transition.get(transition, ()):
             op.on_transition(transition, alert, now, self)
-        if transition == "repeated":
-            for op in self._tally_watchers:
-                op.on_transition("updated", alert, now, self)
 
     # -- Context: what operators may do -----------------------------------------
 

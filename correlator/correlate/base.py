@@ -28,8 +28,9 @@ from correlator.table.table import AlertTable
 
 # Row transitions operators may subscribe to.
 CREATED = "created"
-UPDATED = "updated"  # a deduplicated occurrence that changed a field
-REPEATED = "repeated"  # a deduplicated occurrence that only counted (tally, last_occurrence)
+# a deduplicated occurrence that changed a field; one that only counted (tally,
+# last_occurrence) reaches only rules whose conditions read `tally`, as `updated`
+UPDATED = "updated"
 REOPENED = "reopened"
 CLEARED = "cleared"
 DELETED = "deleted"
