@@ -24,6 +24,7 @@ import json
 import random
 import tempfile
 import time
+import timeit
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,16 @@ def measure(
     return rates[-1], rates[len(rates) // 2], per_alert
 
 
+def calibration_ms() -> float:
+    """A fixed pure-Python workload, timed: how fast this machine runs Python right now.
+
+    The project's VMs vary two- to threefold in speed from day to day, and even
+    within an hour; printed beside each figure it tells which runs are comparable.
+    """
+    runs = timeit.repeat("sorted(str(i) for i in range(10000))", number=20, repeat=5)
+    return min(runs) / 20 * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
@@ -257,11 +268,15 @@ def main() -> None:
     # walking the harness's own input, which cost about 12 % of the every-kind run.
     gc.collect()
     gc.freeze()
+    speed = calibration_ms()
     print(f"events: {args.events}, identifiers: {args.identifiers}, normalize rules: 50")
+    print(f"calibration before: {speed:.2f} ms for a fixed Python workload (lower is faster)")
     best, median, per_alert = measure("normalize+clear", basic, events, args.identifiers, args.runs)
     best_all, median_all, per_alert_all = measure(
         "every kind", full, mixed, args.identifiers, args.runs
     )
+    after = calibration_ms()
+    print(f"calibration after: {after:.2f} ms")
     print(json.dumps({
         "events_per_second": round(best),
         "events_per_second_median": round(median),
@@ -272,6 +287,7 @@ def main() -> None:
         "events": args.events,
         "identifiers": args.identifiers,
         "normalize_rules": 50,
+        "calibration_ms": [round(speed, 2), round(after, 2)],
     }))  # fmt: skip
 
 
