@@ -49,12 +49,19 @@ PUBLIC_KIND: Final = {
 
 
 _TALLY = re.compile(r"\btally\s*(?:>=|<=|!=|==|=~|!~|=|>|<)")
+_LINKS = re.compile(r"\b(?:parent|incident)\b")
 
 
 def _reads_tally(spec: Any) -> bool:
     """Whether a rule's matchers or CEL condition compare `tally`."""
     dump = getattr(spec, "model_dump_json", None)
     return dump is not None and _TALLY.search(dump()) is not None
+
+
+def _may_read_links(spec: Any) -> bool:
+    """Whether a rule may read `parent` or `incident` (any mention counts: conservative)."""
+    dump = getattr(spec, "model_dump_json", None)
+    return dump is None or _LINKS.search(dump()) is not None
 
 
 class Engine:
@@ -115,6 +122,10 @@ class Engine:
         # a tally-only repeat changes no field, except for rules whose conditions read tally
         self._tally_watchers = tuple(
             op for op in kept if "updated" in op.transitions and _reads_tally(op.spec)
+        )
+        # a change of `parent`/`incident` alone concerns only rules that may read them
+        self._link_watchers = tuple(
+            op for op in by_transition.get("modified", ()) if _may_read_links(op.spec)
         )
 
     # -- the two entry points -------------------------------------------------
@@ -328,10 +339,25 @@ class Engine:
                 return True
         return False
 
-    def modify(self, alert: Alert, now: float, who: str, why: str) -> None:
+    def modify(
+        self, alert: Alert, now: float, who: str, why: str, *, links_only: bool = False
+    ) -> None:
+        """Publish a rule's change to a row (noted in its journal) and dispatch `modified`.
+
+        `links_only`: only `parent` or `incident` changed, which most rules never
+        read; they are spared the dispatch (a storm sets a parent per member).
+        """
         alert.state_change = now
         alert.note(now, who, why)
-        self._transition("modified", alert, now)
+        if not links_only:
+            self._transition("modified", alert, now)
+            return
+        change = Change(now, PUBLIC_KIND["modified"], alert)
+        if self._snapshots:
+            change.snapshot = alert.to_dict()
+        self._out.append(change)
+        for op in self._link_watchers:
+            op.on_transition("modified", alert, now, self)
 
     def count(self, what: str, rule: str) -> None:
         self.stats.rule_events[(rule, what)] += 1

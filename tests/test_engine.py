@@ -355,3 +355,34 @@ def test_a_reload_release_takes_the_rules_marks_with_it(ruleset: Callable[[str],
     notes = [(j.who, j.text) for j in row.journal[-4:]]
     assert ("link-flap", "no longer flapping: the rule was removed or changed") in notes
     assert ("planned", "released open by a reload: its recovery will be notified") in notes
+
+
+def test_rules_reading_parent_see_a_parent_being_set(ruleset: Callable[[str], RuleSet]) -> None:
+    """Setting `parent` is dispatched only to rules that may read it: an escalation limited to
+    parentless alerts stops when a threshold makes the alert a member (and rules that do not
+    read `parent` are spared the dispatch)."""
+    eng = Engine(
+        ruleset("""
+correlate:
+  - name: outage
+    kind: threshold
+    match: ['alertgroup="Ping"']
+    count: 2
+    window: 5m
+  - name: page
+    kind: escalate
+    match: ['severity>=major', 'parent=""']
+    after: 10m
+    set: {labels.priority: P1}
+  - name: flap
+    kind: flapping
+    match: ['alertgroup="Ping"']
+""")
+    )
+    assert [op.name for op in eng._link_watchers] == ["page"]
+    eng.process(_ev("h1", 0), 0)
+    eng.process(_ev("h2", 60), 60)  # the threshold is reached: both get the outage as parent
+    row = eng.table.rows["h1:Ping::"]
+    assert row.parent == "correlator:outage"
+    eng.tick(601)
+    assert "priority" not in row.labels  # its clock stopped when it got a parent

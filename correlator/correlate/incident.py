@@ -284,7 +284,9 @@ class IncidentOperator(Operator):
         old = self._wrote.pop(ident)
         if alert.parent == old:
             alert.parent = None
-            ctx.modify(alert, now, self.name, f"parent {old} unset: its incident closed")
+            ctx.modify(
+                alert, now, self.name, f"parent {old} unset: its incident closed", links_only=True
+            )
 
     def _join(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         """An open matching alert that belongs to no live incident of this rule."""
@@ -482,7 +484,7 @@ class IncidentOperator(Operator):
             elif notes and alert is root:
                 notes.append("root cause")
             if notes:
-                ctx.modify(alert, now, self.name, "; ".join(notes))
+                ctx.modify(alert, now, self.name, "; ".join(notes), links_only=True)
 
     def size(self) -> int:
         return len(self._groups) + len(self._of) + len(self._wrote) + len(self._issued)

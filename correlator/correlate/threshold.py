@@ -279,7 +279,7 @@ class ThresholdOperator(Operator):
             return
         row.parent = alert.identifier
         why = f"parent set to {alert.identifier}: counted for {self._desc(g)}"
-        ctx.modify(row, now, self.name, why)
+        ctx.modify(row, now, self.name, why, links_only=True)
 
     def _reset(self, key: Key, occ: Alert, at: float, now: float, ctx: Context) -> None:
         """Discard the group's count up to the reset's time; clear a raised alert it postdates."""

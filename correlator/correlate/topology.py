@@ -345,7 +345,9 @@ class TopologyOperator(Operator):
             ctx.count("parent_cycle", self.name)  # another rule made the root our child
         elif symptom.parent != root.identifier:
             symptom.parent = root.identifier
-            ctx.modify(symptom, now, self.name, f"symptom of {root.identifier}: {why}")
+            ctx.modify(
+                symptom, now, self.name, f"symptom of {root.identifier}: {why}", links_only=True
+            )
         ctx.suppress(symptom, now, self.name, why)
 
     def _drop_symptom(self, root_id: str, sid: str) -> None:
@@ -405,7 +407,8 @@ class TopologyOperator(Operator):
             group = ctx.table.get(before) if before is not None else None
             alert.parent = before if group is not None and group.status != CLEARED_STATUS else None
             back = f"; parent back to {alert.parent}" if alert.parent else ""
-            ctx.modify(alert, now, self.name, f"no longer a symptom of {root_id}: {why}{back}")
+            note = f"no longer a symptom of {root_id}: {why}{back}"
+            ctx.modify(alert, now, self.name, note, links_only=True)
         ctx.unsuppress(alert, now, self.name, why)
 
     def size(self) -> int:
