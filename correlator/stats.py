@@ -17,5 +17,4 @@ class Stats:
     resolutions_late: int = 0
     discarded: Counter[str] = field(default_factory=Counter)  # by normalize rule
     dead_lettered: Counter[str] = field(default_factory=Counter)  # by reason
-    rule_hits: Counter[str] = field(default_factory=Counter)  # by rule name
     rule_events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, what)
