@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Final
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 _UNITS = (86400.0, 3600.0, 60.0, 1.0, 0.001)
+# Epoch seconds from 1970 up to the end of year 9999 (what dates can be written for).
+MAX_TIMESTAMP: Final = 253_402_300_800.0
 
 
 def parse_duration(value: object) -> float:
@@ -15,8 +19,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative: {value!r}")
+        if not 0 <= value < math.inf:
+            raise ValueError(f"a duration must be a finite number of seconds ≥ 0, not {value!r}")
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"not a duration: {value!r}")
@@ -46,20 +50,32 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+def check_timestamp(at: float, value: object) -> float:
+    """`at` if it is a time between 1970 and 9999; epoch milliseconds are the usual mistake."""
+    if 0.0 <= at < MAX_TIMESTAMP:
+        return at
+    hint = (
+        " (epoch milliseconds? use seconds)" if MAX_TIMESTAMP <= at < MAX_TIMESTAMP * 1000 else ""
+    )
+    raise ValueError(f"not a timestamp between 1970 and 9999: {value!r}{hint}")
+
+
 def parse_timestamp(value: object) -> float:
     """Epoch seconds from a number or an RFC 3339 string (naive times are UTC)."""
     if isinstance(value, bool):
         raise ValueError(f"not a timestamp: {value!r}")
     if isinstance(value, int | float):
-        return float(value)
+        return check_timestamp(float(value), value)
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
         text = value.strip()
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             pass
+        else:
+            return check_timestamp(number, value)
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
@@ -68,4 +84,4 @@ def parse_timestamp(value: object) -> float:
         raise ValueError(f"not a timestamp: {value!r}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return check_timestamp(moment.timestamp(), value)

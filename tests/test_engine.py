@@ -386,3 +386,10 @@ correlate:
     assert row.parent == "correlator:outage"
     eng.tick(601)
     assert "priority" not in row.labels  # its clock stopped when it got a parent
+
+
+def test_a_template_failing_on_its_data_renders_the_error() -> None:
+    """A Python error inside a template (division by zero) is shown, never raised."""
+    template = Template("G{{ 10 // raw.d }}", prefix="raw")
+    assert template.render({"d": 5}) == "G2"
+    assert template.render({"d": 0}).startswith("<template error: ZeroDivisionError")

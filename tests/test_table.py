@@ -180,6 +180,12 @@ def test_tick_does_nothing_when_nothing_is_due(engine: Callable[..., Engine]) ->
         ({"node": "h1", "alertgroup": "D", "labels": "x"}, "must be a map"),
         ({"node": "h1", "alertgroup": "D", "labels": {"a": {"b": 1}}}, "labels.a must be a string"),
         ({"node": "h1", "alertgroup": "D", "timestamp": "yesterday"}, "not a timestamp"),
+        ({"node": "h1", "alertgroup": "D", "timestamp": "nan"}, "not a timestamp"),
+        ({"node": "h1", "alertgroup": "D", "timestamp": float("nan")}, "between 1970 and 9999"),
+        ({"node": "h1", "alertgroup": "D", "timestamp": float("inf")}, "between 1970 and 9999"),
+        ({"node": "h1", "alertgroup": "D", "timestamp": 1767225600000}, "epoch milliseconds"),
+        ({"node": "h1", "alertgroup": "D", "timestamp": -1}, "between 1970 and 9999"),
+        ({"node": "h1", "alertgroup": "D", "expire_after": float("inf")}, "finite number"),
     ],
 )
 def test_invalid_events_are_rejected_with_reason(

@@ -20,7 +20,7 @@ from correlator.model import (
     parse_severity,
 )
 from correlator.ruleset.paths import ALERT_FIELDS
-from correlator.timeparse import parse_duration, parse_timestamp
+from correlator.timeparse import MAX_TIMESTAMP, parse_duration, parse_timestamp
 
 
 def text_field(fields: Mapping[str, Any], name: str) -> str:
@@ -118,7 +118,7 @@ def build_alert(
     if type(kind) is not str or kind not in TYPES:
         raise InvalidEvent(f"field 'type' must be problem, resolution or info, not {kind!r}")
     timestamp = fields.get("timestamp")
-    if type(timestamp) is float:
+    if type(timestamp) is float and 0.0 <= timestamp < MAX_TIMESTAMP:  # NaN fails too
         at = timestamp
     elif timestamp is None or timestamp == "":
         at = now

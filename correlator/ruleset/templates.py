@@ -174,8 +174,8 @@ class Template:
             context = {**context, self._prefix: context}
         try:
             return self._jinja.render(context)
-        except jinja2.TemplateError as exc:
-            return f"<template error: {exc}>"
+        except Exception as exc:  # bad data (`10 // 0`) must not stop the engine: shown instead
+            return f"<template error: {type(exc).__name__}: {exc}>"
 
 
 def _path_renderer(path: Path) -> Callable[[Mapping[str, Any]], str]:
