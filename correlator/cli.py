@@ -11,6 +11,26 @@ import orjson
 from correlator.errors import RuleSetError, TestFileError
 
 
+def _duration(text: str) -> float:
+    from correlator.timeparse import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _until(text: str) -> str:
+    """Checked before anything is replayed; `+5m` is resolved after the last event."""
+    from correlator.replay import parse_until
+
+    try:
+        parse_until(text, 0.0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="correlator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,8 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("events", help="JSON-lines file, one event per line ('-' for stdin)")
     replay.add_argument("--rules", default="rules", help="rules directory (default ./rules)")
     replay.add_argument("--final", action="store_true", help="print the final table instead")
-    replay.add_argument("--until", help="advance the clock at the end: epoch, RFC 3339 or +5m")
-    replay.add_argument("--max-lateness", default="5m", help="late-event bound (default 5m)")
+    replay.add_argument(
+        "--until", type=_until, help="advance the clock at the end: epoch, RFC 3339 or +5m"
+    )
+    replay.add_argument(
+        "--max-lateness", type=_duration, default="5m", help="late-event bound (default 5m)"
+    )
 
     sub.add_parser("schema", help="print the JSON Schema of rule files")
     return parser
@@ -81,7 +105,6 @@ def _replay(args: argparse.Namespace) -> int:
     from correlator import replay
     from correlator.engine import Engine
     from correlator.ruleset.loader import load_rules
-    from correlator.timeparse import parse_duration
 
     try:
         ruleset = load_rules(args.rules)
@@ -89,14 +112,16 @@ def _replay(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(error, file=sys.stderr)
         return 2
-    engine = Engine(
-        ruleset, max_lateness=parse_duration(args.max_lateness), snapshots=not args.final
-    )
+    engine = Engine(ruleset, max_lateness=args.max_lateness, snapshots=not args.final)
+    options = {"final": args.final, "until": args.until}
     if args.events == "-":
+        return replay.run(engine, sys.stdin.buffer, sys.stdout, sys.stderr, **options)
+    try:
+        events = open(args.events, "rb")  # noqa: SIM115 - closed below; lines decoded one by one
+    except OSError as exc:
+        print(f"correlator replay: cannot read {args.events}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with events:
         return replay.run(
-            engine, sys.stdin, sys.stdout, sys.stderr, final=args.final, until=args.until
-        )
-    with open(args.events, encoding="utf-8") as events:
-        return replay.run(
-            engine, events, sys.stdout, sys.stderr, final=args.final, until=args.until
+            engine, events, sys.stdout, sys.stderr, source=args.events, **options
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import orjson
 
@@ -35,7 +35,8 @@ class Replay:
     clock: float = float("-inf")
     last_event: float | None = None
 
-    def feed_lines(self, lines: Iterable[str]) -> Iterator[Change]:
+    def feed_lines(self, lines: Iterable[bytes]) -> Iterator[Change]:
+        """Raw lines: a line that is not UTF-8 is reported like any other bad line."""
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -91,16 +92,19 @@ def parse_until(text: str, last_event: float | None) -> float:
 
 def run(
     engine: Engine,
-    events: TextIO,
+    events: IO[bytes],
     out: TextIO,
     err: TextIO,
     *,
+    source: str = "-",
     final: bool = False,
     until: str | None = None,
 ) -> int:
-    """The replay command; exit status 0, or 1 when any line was rejected."""
+    """The replay command; exit status 0, or 1 when any line was rejected.
+
+    `until` must already be valid (the command line checks it before replaying).
+    """
     replay = Replay(engine)
-    source = getattr(events, "name", "-")
     reported = 0
 
     def report_errors() -> None:

@@ -87,6 +87,47 @@ def test_replay_reports_bad_lines_and_goes_on(
     )
 
 
+def test_replay_reports_undecodable_and_out_of_range_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line that is not UTF-8, or whose timestamp is not a time, is reported; the rest goes on."""
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(
+        b"\n".join(
+            [
+                _event(10, "h1").encode(),
+                b'{"timestamp": 11, "node": "h\xff", "alertgroup": "Ping"}',
+                _event("nan", "h2").encode(),  # type: ignore[arg-type]
+                _event(1767225600000, "h3").encode(),
+                _event(13, "h4").encode(),
+            ]
+        )
+        + b"\n"
+    )
+    assert main(["replay", str(path), "--rules", str(tmp_path), "--final"]) == 1
+    captured = capsys.readouterr()
+    assert [r["node"] for r in json.loads(captured.out)] == ["h1", "h4"]
+    err = captured.err.splitlines()
+    assert err[0].startswith(f"{path}:2: not JSON") and "UTF-8" in err[0]
+    assert err[1].startswith(f"{path}:3: not a timestamp")
+    assert err[2].endswith("(epoch milliseconds? use seconds)")
+
+
+def test_replay_rejects_bad_options_and_missing_files_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad `--until`/`--max-lateness` are usage errors (exit 2) before anything is replayed."""
+    events = _events(tmp_path / "e.jsonl", [_event(10, "h1")])
+    for option in (["--until", "banana"], ["--max-lateness", "banana"]):
+        with pytest.raises(SystemExit) as exited:
+            main(["replay", str(events), "--rules", str(tmp_path), *option])
+        assert exited.value.code == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "banana" in captured.err
+    assert main(["replay", str(tmp_path / "nope.jsonl"), "--rules", str(tmp_path)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
 def test_replay_accepts_rfc3339(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Timestamps may be RFC 3339 strings."""
     events = _events(tmp_path / "e.jsonl", [_event("2026-01-01T00:00:00Z", "h1")])  # type: ignore[arg-type]
