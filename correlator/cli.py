@@ -122,6 +122,4 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"correlator replay: cannot read {args.events}: {exc.strerror}", file=sys.stderr)
         return 2
     with events:
-        return replay.run(
-            engine, events, sys.stdout, sys.stderr, source=args.events, **options
-        )
+        return replay.run(engine, events, sys.stdout, sys.stderr, source=args.events, **options)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Sequence
+from functools import partial
 from typing import Any, Final
 
 from correlator.correlate.base import Operator
@@ -81,7 +82,8 @@ class Engine:
         self._timers = TimerHeap()
         self.table = AlertTable(
             self._transition,
-            self._timers.push,
+            # the table's expiries are safety nets: at the same instant, rules act first
+            partial(self._timers.push, rank=1),
             self.stats,
             delete_cleared_after=delete_cleared_after,
         )

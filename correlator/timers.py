@@ -14,19 +14,19 @@ from typing import Any
 
 
 class TimerHeap:
-    """Timers ordered by due time, then by the order they were set."""
+    """Timers ordered by due time, then rank (lower first), then the order they were set."""
 
     __slots__ = ("_heap", "_seq")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Any, Hashable]] = []
+        self._heap: list[tuple[float, int, int, Any, Hashable]] = []
         self._seq = count()
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push(self, when: float, owner: Any, key: Hashable) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), owner, key))
+    def push(self, when: float, owner: Any, key: Hashable, rank: int = 0) -> None:
+        heapq.heappush(self._heap, (when, rank, next(self._seq), owner, key))
 
     def next_due(self) -> float | None:
         return self._heap[0][0] if self._heap else None
@@ -40,5 +40,5 @@ class TimerHeap:
         """
         heap = self._heap
         while heap and (heap[0][0] <= now if inclusive else heap[0][0] < now):
-            when, _, owner, key = heapq.heappop(heap)
+            when, _, _, owner, key = heapq.heappop(heap)
             yield when, owner, key

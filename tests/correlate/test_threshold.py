@@ -120,6 +120,17 @@ def test_clears_after_window_without_a_matching_event(eng: Engine) -> None:
     assert "no matching event for 2m (labels.site=ams1)" in eng.table.rows[AMS].journal[-1].text
 
 
+def test_the_rule_clears_its_alert_before_the_tables_safety_net(eng: Engine) -> None:
+    """Raised by the third event at 20: the rule's clear and the row's expiry are both due at
+    140; the rule acts first, so the journal gives its reason, not a bare expiry."""
+    for at in (0, 10, 20):
+        feed(eng, down(at))
+    assert kinds(eng.tick(140), AMS) == ["alert.cleared"]
+    texts = [j.text for j in eng.table.rows[AMS].journal]
+    assert "cleared: no matching event for 2m (labels.site=ams1)" in texts
+    assert not any("expired" in t for t in texts)
+
+
 def test_event_at_the_clear_deadline_keeps_it_open(eng: Engine) -> None:
     """Events at t come before timers at t: an event exactly at the deadline is in time."""
     for at in (0, 10, 20):
