@@ -90,11 +90,15 @@ def _match_all(
             return [f"{label}: expected none, got {len(actual)}: {names}"]
         return []
     failures = []
-    free = list(actual)
+    fits = [
+        [j for j, a in enumerate(actual) if not _mismatches(entry, a, alert=alert)]
+        for entry in expected
+    ]
+    assigned = _assign(fits)
+    taken = {j for j in assigned if j is not None}
+    free = [a for j, a in enumerate(actual) if j not in taken]
     for i, entry in enumerate(expected):
-        hit = next((a for a in free if not _mismatches(entry, a, alert=alert)), None)
-        if hit is not None:
-            free.remove(hit)
+        if assigned[i] is not None:
             continue
         wanted = ", ".join(f"{k}: {_show(k, v)}" for k, v in entry.items())
         text = f"{label}[{i}] {{{wanted}}}: no match"
@@ -106,6 +110,32 @@ def _match_all(
             text += "\n".join(_mismatches(entry, closest, alert=alert))
         failures.append(text)
     return failures
+
+
+def _assign(fits: list[list[int]]) -> list[int | None]:
+    """A distinct actual object per expected entry, for as many entries as possible.
+
+    A maximum bipartite matching (augmenting paths): taking the first fit for
+    each entry in turn could leave a later entry without one although an
+    assignment exists. Expectation lists are short; this is quadratic at worst.
+    """
+    owner: dict[int, int] = {}  # actual index → entry index
+
+    def place(entry: int, seen: set[int]) -> bool:
+        for j in fits[entry]:
+            if j not in seen:
+                seen.add(j)
+                if j not in owner or place(owner[j], seen):
+                    owner[j] = entry
+                    return True
+        return False
+
+    for entry in range(len(fits)):
+        place(entry, set())
+    assigned: list[int | None] = [None] * len(fits)
+    for j, entry in owner.items():
+        assigned[entry] = j
+    return assigned
 
 
 def _closest(entry: Mapping[str, Any], candidates: Sequence[Any], *, alert: bool) -> Any:

@@ -80,6 +80,28 @@ def test_empty_list_means_none(tmp_path: Path) -> None:
     assert "has a row" in result.failures[1]
 
 
+def test_each_entry_finds_its_own_row_whatever_the_order(tmp_path: Path) -> None:
+    """Entries are matched to distinct rows as a whole: the first entry fits both rows, the
+    second only one, and the test passes (a first-fit match would have failed it)."""
+    path = _write(
+        tmp_path,
+        """
+        tests:
+          - name: t
+            events:
+              - {at: 0s, event: {check: ping, host: n1, site: ams1}}
+              - {at: 1s, event: {check: ping, host: n2, site: fra1}}
+            expect:
+              - at: 2s
+                alerts: [{alertgroup: NodeUnreachable}, {labels.site: ams1}]
+              - at: 3s
+                alerts: [{labels.site: ams1}, {labels.site: ams1}]
+        """,
+    )
+    (result,) = run_test_file(path)
+    assert len(result.failures) == 1 and "alerts[1]" in result.failures[0]
+
+
 def test_late_by_models_out_of_order_arrival(tmp_path: Path) -> None:
     """`late_by` sends an event whose timestamp is older than its arrival."""
     path = _write(
