@@ -77,6 +77,7 @@ class _Second:
 
     first: float
     at: float
+    identifier: str = ""  # the second's, for the journal of an alert it clears
 
 
 def common_equalities(*groups: list[Matcher]) -> list[Matcher]:
@@ -197,7 +198,7 @@ class PairOperator(Operator):
             first = raised.at
         if first is None and not self._clear_leftover(key, occ, at, now, ctx):
             ctx.count("unpaired_second", self.name)  # ignored, but kept for a reordered first
-        self._remember_second(key, first, at, ctx)
+        self._remember_second(key, first, occ, ctx)
 
     def _clear_leftover(self, key: Key, occ: Alert, at: float, now: float, ctx: Context) -> bool:
         """Clear an open alert of ours this rule does not track, if `occ` ends its run.
@@ -218,8 +219,13 @@ class PairOperator(Operator):
         ctx.clear(row, now, self.name, why)
         return True
 
-    def _remember_second(self, key: Key, first: float | None, at: float, ctx: Context) -> None:
-        """Keep the newest second of `key` for max(`within`, 5m): see `_paired`."""
+    def _remember_second(self, key: Key, first: float | None, occ: Alert, ctx: Context) -> None:
+        """Keep the newest second of `key` for max(`within`, 5m): see `_paired`.
+
+        A newer second that completed nothing (a repeat) keeps the start of the run
+        the older one completed, so a redelivered `first` of that run still pairs.
+        """
+        at = occ.last_occurrence
         start = float("inf") if first is None else first
         known = self._seconds.get(key)
         if known is not None and known.at >= at:
@@ -229,7 +235,9 @@ class PairOperator(Operator):
         if known is None and self.size() >= self._cap:
             ctx.count("cap_hit", self.name)
             return
-        self._seconds[key] = _Second(start, at)
+        if known is not None and first is None:
+            start = known.first
+        self._seconds[key] = _Second(start, at, occ.identifier)
         ctx.schedule(at + self._keep, self, (_SEEN, key))
 
     def _clear_late(self, raised: _Raised, occ: Alert, at: float, now: float, ctx: Context) -> None:
@@ -249,6 +257,7 @@ class PairOperator(Operator):
             pending = self._pending.get(group)
             if pending is not None and pending.deadline <= now:
                 self._expire(group, pending, ctx)
+                self._late_second(group, pending, now, ctx)
         elif what == _SEEN:
             second = self._seconds.get(group)
             if second is not None and second.at + self._keep <= now:
@@ -272,6 +281,30 @@ class PairOperator(Operator):
             self._forget_raised(self._raised_key[alert.identifier])
         self._raised[key] = _Raised(alert, pending.at)
         self._raised_key[alert.identifier] = key
+
+    def _late_second(self, key: Key, pending: _Pending, now: float, ctx: Context) -> None:
+        """A second after the deadline was delivered before its first: it clears the alert now.
+
+        In order, that second would have arrived after the raise and cleared it
+        as late; delivered first, it was remembered, and ends the run here.
+        """
+        second = self._seconds.get(key)
+        raised = self._raised.get(key)
+        if second is None or raised is None or second.at < pending.at:
+            return
+        if second.first != float("inf") and second.first < pending.at:
+            return  # it completed an earlier run
+        second.first = pending.at
+        self._forget_raised(key)
+        row = raised.alert
+        if ctx.table.get(row.identifier) is not row:
+            return
+        late = format_duration(max(second.at - pending.at - self._within, 0.0))
+        why = (
+            f"second event {second.identifier} (delivered before its first) came {late} "
+            f"after the {format_duration(self._within)} deadline"
+        )
+        ctx.clear(row, now, self.name, why)
 
     def _forget_raised(self, key: Key) -> None:
         raised = self._raised.pop(key, None)

@@ -399,3 +399,32 @@ def test_a_finish_does_not_clear_an_alert_of_a_later_run(
     feed(eng, job(4000, "JobFinished"), now=7800)  # older than the run's start
     row = eng.table.get(ALERT)
     assert row is not None and row.status == "open"
+
+
+def test_a_late_second_delivered_before_its_first_clears_the_alert(
+    engine: Callable[[str], Engine],
+) -> None:
+    """within 1m. Finished at 120 (late) but delivered before the start at 0: the alert is
+    raised at 60, as in order, and cleared at once by the remembered finish, named in the note."""
+    eng = engine(RULES.replace("within: 1h", "within: 1m"))
+    feed(eng, job(120, "JobFinished"))
+    feed(eng, job(0, "JobStarted"), now=121)
+    changes = eng.tick(122)
+    row = eng.table.rows[ALERT]
+    assert [c.kind for c in changes if c.alert is row] == ["alert.created", "alert.cleared"]
+    assert row.status == "cleared"
+    assert "etl-1:JobFinished:nightly: (delivered before its first) came 1m" in row.journal[-1].text
+
+
+def test_a_redelivered_first_after_a_repeated_second_raises_nothing(
+    engine: Callable[[str], Engine],
+) -> None:
+    """within 1m. Started 0, finished 20 (in time), the finish repeated at 80, the start
+    redelivered: the run is complete; the repeat keeps the start of the run it belongs to."""
+    eng = engine(RULES.replace("within: 1h", "within: 1m"))
+    feed(eng, job(0, "JobStarted"))
+    feed(eng, job(20, "JobFinished"))
+    feed(eng, job(80, "JobFinished"))
+    out = feed(eng, job(0, "JobStarted"), now=81)
+    assert created(out + eng.tick(20000)) == []
+    assert ALERT not in eng.table.rows
