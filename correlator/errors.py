@@ -33,6 +33,14 @@ class RuleError:
         return f"{self.file}:{self.line}:{self.col}: {self.message}"
 
 
+class RuleFieldError(ValueError):
+    """A rule that cannot be built, because of the value at `path` within the rule."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class RuleSetError(CorrelatorError):
     """A rule set was rejected; `errors` lists every problem found, in file order."""
 

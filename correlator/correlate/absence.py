@@ -29,6 +29,7 @@ from pydantic import BeforeValidator, Field
 from correlator.correlate.base import CLEARED, BuildEnv, Context, Operator
 from correlator.correlate.grouping import FieldKey
 from correlator.correlate.synthetic import SyntheticAlert
+from correlator.errors import RuleFieldError
 from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import Alert
 from correlator.ruleset.expr import when_alert
@@ -82,11 +83,12 @@ def _expected_keys(spec: AbsenceRule) -> list[Key]:
         for name, value in entry.items():
             full = next((g for g in spec.group_by if name in (g, last_segment(g))), None)
             if full is None:
-                raise ValueError(f"expect[{i}]: {name!r} is not in group_by {spec.group_by}")
+                message = f"expect[{i}]: {name!r} is not in group_by {spec.group_by}"
+                raise RuleFieldError(("expect", i, name), message)
             by_name[full] = value
         missing = [g for g in spec.group_by if g not in by_name]
         if missing:
-            raise ValueError(f"expect[{i}]: no value for {', '.join(missing)}")
+            raise RuleFieldError(("expect", i), f"expect[{i}]: no value for {', '.join(missing)}")
         keys.append(tuple(by_name[g] for g in spec.group_by))
     return keys
 
@@ -98,7 +100,7 @@ class AbsenceOperator(Operator):
     def __init__(self, spec: AbsenceRule) -> None:
         super().__init__(spec.name, spec)
         if spec.for_ <= 0:
-            raise ValueError("for must be longer than 0s")
+            raise RuleFieldError(("for",), "for must be longer than 0s")
         if spec.expect and not spec.group_by:
             raise ValueError("expect needs group_by (without it the rule has one group)")
         self._for = spec.for_

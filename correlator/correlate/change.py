@@ -30,6 +30,7 @@ from pydantic import Field
 
 from correlator.correlate.base import CREATED, REOPENED, BuildEnv, Context, Operator
 from correlator.correlate.grouping import FieldKey
+from correlator.errors import RuleFieldError
 from correlator.model import CLEARED, PROBLEM, Alert
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
@@ -75,7 +76,7 @@ class ChangeOperator(Operator):
     def __init__(self, spec: ChangeRule, max_lateness: float = 300.0) -> None:
         super().__init__(spec.name, spec)
         if spec.within <= 0:
-            raise ValueError("within must be longer than 0s")
+            raise RuleFieldError(("within",), "within must be longer than 0s")
         change = compile_matchers(spec.change)
         self._is_change = all_of([m.test for m in change])
         self.event_filter = self._is_change

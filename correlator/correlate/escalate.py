@@ -44,6 +44,7 @@ from correlator.correlate.base import (
     Context,
     Operator,
 )
+from correlator.errors import RuleFieldError
 from correlator.model import NOTIFICATION, OPEN, Alert, Change, parse_severity
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
@@ -69,7 +70,7 @@ class EscalateRule(Rule):
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:
-            raise ValueError("after must be longer than 0s")
+            raise RuleFieldError(("after",), "after must be longer than 0s")
         return value
 
     @field_validator("set_")

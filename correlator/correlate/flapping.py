@@ -41,6 +41,7 @@ from correlator.correlate.base import (
     Context,
     Operator,
 )
+from correlator.errors import RuleFieldError
 from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import PROBLEM, Alert
 from correlator.ruleset.expr import when_alert
@@ -75,7 +76,7 @@ class FlappingOperator(Operator):
     def __init__(self, spec: FlappingRule) -> None:
         super().__init__(spec.name, spec)
         if spec.window <= 0:
-            raise ValueError("window must be longer than 0s")
+            raise RuleFieldError(("window",), "window must be longer than 0s")
         target = [m.test for m in compile_matchers(spec.match)]
         when = when_alert(spec.when)
         self._is_target = all_of([*target, when] if when is not None else target)

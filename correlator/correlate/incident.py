@@ -53,6 +53,7 @@ from correlator.correlate.base import (
 )
 from correlator.correlate.grouping import FieldKey
 from correlator.correlate.synthetic import SyntheticAlert
+from correlator.errors import RuleFieldError
 from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import INCIDENT_CLOSED, INCIDENT_OPENED, INCIDENT_UPDATED, Alert, Change
 from correlator.ruleset.expr import when_alert
@@ -77,9 +78,9 @@ class IncidentRule(Rule):
     @model_validator(mode="after")
     def _bounds(self) -> IncidentRule:
         if self.window <= 0:
-            raise ValueError("window must be longer than 0s")
+            raise RuleFieldError(("window",), "window must be longer than 0s")
         if self.max_members < self.min_members:
-            raise ValueError("max_members must be at least min_members")
+            raise RuleFieldError(("max_members",), "max_members must be at least min_members")
         return self
 
 

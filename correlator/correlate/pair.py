@@ -26,6 +26,7 @@ from pydantic import Field
 from correlator.correlate.base import CLEARED, DELETED, BuildEnv, Context, Operator
 from correlator.correlate.grouping import FieldKey
 from correlator.correlate.synthetic import SyntheticAlert
+from correlator.errors import RuleFieldError
 from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import Alert
 from correlator.ruleset.expr import when_alert
@@ -108,7 +109,7 @@ class PairOperator(Operator):
     def __init__(self, spec: PairRule, max_lateness: float = 300.0) -> None:
         super().__init__(spec.name, spec)
         if spec.within <= 0:
-            raise ValueError("within must be longer than 0s")
+            raise RuleFieldError(("within",), "within must be longer than 0s")
         self.alert_spec = SyntheticAlert(spec.name, spec.alert)
         scope = compile_matchers(spec.match)
         first = compile_matchers(spec.first)

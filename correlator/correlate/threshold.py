@@ -29,6 +29,7 @@ from pydantic import Field
 from correlator.correlate.base import CLEARED, BuildEnv, Context, Operator
 from correlator.correlate.grouping import FieldKey
 from correlator.correlate.synthetic import SyntheticAlert
+from correlator.errors import RuleFieldError
 from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import RESOLUTION, Alert
 from correlator.ruleset.expr import when_alert
@@ -104,9 +105,9 @@ class ThresholdOperator(Operator):
     def __init__(self, spec: ThresholdRule) -> None:
         super().__init__(spec.name, spec)
         if spec.window <= 0:
-            raise ValueError("window must be longer than 0s")
+            raise RuleFieldError(("window",), "window must be longer than 0s")
         if spec.clear_after is not None and spec.clear_after <= 0:
-            raise ValueError("clear_after must be longer than 0s")
+            raise RuleFieldError(("clear_after",), "clear_after must be longer than 0s")
         self._window = spec.window
         self._clear_after = spec.window if spec.clear_after is None else spec.clear_after
         self._count = spec.count

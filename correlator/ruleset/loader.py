@@ -36,6 +36,9 @@ class _Source:
     model: RuleFile
 
     def error(self, path: tuple[str | int, ...], message: str) -> RuleError:
+        """Located at `path`, or at its nearest written ancestor (a default has no node)."""
+        while len(path) > 1 and path not in self.located.values:
+            path = path[:-1]
         line, col = self.located.position(path)
         return RuleError(self.name, line, col, message)
 
@@ -178,7 +181,8 @@ def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
             try:
                 factory(env)  # built once here so a bad rule is rejected at load time
             except ValueError as exc:
-                errors.append(source.error(("correlate", i), f"correlate[{i}]: {exc}"))
+                at_path = ("correlate", i, *getattr(exc, "path", ()))
+                errors.append(source.error(at_path, f"correlate[{i}]: {exc}"))
             factories.append(factory)
         factories.extend(partial(build_inhibit, rule) for rule in source.model.inhibit_rules)
     if errors:

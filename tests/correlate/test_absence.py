@@ -330,3 +330,12 @@ def test_expect_accepts_short_names_and_numbers(engine: Callable[[str], Engine])
     eng.tick(0)
     eng.tick(120)
     assert "correlator:db-heartbeat:5432" in eng.table.rows
+
+
+def test_an_expect_error_points_at_the_entry(ruleset: Callable[[str], RuleSet]) -> None:
+    """`check` names the line and column of the `expect:` entry at fault, not the rule's."""
+    text = RULES.replace("group_by: [node]", "group_by: [node]\n    expect:\n      - {nodee: db1}")
+    with pytest.raises(RuleSetError, match="'nodee' is not in") as err:
+        ruleset(text)
+    line = text.splitlines().index("      - {nodee: db1}") + 1
+    assert f"rules.yaml:{line}:" in str(err.value)

@@ -404,19 +404,24 @@ def test_dispatch_keys(engine: Callable[[str], Engine]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "message"),
+    ("old", "new", "message", "where"),
     [
-        ("window: 2m", "window: 0s", "window must be longer than 0s"),
-        ("window: 2m", "window: 2m\n    clear_after: 0s", "clear_after must be longer than 0s"),
+        ("window: 2m", "window: 0s", "window must be longer than 0s", "rules.yaml:8:13:"),
+        (
+            "window: 2m",
+            "window: 2m\n    clear_after: 0s",
+            "clear_after must be longer than 0s",
+            "rules.yaml:9:18:",
+        ),
     ],
 )
 def test_durations_must_be_positive(
-    ruleset: Callable[[str], RuleSet], old: str, new: str, message: str
+    ruleset: Callable[[str], RuleSet], old: str, new: str, message: str, where: str
 ) -> None:
-    """A zero window or clear_after is a rule error with the rule's position."""
+    """A zero window or clear_after is a rule error located at the value at fault."""
     with pytest.raises(RuleSetError, match=message) as err:
         ruleset(RULES.replace(old, new))
-    assert "rules.yaml:3:" in str(err.value)
+    assert where in str(err.value)
 
 
 def test_count_is_required(ruleset: Callable[[str], RuleSet]) -> None:
