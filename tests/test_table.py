@@ -145,6 +145,15 @@ def test_a_recreated_row_expires_on_its_own_schedule(engine: Callable[..., Engin
     assert kinds(eng.tick(360)) == ["alert.cleared"]
 
 
+def test_a_late_resolution_gets_the_full_grace(engine: Callable[..., Engine]) -> None:
+    """Resolved at 10 but delivered at 290: deleted 120 s after it cleared at 290, not at once."""
+    eng = engine()
+    eng.process(ev(0), 0)
+    eng.process(ev(10, type="resolution"), 290)
+    assert eng.tick(409) == []
+    assert kinds(eng.tick(410)) == ["alert.deleted"]
+
+
 def test_cleared_rows_are_deleted_after_grace(engine: Callable[..., Engine]) -> None:
     """Cleared rows go away delete_cleared_after (120 s) later, unless they reopen."""
     eng = engine()

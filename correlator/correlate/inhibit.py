@@ -262,6 +262,8 @@ class InhibitOperator(Operator):
         else:
             new = self._classify(alert, old)
         if new is old:
+            if old is None and ident in self._held and alert.status != CLEARED_STATUS:
+                self._settle(alert, now, ctx)  # held while cleared, reopened as no target
             return  # unchanged membership (or none, before and after)
         if old is None and len(self._members) >= self._cap:
             self.refused(transition, ctx)

@@ -151,8 +151,10 @@ class AlertTable:
         row.state_change = now if at is None or at < row.state_change else at
         row.expire_at = None
         row.note(now, who, f"cleared: {why}")
+        # the grace runs from when the row cleared here: a late resolution's own time
+        # may be long past, and the row must not vanish the moment it clears
         self._schedule(
-            row.state_change + self.delete_cleared_after, self, (_DELETE, row.identifier)
+            max(row.state_change, now) + self.delete_cleared_after, self, (_DELETE, row.identifier)
         )
         self._notify("cleared", row, now)
 

@@ -407,3 +407,16 @@ def test_legacy_values_and_quoting() -> None:
     assert [m.value for m in rule.side("target")] == ['a",b']
     with pytest.raises(ValueError, match="empty matcher"):
         InhibitRule.model_validate({"source_matchers": ["{}"]})
+
+
+def test_a_held_target_reopening_as_no_target_is_released(engine: Callable[[str], Engine]) -> None:
+    """Cleared while muted it stays held; reopening as a critical (no target) releases it."""
+    eng = engine(RULES)
+    eng.process(power(0), 0)
+    eng.process(warning("sw-1", 1), 1)
+    eng.process(warning("sw-1", 2, type="resolution"), 2)
+    assert row(eng, "sw-1:LinkFlap::").suppressed_by == NAME
+    eng.process(warning("sw-1", 3, severity="critical"), 3)
+    reopened = row(eng, "sw-1:LinkFlap::")
+    assert (reopened.status, reopened.suppressed_by) == ("open", None)
+    assert reopened.journal[-1].text == "released: no longer matches the target matchers"
