@@ -285,3 +285,14 @@ def test_a_flapping_row_that_ends_cleared_is_deleted_and_forgotten(
     assert [c.kind for c in eng.tick(250)] == ["alert.deleted"]
     assert eng.operators[NAME].size() == 0
     assert eng.tick(100_000) == [] and eng.next_timer() is None
+
+
+def test_with_defaults_a_flap_that_ends_cleared_is_deleted_held(eng: Engine) -> None:
+    """stable_for 15m outlasts the 120 s deletion grace: the row goes, still held, and the
+    state follows once its last transition is an hour old."""
+    flap(eng, [0, 60, 120, 180, 240, 300])  # ends with a clear at 300
+    assert (row(eng).status, row(eng).suppressed_by) == ("cleared", NAME)
+    assert [c.kind for c in eng.tick(420)] == ["alert.deleted"]
+    assert eng.operators[NAME].size() == 1
+    eng.tick(300 + 3600)
+    assert eng.operators[NAME].size() == 0
