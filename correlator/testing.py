@@ -32,7 +32,7 @@ from correlator.model import (
 )
 from correlator.ruleset.loader import RuleSet, load_rules, validation_errors
 from correlator.ruleset.schema import Duration
-from correlator.ruleset.yamlpos import YamlError, load
+from correlator.ruleset.yamlpos import YamlError, load, read_utf8
 from correlator.testing_match import Expectation, check_expectation
 from correlator.timeparse import format_duration, parse_timestamp
 
@@ -119,7 +119,7 @@ def load_test_file(path: str | Path) -> tuple[TestFile, RuleSet]:
     """Parse and validate a test file and load its rules; raise TestFileError or RuleSetError."""
     path = Path(path)
     try:
-        located = load(path.read_text(encoding="utf-8"))
+        located = load(read_utf8(path))
     except YamlError as exc:
         raise TestFileError(f"{path}:{exc.line}:{exc.col}: {exc.message}") from None
     except OSError as exc:

@@ -75,3 +75,11 @@ def test_missing_directory(tmp_path: Path) -> None:
     """A rules path that does not exist is an error, not an empty rule set."""
     with pytest.raises(RuleSetError, match="no such rules file or directory"):
         load_rules(tmp_path / "nope")
+
+
+def test_a_byte_that_is_not_utf8_is_located(tmp_path: Path) -> None:
+    """The error names the line and column of the byte, like any other rule file error."""
+    (tmp_path / "r.yaml").write_bytes(b"correlate:\n  - name: caf\xe9\n")
+    with pytest.raises(RuleSetError) as err:
+        load_rules(tmp_path)
+    assert str(err.value) == f"{tmp_path / 'r.yaml'}:2:14: not UTF-8: byte 0xe9"

@@ -151,3 +151,13 @@ def test_broken_rules_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     (tmp_path / "rules.yaml").write_text("normalize: 3\n")
     assert main(["test", str(path)]) == 2
     assert "rules.yaml:1:12: normalize" in capsys.readouterr().err
+
+
+def test_a_test_file_that_is_not_utf8_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unreadable test file is invalid (exit 2) with the byte's position, not a crash."""
+    path = _write(tmp_path, PASSING)
+    path.write_bytes(path.read_bytes().replace(b"repeats", b"r\xe9peats"))
+    assert main(["test", str(path)]) == 2
+    assert capsys.readouterr().err == f"{path}:4:12: not UTF-8: byte 0xe9\n"

@@ -22,7 +22,7 @@ from correlator.errors import RuleError, RuleSetError
 from correlator.normalize.probe import Normalizer
 from correlator.ruleset.document import RuleFile
 from correlator.ruleset.schema import NormalizeRule
-from correlator.ruleset.yamlpos import Located, YamlError, dotted, load
+from correlator.ruleset.yamlpos import Located, YamlError, dotted, load, read_utf8
 
 TEST_FILE_SUFFIXES = ("_test.yaml", "_test.yml")
 
@@ -98,11 +98,11 @@ def load_rules(*roots: str | Path) -> RuleSet:
 def _parse(path: Path, errors: list[RuleError]) -> _Source | None:
     name = str(path)
     try:
-        located = load(path.read_text(encoding="utf-8"))
+        located = load(read_utf8(path))
     except YamlError as exc:
         errors.append(RuleError(name, exc.line, exc.col, exc.message))
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         errors.append(RuleError(name, 1, 1, f"cannot read: {exc}"))
         return None
     if not isinstance(located.data, dict):

@@ -7,6 +7,7 @@ so a pydantic error location becomes `file:line:col` of the offending node.
 
 from __future__ import annotations
 
+import pathlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,18 @@ def dotted(path: Path) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def read_utf8(path: pathlib.Path) -> str:
+    """A YAML file's text; a byte that is not UTF-8 is a YamlError at its line and column."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise YamlError(line, col, f"not UTF-8: byte 0x{data[exc.start]:02x}") from None
 
 
 def load(text: str) -> Located:
