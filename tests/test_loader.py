@@ -83,3 +83,16 @@ def test_a_byte_that_is_not_utf8_is_located(tmp_path: Path) -> None:
     with pytest.raises(RuleSetError) as err:
         load_rules(tmp_path)
     assert str(err.value) == f"{tmp_path / 'r.yaml'}:2:14: not UTF-8: byte 0xe9"
+
+
+def test_a_merged_key_may_be_overridden(tmp_path: Path) -> None:
+    """`<<: *base` then `name: b` overrides the merged name; writing a key twice is an error."""
+    (tmp_path / "r.yaml").write_text(
+        "correlate:\n"
+        "  - &base\n    name: a\n    kind: flapping\n    match: ['alertgroup=\"L\"']\n"
+        "  - <<: *base\n    name: b\n"
+    )
+    assert [r.name for r in load_rules(tmp_path).build_operators()] == ["a", "b"]
+    (tmp_path / "r.yaml").write_text("correlate:\n  - name: a\n    name: b\n    kind: flapping\n")
+    with pytest.raises(RuleSetError, match=r"r\.yaml:3:5: duplicate key 'name'"):
+        load_rules(tmp_path)

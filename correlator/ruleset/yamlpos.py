@@ -39,6 +39,7 @@ for _first in "tTfF":
     _Loader.yaml_implicit_resolvers.setdefault(_first, []).append((_BOOL_TAG, _YAML12_BOOL))
 
 Path = tuple[str | int, ...]
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class YamlError(ValueError):
@@ -133,16 +134,21 @@ class _Builder:
             raise YamlError(mark.line + 1, mark.column + 1, str(exc.problem)) from None
 
     def _mapping(self, node: MappingNode, path: Path) -> dict[Any, Any]:
-        self._constructor.flatten_mapping(node)  # resolves `<<` merge keys
+        written = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+        self._constructor.flatten_mapping(node)  # resolves `<<`: merged pairs first, then ours
+        first_written = len(node.value) - written
         out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        seen: set[Any] = set()  # keys written in this mapping: only those can be duplicates
+        for i, (key_node, value_node) in enumerate(node.value):
             key = self._constructor.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool) or key is None:
                 mark = key_node.start_mark
                 raise YamlError(mark.line + 1, mark.column + 1, "mapping keys must be scalars")
-            if key in out:
-                mark = key_node.start_mark
-                raise YamlError(mark.line + 1, mark.column + 1, f"duplicate key {key!r}")
+            if i >= first_written:  # a merged key may be overridden (what merges are for)
+                if key in seen:
+                    mark = key_node.start_mark
+                    raise YamlError(mark.line + 1, mark.column + 1, f"duplicate key {key!r}")
+                seen.add(key)
             child = (*path, key if isinstance(key, str | int) else str(key))
             km = key_node.start_mark
             self._located.keys[child] = (km.line + 1, km.column + 1)
