@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -101,7 +102,19 @@ def _text(value: Any) -> Any:
 MatcherLines = Annotated[
     list[Annotated[str, AfterValidator(_check_line)]], BeforeValidator(_one_or_many)
 ]
+
+
+def _check_regex(value: str) -> str:
+    """Checked per entry, so an error points at the entry's line, not at the map."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"bad regex {value!r}: {exc}") from None
+    return value
+
+
 LabelMap = dict[str, Annotated[str, BeforeValidator(_text)]]
+RegexMap = dict[str, Annotated[str, BeforeValidator(_text), AfterValidator(_check_regex)]]
 
 
 def _equality_text(name: str, value: str) -> str:
@@ -120,8 +133,8 @@ class InhibitRule(Strict):
     target_matchers: MatcherLines = []
     source_match: LabelMap = {}
     target_match: LabelMap = {}
-    source_match_re: LabelMap = {}
-    target_match_re: LabelMap = {}
+    source_match_re: RegexMap = {}
+    target_match_re: RegexMap = {}
     equal: list[str] = []
     max_alerts: int = Field(100_000, ge=1)
 

@@ -305,6 +305,19 @@ def test_bad_matcher_is_reported_at_its_line(tmp_path: Path) -> None:
     assert "bad regex" in error.message
 
 
+def test_a_bad_legacy_regex_is_reported_at_its_entry(tmp_path: Path) -> None:
+    """`source_match_re` entries are checked one by one: the error names the bad entry's line."""
+    (tmp_path / "a.yaml").write_text(
+        "inhibit_rules:\n  - source_match_re:\n      alertname: 'Power.*'\n"
+        "      site: 'lis(1'\n    target_match: {severity: warning}\n"
+    )
+    with pytest.raises(RuleSetError) as info:
+        load_rules(tmp_path)
+    (error,) = info.value.errors
+    assert (error.line, error.col) == (4, 13)
+    assert "source_match_re.site: bad regex 'lis(1'" in error.message
+
+
 def test_unknown_key_is_an_error(tmp_path: Path) -> None:
     """A typo in a key is reported, not ignored."""
     (tmp_path / "a.yaml").write_text("inhibit_rules:\n  - source_matcher: ['a=\"1\"']\n")
