@@ -292,30 +292,33 @@ def test_matcher_lines_in_alertmanager_form() -> None:
     assert [m.value for m in rule.side("target")] == ["1"]
 
 
-def test_bad_matcher_is_reported_at_its_line(tmp_path: Path) -> None:
-    """A bad matcher inside a pasted block points at its own line and column."""
-    (tmp_path / "a.yaml").write_text(
-        "inhibit_rules:\n  - source_matchers:\n      - 'severity=\"critical\"'\n"
-        "      - 'site=~\"(\"'\n    equal: [site]\n"
-    )
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (
+            "inhibit_rules:\n  - source_matchers:\n      - 'severity=\"critical\"'\n"
+            "      - 'site=~\"(\"'\n    equal: [site]\n",
+            (4, 9),
+            "bad regex",
+        ),
+        (
+            "inhibit_rules:\n  - source_match_re:\n      alertname: 'Power.*'\n"
+            "      site: 'lis(1'\n    target_match: {severity: warning}\n",
+            (4, 13),
+            "source_match_re.site: bad regex 'lis(1'",
+        ),
+    ],
+)
+def test_bad_matcher_is_reported_at_its_line(
+    tmp_path: Path, text: str, where: tuple[int, int], message: str
+) -> None:
+    """A bad matcher inside a pasted block (a line, or a legacy map entry) points at itself."""
+    (tmp_path / "a.yaml").write_text(text)
     with pytest.raises(RuleSetError) as info:
         load_rules(tmp_path)
     (error,) = info.value.errors
-    assert (error.line, error.col) == (4, 9)
-    assert "bad regex" in error.message
-
-
-def test_a_bad_legacy_regex_is_reported_at_its_entry(tmp_path: Path) -> None:
-    """`source_match_re` entries are checked one by one: the error names the bad entry's line."""
-    (tmp_path / "a.yaml").write_text(
-        "inhibit_rules:\n  - source_match_re:\n      alertname: 'Power.*'\n"
-        "      site: 'lis(1'\n    target_match: {severity: warning}\n"
-    )
-    with pytest.raises(RuleSetError) as info:
-        load_rules(tmp_path)
-    (error,) = info.value.errors
-    assert (error.line, error.col) == (4, 13)
-    assert "source_match_re.site: bad regex 'lis(1'" in error.message
+    assert (error.line, error.col) == where
+    assert message in error.message
 
 
 def test_unknown_key_is_an_error(tmp_path: Path) -> None:
