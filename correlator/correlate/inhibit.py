@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from correlator.correlate.base import (
+    ACKNOWLEDGED,
     CLEARED,
     CREATED,
     DELETED,
@@ -218,7 +219,8 @@ class _Member:
 
 class InhibitOperator(Operator):
     kind = "inhibit"
-    transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
+    # acknowledged too: matchers may read `status` (`status="open"`: only unhandled alerts)
+    transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, ACKNOWLEDGED, CLEARED, DELETED))
 
     def __init__(self, spec: InhibitRule) -> None:
         super().__init__(spec.rule_name(), spec)

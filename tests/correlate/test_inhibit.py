@@ -436,3 +436,18 @@ def test_a_held_target_reopening_as_no_target_is_released(engine: Callable[[str]
     reopened = row(eng, "sw-1:LinkFlap::")
     assert (reopened.status, reopened.suppressed_by) == ("open", None)
     assert reopened.journal[-1].text == "released: no longer matches the target matchers"
+
+
+def test_an_acknowledgement_is_a_change_of_membership(engine: Callable[[str], Engine]) -> None:
+    """With `status="open"` among the target matchers, acknowledging a muted target releases it."""
+    eng = engine(
+        RULES.replace(
+            "target_matchers: ['severity=\"warning\"']",
+            "target_matchers: ['severity=\"warning\"', 'status=\"open\"']",
+        )
+    )
+    eng.process(power(0), 0)
+    eng.process(warning("sw-1", 1), 1)
+    assert row(eng, "sw-1:LinkFlap::").suppressed_by == NAME
+    eng.acknowledge("sw-1:LinkFlap::", "alice", 2)
+    assert row(eng, "sw-1:LinkFlap::").suppressed_by is None
