@@ -120,6 +120,9 @@ class Engine:
         for op in kept:
             for transition in op.transitions:
                 by_transition.setdefault(transition, []).append(op)
+        # a reopen is a new episode: rules that undo the last one's changes go first, so
+        # no rule sees the reopened row with values from before (stable: rule order otherwise)
+        by_transition.get("reopened", []).sort(key=lambda op: not op.resets_on_reopen)
         self._by_transition = {t: tuple(ops) for t, ops in by_transition.items()}
         # a tally-only repeat changes no field, except for rules whose conditions read tally
         self._tally_watchers = tuple(
@@ -254,6 +257,8 @@ class Engine:
         self._timers.push(when, operator, key)
 
     def emit(self, change: Change) -> None:
+        if self._snapshots and change.alerts is not None:  # a notification: its rows as sent
+            change.snapshot = {"alerts": [alert.to_dict() for alert in change.alerts]}
         self._out.append(change)
 
     def raise_alert(

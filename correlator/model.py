@@ -205,7 +205,10 @@ class Change:
         out: dict[str, Any] = {"at": self.at, "kind": self.kind}
         if self.kind == NOTIFICATION:
             out["receiver"] = self.receiver
-            out["alerts"] = [a.to_dict() for a in self.alerts or ()]
+            if self.snapshot is not None:
+                out["alerts"] = self.snapshot["alerts"]
+            else:
+                out["alerts"] = [a.to_dict() for a in self.alerts or ()]
             return out
         if self.snapshot is not None:
             out["alert"] = self.snapshot

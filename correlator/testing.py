@@ -164,7 +164,7 @@ def _events(spec: TestFile, case: Case) -> list[tuple[float, dict[str, Any]]]:
 
 def _run_case(file: str, spec: TestFile, rules: RuleSet, case: Case) -> TestResult:
     result = TestResult(file, case.name)
-    engine = Engine(rules, max_lateness=spec.max_lateness)
+    engine = Engine(rules, max_lateness=spec.max_lateness, snapshots=True)
     events = _events(spec, case)
     incidents: dict[str, dict[str, Any]] = {}
     notifications: list[Change] = []

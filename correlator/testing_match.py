@@ -158,8 +158,9 @@ def _name(obj: Any, *, alert: bool) -> str:
 def _notification_view(change: Change) -> list[dict[str, Any]]:
     """One flat view per alert in the notification, so `identifier` etc. can be matched."""
     views = []
-    for alert in change.alerts or ():
-        view = alert.to_dict()
+    sent = change.snapshot["alerts"] if change.snapshot is not None else None
+    for alert in sent if sent is not None else [a.to_dict() for a in change.alerts or ()]:
+        view = dict(alert)  # the row as it was sent
         view["receiver"] = change.receiver
         views.append(view)
     return views or [{"receiver": change.receiver}]

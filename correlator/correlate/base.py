@@ -97,6 +97,7 @@ class Operator:
     kind: ClassVar[str] = ""
     transitions: frozenset[str] = frozenset()  # a rule may narrow its kind's set
     pauses_escalation: ClassVar[bool] = False  # its suppressions stop escalation clocks
+    resets_on_reopen: ClassVar[bool] = False  # undoes its changes when a row reopens
 
     def __init__(self, name: str, spec: Any) -> None:
         self.name = name

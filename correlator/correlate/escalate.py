@@ -134,6 +134,7 @@ _CHANGES: Final = frozenset((CREATED, UPDATED, MODIFIED, SUPPRESSED, UNSUPPRESSE
 
 class EscalateOperator(Operator):
     kind = "escalate"
+    resets_on_reopen = True  # puts back the labels it set, before other rules see the reopen
     transitions = frozenset(
         (
             *(CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED, ACKNOWLEDGED),

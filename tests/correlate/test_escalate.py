@@ -402,3 +402,41 @@ def test_summary_can_be_set(engine: Callable[[str], Engine]) -> None:
     feed(eng, disk(0))
     eng.tick(900)
     assert eng.table.rows[DB].summary == "ESCALATED: DiskFull on db-1"
+
+
+def test_a_notification_carries_the_row_as_it_was_sent(ruleset: Callable[[str], RuleSet]) -> None:
+    """Two escalations at once: the first receiver gets the row as its rule left it (P2),
+    not as the second rule changed it later in the same tick (P1, critical)."""
+    rules = """
+correlate:
+  - {name: chat, kind: escalate, match: ['severity>=major'], after: 10m,
+     set: {labels.priority: P2}, receiver: chat}
+  - {name: page, kind: escalate, match: ['severity>=major'], after: 10m,
+     set: {labels.priority: P1, severity: critical}, receiver: pager}
+"""
+    eng = Engine(ruleset(rules), snapshots=True)
+    feed(eng, disk(0))
+    sent = {c.receiver: c.to_dict()["alerts"][0] for c in eng.tick(600) if c.kind == "notification"}
+    assert (sent["chat"]["labels"]["priority"], sent["chat"]["severity"]) == ("P2", 4)
+    assert (sent["pager"]["labels"]["priority"], sent["pager"]["severity"]) == ("P1", 5)
+
+
+def test_rules_listed_before_see_a_reopened_row_already_reset(
+    ruleset: Callable[[str], RuleSet],
+) -> None:
+    """A rule matching the escalated label, listed before the escalate rule, does not see the
+    previous episode's P1 on the reopened row: the reset runs first."""
+    rules = """
+correlate:
+  - {name: p1-incident, kind: incident, match: ['labels.priority="P1"'], group_by: [node],
+     window: 5m}
+  - {name: unacked, kind: escalate, match: ['severity>=4'], after: 10m,
+     set: {labels.priority: P1}}
+"""
+    eng = Engine(ruleset(rules))
+    feed(eng, disk(100))
+    eng.tick(700)  # escalated: P1, and the P1 incident opens
+    feed(eng, disk(710, kind="resolution"))  # the incident closes
+    out = feed(eng, disk(750))  # reopened: a new episode without P1
+    assert [c.kind for c in out if c.kind.startswith("incident.")] == []
+    assert "priority" not in eng.table.rows[DB].labels
