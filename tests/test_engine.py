@@ -393,3 +393,15 @@ def test_a_template_failing_on_its_data_renders_the_error() -> None:
     template = Template("G{{ 10 // raw.d }}", prefix="raw")
     assert template.render({"d": 5}) == "G2"
     assert template.render({"d": 0}).startswith("<template error: ZeroDivisionError")
+
+
+def test_context_value_agrees_with_the_context() -> None:
+    """The lazy lookup incident titles use resolves every name as `alert_context` does."""
+    from correlator.model import Alert
+    from correlator.ruleset.paths import alert_context, alert_context_value
+
+    alert = Alert("i", "n", "G", labels={"alertname": "A", "site": "x"}, annotations={"r": "u"})
+    context = alert_context(alert)
+    assert {name: alert_context_value(alert, name) for name in context} == context
+    with pytest.raises(KeyError):
+        alert_context_value(alert, "nope")

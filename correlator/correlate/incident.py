@@ -33,7 +33,7 @@ and tests, unique across reloads and restarts.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -52,13 +52,14 @@ from correlator.correlate.base import (
     Operator,
 )
 from correlator.correlate.grouping import FieldKey
-from correlator.correlate.synthetic import SyntheticAlert
+from correlator.correlate.incident_title import TitleContext
+from correlator.correlate.synthetic import SyntheticAlert, group_values
 from correlator.errors import RuleFieldError
 from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import INCIDENT_CLOSED, INCIDENT_OPENED, INCIDENT_UPDATED, Alert, Change
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
-from correlator.ruleset.paths import ALERT_FIELDS, last_segment
+from correlator.ruleset.paths import last_segment
 from correlator.ruleset.schema import Duration, FieldNames, Matchers, Rule, TemplateText
 from correlator.ruleset.templates import Template
 
@@ -117,77 +118,6 @@ class _Group:
 
     current: _Incident | None
     last: float
-
-
-def _values(group: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    """`group` as templates see it: each value under its name and its last segment."""
-    values: dict[str, str] = {}
-    for name, value in group:
-        values[name] = value
-        values.setdefault(last_segment(name), value)
-    return values
-
-
-class _TitleContext(Mapping[str, Any]):
-    """`SyntheticAlert.context` of an incident's title, each name read when asked for.
-
-    The title is rendered at every publish, mostly from the memo of a template
-    that reads a name or two; building the whole context (every field of the
-    root cause as a dict) cost more than the rest of the publish. A name
-    resolves to what that context holds (`alert_context` of the root, then
-    group, count, members, rule); iterating it (Jinja2 copies the mapping when
-    it renders past the memo) builds the real context once.
-    """
-
-    __slots__ = ("_alerts", "_count", "_full", "_group", "_root", "_synthetic", "_values")
-
-    def __init__(
-        self,
-        synthetic: SyntheticAlert,
-        group: tuple[tuple[str, str], ...],
-        values: dict[str, str],
-        root: Alert | None,
-        alerts: list[Alert],
-        count: int,
-    ) -> None:
-        self._synthetic, self._group, self._values = synthetic, group, values
-        self._root, self._alerts, self._count = root, alerts, count
-        self._full: dict[str, Any] | None = None
-
-    def __getitem__(self, name: str) -> Any:
-        if self._full is not None:
-            return self._full[name]
-        if name == "group":
-            return self._values
-        if name == "count":
-            return self._count
-        if name == "members":
-            return self._alerts
-        if name == "rule":
-            return self._synthetic.rule
-        root = self._root
-        if root is None:
-            raise KeyError(name)
-        if name in ALERT_FIELDS:
-            return getattr(root, name)
-        if name == "labels":
-            return root.labels
-        if name == "annotations":
-            return root.annotations
-        if name == "alertname":
-            return root.labels.get("alertname") or root.alertgroup
-        raise KeyError(name)
-
-    def _whole(self) -> dict[str, Any]:
-        if self._full is None:
-            self._full = self._synthetic.context(self._group, self._root, self._alerts, self._count)
-        return self._full
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._whole())
-
-    def __len__(self) -> int:
-        return len(self._whole())
 
 
 def _stamp(at: float) -> str:
@@ -338,7 +268,7 @@ class IncidentOperator(Operator):
             ctx.schedule(at + self._window + self._grace, self, key)
         ident = self._id(key, at, ctx)
         pairs = tuple(zip(self._names, key, strict=True))
-        inc = group.current = self._live[ident] = _Incident(ident, key, pairs, _values(pairs))
+        inc = group.current = self._live[ident] = _Incident(ident, key, pairs, group_values(pairs))
         return group, inc
 
     def _id(self, key: Key, at: float, ctx: Context) -> str:
@@ -428,7 +358,7 @@ class IncidentOperator(Operator):
         members = inc.members.values()
         alerts = [m.alert for m in members] if self._title_reads_members else []
         root = inc.root.alert if inc.root is not None else None
-        context = _TitleContext(self._context, inc.group, inc.values, root, alerts, len(members))
+        context = TitleContext(self._context, inc.group, inc.values, root, alerts, len(members))
         if inc.severity is None:
             open_levels = (m.alert.severity for m in members if m.alert.status != STATUS_CLEARED)
             inc.severity = max(open_levels, default=0)

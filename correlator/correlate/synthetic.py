@@ -36,6 +36,15 @@ def default_severity_of(members: Sequence[Alert], trigger: Alert | None) -> int:
     return top if top >= INDETERMINATE else MAJOR
 
 
+def group_values(group: Group) -> dict[str, Any]:
+    """`group` as templates see it: each value under its name and its last segment."""
+    values: dict[str, Any] = {}
+    for name, value in group:
+        values[name] = value
+        values.setdefault(last_segment(name), value)
+    return values
+
+
 def group_key(group: Group) -> tuple[str, ...]:
     return tuple("" if v is None else str(v) for _, v in group)
 
@@ -59,11 +68,7 @@ class SyntheticAlert:
         self, group: Group, trigger: Alert | None, members: Sequence[Alert], count: int
     ) -> dict[str, Any]:
         ctx: dict[str, Any] = alert_context(trigger) if trigger is not None else {}
-        values: dict[str, Any] = {}
-        for name, value in group:
-            values[name] = value
-            values.setdefault(last_segment(name), value)
-        ctx.update(group=values, count=count, members=list(members), rule=self.rule)
+        ctx.update(group=group_values(group), count=count, members=list(members), rule=self.rule)
         return ctx
 
     def identifier(self, group: Group, ctx: dict[str, Any]) -> str:

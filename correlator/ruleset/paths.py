@@ -76,6 +76,19 @@ def alert_context(alert: Alert) -> dict[str, Any]:
     return ctx
 
 
+def alert_context_value(alert: Alert, name: str) -> Any:
+    """`alert_context(alert)[name]` without building the mapping (KeyError likewise)."""
+    if name in ALERT_FIELDS:
+        return getattr(alert, name)
+    if name == "labels":
+        return alert.labels
+    if name == "annotations":
+        return alert.annotations
+    if name == "alertname":
+        return alert.labels.get("alertname") or alert.alertgroup
+    raise KeyError(name)
+
+
 def last_segment(name: str) -> str:
     """`labels.site` → `site`: the short key a group value is also known by."""
     return name.rsplit(".", 1)[-1]
