@@ -195,7 +195,7 @@ class PairOperator(Operator):
         raised = self._raised.get(key)
         if raised is not None and at >= raised.at:
             self._forget_raised(key)
-            self._clear_late(raised, occ, at, now, ctx)
+            self._clear_late(raised, occ.identifier, at, now, ctx, how="arrived")
             first = raised.at
         if first is None and not self._clear_leftover(key, occ, at, now, ctx):
             ctx.count("unpaired_second", self.name)  # ignored, but kept for a reordered first
@@ -241,13 +241,18 @@ class PairOperator(Operator):
         self._seconds[key] = _Second(start, at, occ.identifier)
         ctx.schedule(at + self._keep, self, (_SEEN, key))
 
-    def _clear_late(self, raised: _Raised, occ: Alert, at: float, now: float, ctx: Context) -> None:
+    def _clear_late(
+        self, raised: _Raised, second: str, at: float, now: float, ctx: Context, *, how: str
+    ) -> None:
+        """The run ended late: clear its alert, saying how late the second event `second` was."""
         row = raised.alert
         if ctx.table.get(row.identifier) is not row:
             return
         late = format_duration(max(at - raised.at - self._within, 0.0))
-        why = f"second event {occ.identifier} arrived {late} after the {format_duration(self._within)} deadline"
-        ctx.clear(row, now, self.name, why)
+        deadline = format_duration(self._within)
+        ctx.clear(
+            row, now, self.name, f"second event {second} {how} {late} after the {deadline} deadline"
+        )
 
     # -- timers and transitions ------------------------------------------------
 
@@ -297,15 +302,8 @@ class PairOperator(Operator):
             return  # it completed an earlier run
         second.first = pending.at
         self._forget_raised(key)
-        row = raised.alert
-        if ctx.table.get(row.identifier) is not row:
-            return
-        late = format_duration(max(second.at - pending.at - self._within, 0.0))
-        why = (
-            f"second event {second.identifier} (delivered before its first) came {late} "
-            f"after the {format_duration(self._within)} deadline"
-        )
-        ctx.clear(row, now, self.name, why)
+        how = "(delivered before its first) came"
+        self._clear_late(raised, second.identifier, second.at, now, ctx, how=how)
 
     def _forget_raised(self, key: Key) -> None:
         raised = self._raised.pop(key, None)
