@@ -237,7 +237,10 @@ class Engine:
         elif isinstance(owner, Operator) and self.operators.get(owner.name) is owner:
             owner.on_timer(key, when, self)  # timers of replaced rules are dropped
 
-    def _transition(self, transition: str, alert: Alert, now: float) -> None:
+    def _transition(
+        self, transition: str, alert: Alert, now: float, links_only: bool = False
+    ) -> None:
+        """Record the change, then dispatch it to the rules it concerns (see `modify`)."""
         change = Change(now, PUBLIC_KIND[transition], alert)
         if self._snapshots:
             change.snapshot = alert.to_dict()
@@ -245,6 +248,10 @@ class Engine:
         if transition == "repeated":  # most changes: only rules reading tally see them
             for op in self._tally_watchers:
                 op.on_transition("updated", alert, now, self)
+            return
+        if links_only:
+            for op in self._link_watchers:
+                op.on_transition(transition, alert, now, self)
             return
         if transition == "deleted":
             self._suppressors.pop(alert.identifier, None)
@@ -356,15 +363,7 @@ class Engine:
         """
         alert.state_change = now
         alert.note(now, who, why)
-        if not links_only:
-            self._transition("modified", alert, now)
-            return
-        change = Change(now, PUBLIC_KIND["modified"], alert)
-        if self._snapshots:
-            change.snapshot = alert.to_dict()
-        self._out.append(change)
-        for op in self._link_watchers:
-            op.on_transition("modified", alert, now, self)
+        self._transition("modified", alert, now, links_only)
 
     def count(self, what: str, rule: str) -> None:
         self.stats.rule_events[(rule, what)] += 1

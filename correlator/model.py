@@ -201,14 +201,17 @@ class Change:
     alerts: list[Alert] | None = None
     snapshot: dict[str, Any] | None = None
 
+    def sent_alerts(self) -> list[dict[str, Any]]:
+        """A notification's alerts as they were sent (recorded with snapshots), else as now."""
+        if self.snapshot is not None:
+            return list(self.snapshot["alerts"])
+        return [alert.to_dict() for alert in self.alerts or ()]
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"at": self.at, "kind": self.kind}
         if self.kind == NOTIFICATION:
             out["receiver"] = self.receiver
-            if self.snapshot is not None:
-                out["alerts"] = self.snapshot["alerts"]
-            else:
-                out["alerts"] = [a.to_dict() for a in self.alerts or ()]
+            out["alerts"] = self.sent_alerts()
             return out
         if self.snapshot is not None:
             out["alert"] = self.snapshot

@@ -158,8 +158,7 @@ def _name(obj: Any, *, alert: bool) -> str:
 def _notification_view(change: Change) -> list[dict[str, Any]]:
     """One flat view per alert in the notification, so `identifier` etc. can be matched."""
     views = []
-    sent = change.snapshot["alerts"] if change.snapshot is not None else None
-    for alert in sent if sent is not None else [a.to_dict() for a in change.alerts or ()]:
+    for alert in change.sent_alerts():
         view = dict(alert)  # the row as it was sent
         view["receiver"] = change.receiver
         views.append(view)

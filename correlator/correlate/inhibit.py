@@ -331,8 +331,6 @@ class InhibitOperator(Operator):
             bucket = self._sources.get(member.key)
             if bucket is not None:
                 holder = bucket.holder(member.source)
-                if not bucket.where:
-                    bucket.where = self._describe(member.key)
         # A suppression under this name made before a reload that changed the rule
         # is taken over, so it can be released.
         held = ident in self._held or self.holds(alert, ctx)
@@ -341,7 +339,9 @@ class InhibitOperator(Operator):
             ctx.suppress(alert, now, self.name, "taken over by the reloaded rule")
         elif holder is not None and not held:
             self._held.add(ident)
-            where = bucket.where if bucket is not None else ""
+            where = ""
+            if bucket is not None and member is not None:  # always, with a holder
+                where = bucket.where = bucket.where or self._describe(member.key)
             ctx.suppress(alert, now, self.name, f"inhibited by {holder.identifier} ({where})")
         elif holder is None and held and alert.status != CLEARED_STATUS:
             self._held.discard(ident)
