@@ -1,0 +1,1 @@
+"""Durable state: the input journal, engine snapshots, source offsets, sink progress, history."""

@@ -1,0 +1,120 @@
+"""What the daemon keeps durable, and the one interface both databases implement.
+
+State is the last engine snapshot plus the input journal after it (DESIGN.md
+§6): the engine is deterministic in its inputs, so replaying the journal with
+the recorded `now` values rebuilds the table exactly. Everything is keyed by
+a `scope` (one engine's source partitions, e.g. `kafka:events:3`), so that on
+a rebalance a new owner loads just the partitions it was given.
+
+Commit order, in one transaction per batch (never one per event):
+1. append the batch's journal entries;
+2. store the source offsets the batch reaches (the consumer seeks to them on start);
+3. add the rows the batch deleted to the history.
+Only then are the batch's inputs acknowledged (Kafka commit, MQTT PUBACK, HTTP 200).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+# journal entry kinds: an event, a timer tick, an operator's action on an alert
+EVENT: Final = "event"
+TICK: Final = "tick"
+ACTION: Final = "action"
+
+OffsetKey = tuple[str, str, int]  # (source name, topic, partition)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One engine input: `data` is the raw event or action as JSON (empty for a tick)."""
+
+    seq: int
+    at: float
+    kind: str
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """A deleted row, as Netcool's REPORTER keeps it: the source of MTTA/MTTR reports."""
+
+    identifier: str
+    serial: int
+    first_occurrence: float
+    last_occurrence: float
+    tally: int
+    acknowledged_by: str | None
+    acknowledged_at: float | None
+    cleared_at: float | None
+    deleted_at: float
+    alert: bytes  # the row's JSON (DESIGN.md §3) when it was deleted
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one group commit makes durable for one scope."""
+
+    scope: str
+    entries: list[Entry] = field(default_factory=list)
+    offsets: dict[OffsetKey, int] = field(default_factory=dict)  # next offset to read
+    history: list[HistoryRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """A scope's state as stored: restore the snapshot, then replay `entries` in order."""
+
+    snapshot: bytes | None
+    snapshot_seq: int  # the last journal seq the snapshot covers (0: none)
+    entries: list[Entry]
+    offsets: dict[OffsetKey, int]
+
+
+class Store(Protocol):
+    """A state database (SQLite or PostgreSQL); every method is one transaction."""
+
+    async def open(self) -> None:
+        """Connect and bring the schema to the current version."""
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def load(self, scope: str) -> Restored: ...
+
+    async def commit(self, batch: Batch) -> None: ...
+
+    async def save_snapshot(self, scope: str, seq: int, data: bytes, at: float) -> None:
+        """Keep `data` as the state after entry `seq` and drop the journal it covers."""
+
+    async def sink_position(self, sink: str, scope: str) -> int:
+        """The last change `seq` the sink is known to have published (0: none)."""
+
+    async def set_sink_position(self, sink: str, scope: str, seq: int) -> None: ...
+
+    async def history(
+        self, since: float, until: float, *, identifier: str | None = None, limit: int = 1000
+    ) -> list[HistoryRecord]:
+        """Rows deleted in [since, until), oldest first."""
+
+
+def history_rows(records: Sequence[HistoryRecord]) -> list[tuple[object, ...]]:
+    """History records as the column tuples of the `history` table."""
+    return [
+        (
+            r.identifier,
+            r.serial,
+            r.first_occurrence,
+            r.last_occurrence,
+            r.tally,
+            r.acknowledged_by,
+            r.acknowledged_at,
+            r.cleared_at,
+            r.deleted_at,
+            r.alert,
+        )
+        for r in records
+    ]

@@ -1,0 +1,89 @@
+"""The state schema, as numbered migrations shared by SQLite and PostgreSQL.
+
+A migration is applied once, in order, inside the transaction that records
+its number in `schema_version`; a database newer than this code is refused.
+Types are written `{blob}`/`{real}`/`{bigint}` and filled in per dialect.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (  # 1: journal, snapshots, offsets, sink progress, history
+        """CREATE TABLE journal (
+            scope TEXT NOT NULL,
+            seq {bigint} NOT NULL,
+            at {real} NOT NULL,
+            kind TEXT NOT NULL,
+            data {blob} NOT NULL,
+            PRIMARY KEY (scope, seq))""",
+        """CREATE TABLE snapshots (
+            scope TEXT PRIMARY KEY,
+            seq {bigint} NOT NULL,
+            at {real} NOT NULL,
+            data {blob} NOT NULL)""",
+        """CREATE TABLE offsets (
+            scope TEXT NOT NULL,
+            source TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            part INTEGER NOT NULL,
+            next_offset {bigint} NOT NULL,
+            PRIMARY KEY (scope, source, topic, part))""",
+        """CREATE TABLE sink_positions (
+            sink TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            seq {bigint} NOT NULL,
+            PRIMARY KEY (sink, scope))""",
+        """CREATE TABLE history (
+            identifier TEXT NOT NULL,
+            serial {bigint} NOT NULL,
+            first_occurrence {real} NOT NULL,
+            last_occurrence {real} NOT NULL,
+            tally {bigint} NOT NULL,
+            acknowledged_by TEXT,
+            acknowledged_at {real},
+            cleared_at {real},
+            deleted_at {real} NOT NULL,
+            alert {blob} NOT NULL)""",
+        "CREATE INDEX history_deleted_at ON history (deleted_at)",
+        "CREATE INDEX history_identifier ON history (identifier, deleted_at)",
+    ),
+)
+
+SQLITE_TYPES: Final = {"blob": "BLOB", "real": "REAL", "bigint": "INTEGER"}
+POSTGRES_TYPES: Final = {"blob": "BYTEA", "real": "DOUBLE PRECISION", "bigint": "BIGINT"}
+
+VERSION_TABLE: Final = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+
+
+def migrations(types: dict[str, str]) -> list[list[str]]:
+    """Each migration's statements for one dialect, in order (index 0 is version 1)."""
+    return [[sql.format(**types) for sql in step] for step in MIGRATIONS]
+
+
+CURRENT_VERSION: Final = len(MIGRATIONS)
+
+INSERT_ENTRY: Final = "INSERT INTO journal (scope, seq, at, kind, data) VALUES (?, ?, ?, ?, ?)"
+INSERT_HISTORY: Final = (
+    "INSERT INTO history (identifier, serial, first_occurrence, last_occurrence, tally, "
+    "acknowledged_by, acknowledged_at, cleared_at, deleted_at, alert) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPSERT_OFFSET: Final = (
+    "INSERT INTO offsets (scope, source, topic, part, next_offset) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, source, topic, part) DO UPDATE SET next_offset = excluded.next_offset"
+)
+UPSERT_SNAPSHOT: Final = (
+    "INSERT INTO snapshots (scope, seq, at, data) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq, at = excluded.at, data = excluded.data"
+)
+UPSERT_SINK: Final = (
+    "INSERT INTO sink_positions (sink, scope, seq) VALUES (?, ?, ?) "
+    "ON CONFLICT (sink, scope) DO UPDATE SET seq = excluded.seq"
+)
+SELECT_HISTORY: Final = (
+    "SELECT identifier, serial, first_occurrence, last_occurrence, tally, "
+    "acknowledged_by, acknowledged_at, cleared_at, deleted_at, alert FROM history "
+    "WHERE deleted_at >= ? AND deleted_at < ? {and_identifier} ORDER BY deleted_at LIMIT ?"
+)

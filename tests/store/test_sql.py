@@ -1,0 +1,155 @@
+"""The state store: journal, snapshots, offsets, sink positions and history, on both databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from correlator.model import Alert
+from correlator.store.base import TICK, Batch, Entry
+from correlator.store.history import history_record
+from correlator.store.schema import CURRENT_VERSION
+from correlator.store.sql import SqlStore, StoreError, dialect_for, open_store
+
+
+def _entries(first: int, n: int) -> list[Entry]:
+    return [Entry(seq, 100.0 + seq, "event", b'{"n": %d}' % seq) for seq in range(first, first + n)]
+
+
+async def test_a_new_database_is_migrated_to_the_current_schema(store: SqlStore) -> None:
+    """Opening an empty database creates every table at the current schema version."""
+    assert await store.schema_version() == CURRENT_VERSION
+    restored = await store.load("default")
+    assert (restored.snapshot, restored.snapshot_seq, restored.entries, restored.offsets) == (
+        None,
+        0,
+        [],
+        {},
+    )
+
+
+async def test_reopening_keeps_the_data_and_does_not_migrate_twice(store_url: str) -> None:
+    """A restart opens the same database: the schema is already current, the journal is there."""
+    first = open_store(store_url)
+    await first.open()
+    try:
+        await first.commit(Batch("s", _entries(1, 3)))
+    finally:
+        await first.close()
+    second = open_store(store_url)
+    await second.open()
+    try:
+        assert await second.schema_version() == CURRENT_VERSION
+        assert [e.seq for e in (await second.load("s")).entries] == [1, 2, 3]
+    finally:
+        await second.close()
+
+
+async def test_a_batch_stores_entries_offsets_and_history_in_one_go(store: SqlStore) -> None:
+    """The journal comes back in seq order with its `now` values; offsets are per scope."""
+    await store.commit(Batch("kafka:events:0", _entries(1, 2), {("kafka", "events", 0): 2}))
+    await store.commit(
+        Batch("kafka:events:0", [Entry(3, 110.5, TICK)], {("kafka", "events", 0): 2})
+    )
+    await store.commit(Batch("kafka:events:1", _entries(1, 1), {("kafka", "events", 1): 7}))
+    restored = await store.load("kafka:events:0")
+    assert restored.entries == [*_entries(1, 2), Entry(3, 110.5, TICK, b"")]
+    assert restored.offsets == {("kafka", "events", 0): 2}
+    assert (await store.load("kafka:events:1")).offsets == {("kafka", "events", 1): 7}
+
+
+async def test_a_failed_batch_leaves_nothing_behind(store: SqlStore) -> None:
+    """A batch is one transaction: a duplicate seq rolls back its offsets too."""
+    await store.commit(Batch("s", _entries(1, 2), {("kafka", "t", 0): 2}))
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        await store.commit(Batch("s", _entries(2, 2), {("kafka", "t", 0): 4}))
+    restored = await store.load("s")
+    assert [e.seq for e in restored.entries] == [1, 2]
+    assert restored.offsets == {("kafka", "t", 0): 2}
+
+
+async def test_a_snapshot_replaces_the_journal_it_covers(store: SqlStore) -> None:
+    """Restore = the last snapshot + the entries after it; the covered ones are deleted."""
+    await store.commit(Batch("s", _entries(1, 5)))
+    await store.save_snapshot("s", 3, b"state-after-3", at=200.0)
+    restored = await store.load("s")
+    assert (restored.snapshot, restored.snapshot_seq) == (b"state-after-3", 3)
+    assert [e.seq for e in restored.entries] == [4, 5]
+    await store.save_snapshot("s", 5, b"state-after-5", at=201.0)
+    restored = await store.load("s")
+    assert (restored.snapshot, restored.snapshot_seq, restored.entries) == (b"state-after-5", 5, [])
+    assert (await store.load("other")).snapshot is None
+
+
+async def test_sink_positions_are_kept_per_sink_and_scope(store: SqlStore) -> None:
+    """How far each sink has published, so the replayed tail re-publishes only the rest."""
+    assert await store.sink_position("kafka-alerts", "s") == 0
+    await store.set_sink_position("kafka-alerts", "s", 41)
+    await store.set_sink_position("kafka-alerts", "s", 42)
+    await store.set_sink_position("mqtt", "s", 7)
+    assert await store.sink_position("kafka-alerts", "s") == 42
+    assert await store.sink_position("mqtt", "s") == 7
+    assert await store.sink_position("kafka-alerts", "t") == 0
+
+
+def _deleted_row(identifier: str) -> Alert:
+    row = Alert(identifier, node="n1", alertgroup="Down", severity=5, tally=3, serial=9)
+    row.first_occurrence, row.last_occurrence = 10.0, 40.0
+    row.note(50.0, "noc-alice", "acknowledged")
+    row.note(70.0, "correlator", "cleared: resolution received")
+    row.status, row.severity, row.state_change = "cleared", 0, 70.0
+    return row
+
+
+async def test_history_keeps_deleted_rows_queryable_by_time(store: SqlStore) -> None:
+    """Who acknowledged and when, when it cleared; queried by deletion time and identifier."""
+    records = [history_record(_deleted_row(f"n{i}:Down::"), 200.0 + i) for i in range(3)]
+    await store.commit(Batch("s", history=records))
+    found = await store.history(200.0, 202.0)
+    assert [r.identifier for r in found] == ["n0:Down::", "n1:Down::"]
+    first = found[0]
+    assert (first.acknowledged_by, first.acknowledged_at, first.cleared_at) == (
+        "noc-alice",
+        50.0,
+        70.0,
+    )
+    assert (first.first_occurrence, first.last_occurrence, first.tally) == (10.0, 40.0, 3)
+    assert b'"identifier":"n0:Down::"' in first.alert
+    assert [r.deleted_at for r in await store.history(0, 1e12, identifier="n2:Down::")] == [202.0]
+    assert len(await store.history(0, 1e12, limit=2)) == 2
+
+
+def test_state_urls() -> None:
+    """`sqlite:///rel`, `sqlite:////abs` and `postgresql://`; anything else is a clear error."""
+    assert dialect_for("sqlite:///var/correlator.db").name == "sqlite"
+    assert dialect_for("postgresql://u@h/db").name == "postgresql"
+    for bad, why in [("mysql://h/db", "expected sqlite"), ("sqlite://", "names no database")]:
+        with pytest.raises(StoreError, match=why):
+            dialect_for(bad)
+    with pytest.raises(StoreError, match="synchronous"):
+        dialect_for("sqlite:///x.db", synchronous="sometimes")
+
+
+async def test_a_relative_sqlite_path_is_created_under_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sqlite:///var/correlator.db` (the default) makes `./var/` if needed."""
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:///var/correlator.db", synchronous="full")
+    await store.open()
+    await store.close()
+    assert (tmp_path / "var" / "correlator.db").exists()
+
+
+async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    """Never write to a schema this version does not know."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(url)
+    await store.open()
+    await store._run(lambda cur: cur.execute("UPDATE schema_version SET version = 99"))
+    await store.close()
+    newer = open_store(url)
+    with pytest.raises(StoreError, match="schema version 99"):
+        await newer.open()
+    await newer.close()
