@@ -78,6 +78,9 @@ class KafkaSource(Section):
     bootstrap_servers: str
     topics: Annotated[list[str], Field(min_length=1)]
     group_id: str = "correlator"
+    # how fast the group notices a member gone (rebalance): aiokafka's defaults
+    heartbeat_interval: Duration = 3.0
+    session_timeout: Duration = 10.0
 
 
 class MqttSource(Section):
@@ -86,6 +89,7 @@ class MqttSource(Section):
     client_id: str = "correlator"
     protocol: Literal["5", "3.1.1"] = "5"
     shared_group: str | None = None  # subscribe as `$share/<group>/<topic>`
+    session_expiry: Duration = 86400.0  # v5: how long the broker keeps unacknowledged messages
 
 
 class FileSource(Section):

@@ -1,0 +1,1 @@
+"""Sources: Kafka, MQTT, HTTP and files, each acknowledging only what is durable."""

@@ -1,0 +1,46 @@
+"""What every source hands the pipeline, and how it learns that a batch is durable.
+
+A source reads raw messages and submits them in batches. `submit` waits while
+the pipeline's queue is full (backpressure: the source stops reading instead
+of dropping) and returns a future that resolves once the batch is in a durable
+journal commit. Only then does the source acknowledge (Kafka: its offset is
+already in that commit, committing to Kafka is for lag dashboards; MQTT:
+PUBACK; HTTP: the 200). A future that fails means nothing was stored: the
+source does not acknowledge, and the broker delivers the messages again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from correlator.store.base import OffsetKey
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One raw message: the bytes, which source it came from, and where it sits."""
+
+    value: bytes
+    source: str  # the source's name: metrics label and dead-letter field
+    offset_key: OffsetKey | None = None  # Kafka: (source, topic, partition)
+    offset: int = -1  # Kafka: the message's offset (the next one to read is offset + 1)
+    key: bytes | None = None
+
+
+Submit = Callable[[list[Received]], Awaitable["asyncio.Future[None]"]]
+
+
+class Source(Protocol):
+    """A long-lived reader; `run` returns only when cancelled (or on a configuration error)."""
+
+    name: str
+
+    @property
+    def connected(self) -> bool:
+        """Whether the source is connected to its broker now (readiness)."""
+
+    async def run(self, submit: Submit, offsets: Mapping[OffsetKey, int]) -> None:
+        """Read until cancelled, starting at the stored `offsets` where the source has them."""

@@ -1,0 +1,57 @@
+"""Real brokers for the source tests, one per test module, and a pipeline stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import pytest
+from support.brokers import mosquitto, tansu
+
+from correlator.sources.base import Received
+from correlator.store.base import OffsetKey
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap() -> Iterator[str]:
+    with tansu() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def mqtt_port() -> Iterator[int]:
+    with mosquitto() as port:
+        yield port
+
+
+class Durable:
+    """What the pipeline does with a submitted batch, minus the engine: keep it, then
+    resolve its future as a journal commit would (offsets stored with it)."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.offsets: dict[OffsetKey, int] = {}
+        self.fail_next = False
+
+    async def submit(self, batch: list[Received]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail_next:
+            self.fail_next = False
+            future.set_exception(OSError("disk full"))
+            return future
+        self.received.extend(batch)
+        for message in batch:
+            if message.offset_key is not None:
+                self.offsets[message.offset_key] = message.offset + 1
+        future.set_result(None)
+        return future
+
+    async def wait_for(self, count: int) -> None:
+        await until(lambda: len(self.received) >= count)
+
+
+async def until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Wait for a broker-side outcome (a connection, deliveries), failing after `seconds`."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - the state lives in a real broker's client
+            await asyncio.sleep(0.01)
