@@ -1,0 +1,1 @@
+"""Sinks: where every alert change is published (Kafka, MQTT), at least once."""

@@ -1,0 +1,35 @@
+"""What a sink publishes, and the promise it makes.
+
+A record is `correlator replay`'s `{"at", "kind", "alert"}` plus a `seq` that
+increases per scope (DESIGN.md §6), serialized once by the pipeline. `publish`
+returns only when the broker has acknowledged every record of the batch; the
+pipeline then stores the sink's position. After a crash the replayed journal
+tail re-publishes what may not have gone out: a consumer can see a record
+again (at-least-once) and drop it by `seq`, but never misses one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One change, ready to send: `payload` is its JSON."""
+
+    seq: int
+    identifier: str
+    kind: str
+    payload: bytes
+
+
+class Sink(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def publish(self, records: list[Record]) -> None:
+        """Send the batch in order; return once the broker has acknowledged all of it."""
+
+    async def stop(self) -> None: ...
