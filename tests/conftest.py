@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.brokers import mosquitto, tansu
 
 from correlator.engine import Engine
 from correlator.ruleset.loader import RuleSet, load_rules
@@ -41,3 +42,17 @@ def engine(ruleset: Callable[[str], RuleSet]) -> Callable[[str], Engine]:
         return Engine(ruleset(text))
 
     return make
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Kafka-protocol broker (tansu, in memory) for one test module."""
+    with tansu() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def mqtt_port() -> Iterator[int]:
+    """A real mosquitto broker for one test module."""
+    with mosquitto() as port:
+        yield port

@@ -1,27 +1,12 @@
-"""Real brokers for the source tests, one per test module, and a pipeline stand-in."""
+"""A stand-in for the pipeline: what the sources submit, made "durable" at once."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-
-import pytest
-from support.brokers import mosquitto, tansu
+from collections.abc import Callable
 
 from correlator.sources.base import Received
 from correlator.store.base import OffsetKey
-
-
-@pytest.fixture(scope="module")
-def kafka_bootstrap() -> Iterator[str]:
-    with tansu() as bootstrap:
-        yield bootstrap
-
-
-@pytest.fixture(scope="module")
-def mqtt_port() -> Iterator[int]:
-    with mosquitto() as port:
-        yield port
 
 
 class Durable:
