@@ -1,0 +1,253 @@
+"""One engine behind its journal: inputs in, group commits, change records out.
+
+Sources `submit` batches of raw messages; one committer task folds them into
+the engine and makes them durable together. Per commit, in this order:
+
+1. fire the engine's due timers (journaled as a tick), then fold each input
+   with the same wall-clock `now`, journaling it with that `now`;
+2. write the batch's dead letters (fsynced);
+3. commit the journal entries, the source offsets and the deleted rows'
+   history in one store transaction;
+4. resolve the submitters' futures: only now do sources acknowledge;
+5. hand the change records to the sinks (which store their own positions).
+
+A failed commit fails its futures (nothing is acknowledged) and stops the
+pipeline: the engine has moved past what is stored, so the daemon restarts
+from the store rather than run on. `restore` rebuilds the engine by replaying
+the journal with the recorded `now` values, and re-publishes the records a
+sink had not confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from correlator.engine import Engine
+from correlator.errors import EventError
+from correlator.model import DELETED, NOTIFICATION, Change
+from correlator.sinks.base import Record
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterFile
+from correlator.sources.base import Received
+from correlator.store.base import EVENT, TICK, Batch, Entry, OffsetKey, Store
+from correlator.store.history import history_record
+
+
+@dataclass(slots=True)
+class _Submitted:
+    messages: list[Received]
+    durable: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Commit:
+    """What one group commit gathers before it goes to the store."""
+
+    batch: Batch
+    records: list[Record] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    waiting: list[asyncio.Future[None]] = field(default_factory=list)
+    events: int = 0
+
+
+class Pipeline:
+    """The engine of one scope, its journal and its outputs."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        *,
+        scope: str = "default",
+        clock: Callable[[], float],
+        dead_letter: DeadLetterFile,
+        publish: Callable[[list[Record]], None] = lambda records: None,
+        commit_interval: float = 0.005,
+        commit_max_events: int = 2000,
+        queue_size: int = 64,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.scope = scope
+        self.clock = clock
+        self.dead_letter = dead_letter
+        self.publish = publish
+        self.commit_interval = commit_interval
+        self.commit_max_events = commit_max_events
+        self.offsets: dict[OffsetKey, int] = {}
+        self._queue: asyncio.Queue[_Submitted | None] = asyncio.Queue(queue_size)
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self._seq = 0  # journal entries
+        self._change_seq = 0  # published records
+
+    # -- the source side -------------------------------------------------------
+
+    async def submit(self, messages: list[Received]) -> asyncio.Future[None]:
+        """Queue a batch (waiting while the queue is full); the future resolves when durable."""
+        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Submitted(messages, durable))
+        return durable
+
+    # -- restart ---------------------------------------------------------------
+
+    async def restore(self) -> list[Record]:
+        """Replay the stored journal into the (fresh) engine; return the records it made."""
+        restored = await self.store.load(self.scope)
+        self.offsets = dict(restored.offsets)
+        records: list[Record] = []
+        for entry in restored.entries:
+            changes = self.engine.tick(entry.at) if entry.kind == TICK else self._fold_stored(entry)
+            self._records(changes, records, None)
+            self._seq = entry.seq
+        return records
+
+    def _fold_stored(self, entry: Entry) -> list[Change]:
+        try:
+            return self.engine.process(orjson.loads(entry.data), entry.at)
+        except EventError:  # dead-lettered the first time already
+            return []
+
+    # -- the committer -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Commit batches until `stop` (or cancelled); a failed commit ends it (raises)."""
+        self._arm()
+        try:
+            while not self._stopping:
+                commit = _Commit(Batch(self.scope))
+                await self._gather(commit)
+                await self._commit(commit)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._refuse_queued()
+
+    def stop(self) -> None:
+        """Finish the batch being gathered, commit it, and end `run` (stop the sources first)."""
+        self._stopping = True
+        self._wake()
+
+    def _refuse_queued(self) -> None:
+        """Inputs still queued at the end are not acknowledged: their brokers send them again."""
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None and not item.durable.done():
+                item.durable.set_exception(ConnectionAbortedError("correlator is shutting down"))
+
+    async def _gather(self, commit: _Commit) -> None:
+        """Wait for the first input or a due timer, then take what comes within the interval."""
+        first = await self._queue.get()  # None: a timer came due
+        now = self.clock()
+        self._tick(commit, now)
+        if first is not None:
+            self._fold(commit, first, now)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.commit_interval
+        while commit.events < self.commit_max_events:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    item = await self._queue.get()
+            except TimeoutError:
+                break
+            if item is not None:
+                self._fold(commit, item, now)
+
+    def _tick(self, commit: _Commit, now: float) -> None:
+        due = self.engine.next_timer()
+        if due is None or due > now:
+            return
+        changes = self.engine.tick(now)
+        self._journal(commit, TICK, now, b"")
+        self._records(changes, commit.records, commit.batch)
+
+    def _fold(self, commit: _Commit, item: _Submitted, now: float) -> None:
+        commit.waiting.append(item.durable)
+        for message in item.messages:
+            commit.events += 1
+            if message.offset_key is not None:
+                commit.batch.offsets[message.offset_key] = message.offset + 1
+            try:
+                event = orjson.loads(message.value)
+            except orjson.JSONDecodeError as exc:
+                commit.dead.append(
+                    DeadLetter(now, message.source, "not_json", str(exc), message.value)
+                )
+                continue
+            if not isinstance(event, dict):
+                why = "an event must be a JSON object"
+                commit.dead.append(
+                    DeadLetter(now, message.source, "not_object", why, message.value)
+                )
+                continue
+            self._journal(commit, EVENT, now, message.value)
+            try:
+                changes = self.engine.process(event, now)
+            except EventError as exc:
+                commit.dead.append(
+                    DeadLetter(now, message.source, exc.reason, str(exc), message.value)
+                )
+                continue
+            self._records(changes, commit.records, commit.batch)
+
+    def _journal(self, commit: _Commit, kind: str, now: float, data: bytes) -> None:
+        self._seq += 1
+        commit.batch.entries.append(Entry(self._seq, now, kind, data))
+
+    def _records(self, changes: Sequence[Change], out: list[Record], batch: Batch | None) -> None:
+        """Serialize each change now (it carries the live row) as a numbered sink record."""
+        for change in changes:
+            if change.kind == NOTIFICATION:
+                continue  # for receivers, not for the change stream
+            self._change_seq += 1
+            body: dict[str, Any] = change.to_dict()
+            body["seq"] = self._change_seq
+            alert = change.alert
+            identifier = alert.identifier if alert is not None else _incident_id(change)
+            out.append(Record(self._change_seq, identifier, change.kind, orjson.dumps(body)))
+            if batch is not None and change.kind == DELETED and alert is not None:
+                batch.history.append(history_record(alert, change.at))
+
+    async def _commit(self, commit: _Commit) -> None:
+        batch = commit.batch
+        try:
+            await self.dead_letter.write(commit.dead)
+            if batch.entries or batch.offsets or batch.history:
+                await self.store.commit(batch)
+        except BaseException as exc:
+            for waiting in commit.waiting:
+                if not waiting.done():
+                    waiting.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+            raise
+        self.offsets.update(commit.batch.offsets)
+        for waiting in commit.waiting:
+            if not waiting.done():
+                waiting.set_result(None)
+        if commit.records:
+            self.publish(commit.records)
+        self._arm()
+
+    def _arm(self) -> None:
+        """One `call_later` on the engine's next due timer (no polling loop)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        due = self.engine.next_timer()
+        if due is not None:
+            delay = max(0.0, due - self.clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._wake)
+
+    def _wake(self) -> None:
+        """A timer came due: wake the committer (a full queue wakes it anyway)."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+
+
+def _incident_id(change: Change) -> str:
+    incident = change.incident or {}
+    return str(incident.get("id", ""))
