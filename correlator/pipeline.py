@@ -33,7 +33,7 @@ from correlator.errors import EventError
 from correlator.model import DELETED, NOTIFICATION, Change
 from correlator.sinks.base import Record
 from correlator.sinks.dead_letter import DeadLetter, DeadLetterFile
-from correlator.sources.base import Received
+from correlator.sources.base import Durable, Received, Rejected
 from correlator.store.base import EVENT, TICK, Batch, Entry, OffsetKey, Store
 from correlator.store.history import history_record
 
@@ -41,7 +41,8 @@ from correlator.store.history import history_record
 @dataclass(slots=True)
 class _Submitted:
     messages: list[Received]
-    durable: asyncio.Future[None]
+    durable: Durable
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -51,7 +52,7 @@ class _Commit:
     batch: Batch
     records: list[Record] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
-    waiting: list[asyncio.Future[None]] = field(default_factory=list)
+    waiting: list[_Submitted] = field(default_factory=list)
     events: int = 0
 
 
@@ -88,9 +89,9 @@ class Pipeline:
 
     # -- the source side -------------------------------------------------------
 
-    async def submit(self, messages: list[Received]) -> asyncio.Future[None]:
+    async def submit(self, messages: list[Received]) -> Durable:
         """Queue a batch (waiting while the queue is full); the future resolves when durable."""
-        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        durable: Durable = asyncio.get_running_loop().create_future()
         await self._queue.put(_Submitted(messages, durable))
         return durable
 
@@ -167,33 +168,31 @@ class Pipeline:
         self._records(changes, commit.records, commit.batch)
 
     def _fold(self, commit: _Commit, item: _Submitted, now: float) -> None:
-        commit.waiting.append(item.durable)
-        for message in item.messages:
+        commit.waiting.append(item)
+        for index, message in enumerate(item.messages):
             commit.events += 1
             if message.offset_key is not None:
                 commit.batch.offsets[message.offset_key] = message.offset + 1
-            try:
-                event = orjson.loads(message.value)
-            except orjson.JSONDecodeError as exc:
-                commit.dead.append(
-                    DeadLetter(now, message.source, "not_json", str(exc), message.value)
-                )
-                continue
-            if not isinstance(event, dict):
-                why = "an event must be a JSON object"
-                commit.dead.append(
-                    DeadLetter(now, message.source, "not_object", why, message.value)
-                )
-                continue
-            self._journal(commit, EVENT, now, message.value)
-            try:
-                changes = self.engine.process(event, now)
-            except EventError as exc:
-                commit.dead.append(
-                    DeadLetter(now, message.source, exc.reason, str(exc), message.value)
-                )
-                continue
-            self._records(changes, commit.records, commit.batch)
+            reason, why = self._event(commit, message, now)
+            if reason:
+                commit.dead.append(DeadLetter(now, message.source, reason, why, message.value))
+                item.rejected.append((index, f"{reason}: {why}"))
+
+    def _event(self, commit: _Commit, message: Received, now: float) -> tuple[str, str]:
+        """Fold one message; the dead-letter reason and message when it cannot be an alert."""
+        try:
+            event = orjson.loads(message.value)
+        except orjson.JSONDecodeError as exc:
+            return "not_json", str(exc)
+        if not isinstance(event, dict):
+            return "not_object", "an event must be a JSON object"
+        self._journal(commit, EVENT, now, message.value)
+        try:
+            changes = self.engine.process(event, now)
+        except EventError as exc:
+            return exc.reason, str(exc)
+        self._records(changes, commit.records, commit.batch)
+        return "", ""
 
     def _journal(self, commit: _Commit, kind: str, now: float, data: bytes) -> None:
         self._seq += 1
@@ -220,14 +219,16 @@ class Pipeline:
             if batch.entries or batch.offsets or batch.history:
                 await self.store.commit(batch)
         except BaseException as exc:
-            for waiting in commit.waiting:
-                if not waiting.done():
-                    waiting.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+            for item in commit.waiting:
+                if not item.durable.done():
+                    item.durable.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError()
+                    )
             raise
         self.offsets.update(commit.batch.offsets)
-        for waiting in commit.waiting:
-            if not waiting.done():
-                waiting.set_result(None)
+        for item in commit.waiting:
+            if not item.durable.done():
+                item.durable.set_result(item.rejected)
         if commit.records:
             self.publish(commit.records)
         self._arm()

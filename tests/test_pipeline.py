@@ -124,10 +124,12 @@ async def test_bad_input_is_dead_lettered_with_its_reason_and_acknowledged(
                 Received(b"\xff\xfe", "mqtt"),
                 Received(_event(1, clock.now), "mqtt"),
             ]
-            await (await pipeline.submit(batch))
+            rejected = await (await pipeline.submit(batch))
             assert len(pipeline.engine.table) == 1
     finally:
         await store.close()
+    assert [index for index, _ in rejected] == [0, 1, 2, 3]
+    assert rejected[2] == (2, "invalid: missing required field 'alertgroup'")
     letters = [
         orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()
     ]

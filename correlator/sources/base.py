@@ -30,7 +30,11 @@ class Received:
     key: bytes | None = None
 
 
-Submit = Callable[[list[Received]], Awaitable["asyncio.Future[None]"]]
+# a message the pipeline dead-lettered: its index in the submitted batch and why
+Rejected = tuple[int, str]
+# resolves once the batch is durable, with the messages that were dead-lettered
+Durable = asyncio.Future[list[Rejected]]
+Submit = Callable[[list[Received]], Awaitable[Durable]]
 
 
 class Source(Protocol):

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from correlator.config import MqttSource as MqttConfig
-from correlator.sources.base import Received, Submit
+from correlator.sources.base import Durable, Received, Submit
 from correlator.store.base import OffsetKey
 
 
@@ -132,7 +132,7 @@ class MqttSource:
         paho: PahoClient,
         session: int,
         acks: list[tuple[int, int]],
-        done: asyncio.Future[None],
+        done: Durable,
     ) -> None:
         """PUBACK a durable batch; a failed one stays unacknowledged and is delivered again."""
         if done.cancelled() or done.exception() is not None or session != self._session:

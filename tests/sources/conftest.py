@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from correlator.sources.base import Received
+from correlator.sources.base import Durable, Received
 from correlator.store.base import OffsetKey
 
 
-class Durable:
+class Committer:
     """What the pipeline does with a submitted batch, minus the engine: keep it, then
     resolve its future as a journal commit would (offsets stored with it)."""
 
@@ -18,8 +18,8 @@ class Durable:
         self.offsets: dict[OffsetKey, int] = {}
         self.fail_next = False
 
-    async def submit(self, batch: list[Received]) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def submit(self, batch: list[Received]) -> Durable:
+        future: Durable = asyncio.get_running_loop().create_future()
         if self.fail_next:
             self.fail_next = False
             future.set_exception(OSError("disk full"))
@@ -28,7 +28,7 @@ class Durable:
         for message in batch:
             if message.offset_key is not None:
                 self.offsets[message.offset_key] = message.offset + 1
-        future.set_result(None)
+        future.set_result([])
         return future
 
     async def wait_for(self, count: int) -> None:

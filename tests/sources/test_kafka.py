@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from conftest import Durable
+from conftest import Committer
 
 from correlator.config import KafkaSource as KafkaConfig
 from correlator.sources.kafka import KafkaSource
@@ -37,8 +37,8 @@ async def _create(bootstrap: str, topic: str) -> None:
 
 async def _consume(
     bootstrap: str, topic: str, offsets: Mapping[OffsetKey, int], expect: int
-) -> Durable:
-    pipeline = Durable()
+) -> Committer:
+    pipeline = Committer()
     pipeline.offsets.update(offsets)
     source = KafkaSource(
         "kafka",
@@ -59,7 +59,7 @@ async def _consume(
     return pipeline
 
 
-def _numbers(pipeline: Durable) -> list[int]:
+def _numbers(pipeline: Committer) -> list[int]:
     return sorted(int(m.value[6:-1]) for m in pipeline.received)
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import aiomqtt
 import pytest
-from conftest import Durable, until
+from conftest import Committer, until
 from support.brokers import mosquitto
 
 from correlator.config import MqttSource as MqttConfig
@@ -25,7 +25,7 @@ async def _publish(port: int, topic: str, values: range) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _running(source: MqttSource, pipeline: Durable) -> AsyncIterator[None]:
+async def _running(source: MqttSource, pipeline: Committer) -> AsyncIterator[None]:
     task = asyncio.create_task(source.run(pipeline.submit, {}))
     try:
         await until(lambda: source.connected)
@@ -47,7 +47,7 @@ def _source(port: int, client_id: str, protocol: str, **kw: str) -> MqttSource:
     return MqttSource("mqtt", config, backoff=(0.05, 0.2))
 
 
-def _numbers(pipeline: Durable) -> list[int]:
+def _numbers(pipeline: Committer) -> list[int]:
     return sorted(int(m.value[6:-1]) for m in pipeline.received)
 
 
@@ -58,14 +58,14 @@ async def test_messages_arrive_once_and_acknowledged_ones_are_not_redelivered(
     """Wildcard subscription, batches; after a restart on the same session nothing repeats,
     and what was published while the daemon was away arrives (persistent session)."""
     client_id = f"correlator-{next(_ids)}"
-    first = Durable()
+    first = Committer()
     async with _running(_source(mqtt_port, client_id, protocol), first):
         await _publish(mqtt_port, "events/a", range(100))
         await first.wait_for(100)
     assert _numbers(first) == list(range(100))
     assert {m.source for m in first.received} == {"mqtt"}
     await _publish(mqtt_port, "events/b", range(100, 130))  # while it is down
-    second = Durable()
+    second = Committer()
     async with _running(_source(mqtt_port, client_id, protocol), second):
         await second.wait_for(30)
         await asyncio.sleep(0.3)
@@ -80,7 +80,7 @@ async def test_a_batch_that_was_not_made_durable_is_delivered_again(
     the broker, which delivers them again on the same session. With aiomqtt's own early
     acknowledgement they would be gone."""
     client_id = f"correlator-{next(_ids)}"
-    failing = Durable()
+    failing = Committer()
     failing.fail_next = True
     async with _running(_source(mqtt_port, client_id, protocol), failing):
         await _publish(mqtt_port, "events/x", range(1))
@@ -88,7 +88,7 @@ async def test_a_batch_that_was_not_made_durable_is_delivered_again(
         await _publish(mqtt_port, "events/x", range(1, 3))
         await failing.wait_for(2)
     assert _numbers(failing) == [1, 2]
-    again = Durable()
+    again = Committer()
     async with _running(_source(mqtt_port, client_id, protocol), again):
         await again.wait_for(1)
         await asyncio.sleep(0.3)
@@ -97,7 +97,7 @@ async def test_a_batch_that_was_not_made_durable_is_delivered_again(
 
 async def test_shared_subscriptions_split_the_stream(mqtt_port: int) -> None:
     """Two instances in one `$share` group: every message reaches exactly one of them."""
-    one, two = Durable(), Durable()
+    one, two = Committer(), Committer()
     kw = {"shared_group": "correlators"}
     async with (
         _running(_source(mqtt_port, f"a-{next(_ids)}", "5", **kw), one),
@@ -112,7 +112,7 @@ async def test_shared_subscriptions_split_the_stream(mqtt_port: int) -> None:
 
 async def test_the_source_reconnects_after_the_broker_restarts() -> None:
     """Broker down: not connected; broker back on the same port: connected, messages flow."""
-    pipeline = Durable()
+    pipeline = Committer()
     with mosquitto() as port:
         source = _source(port, f"r-{next(_ids)}", "5")
         task = asyncio.create_task(source.run(pipeline.submit, {}))
