@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +69,8 @@ class Pipeline:
         scope: str = "default",
         clock: Callable[[], float],
         dead_letter: DeadLetterFile,
-        publish: Callable[[list[Record]], None] = lambda records: None,
+        publish: Callable[[list[Record]], Awaitable[None]] | None = None,
+        observe_commit: Callable[[float], None] | None = None,
         commit_interval: float = 0.005,
         commit_max_events: int = 2000,
         queue_size: int = 64,
@@ -80,7 +83,10 @@ class Pipeline:
         self.publish = publish
         self.commit_interval = commit_interval
         self.commit_max_events = commit_max_events
+        self.observe_commit = observe_commit
         self.offsets: dict[OffsetKey, int] = {}
+        self.counts: Counter[tuple[str, str]] = Counter()  # (source, accepted|dead_lettered)
+        self.dead_letters: Counter[str] = Counter()  # by reason
         self._queue: asyncio.Queue[_Submitted | None] = asyncio.Queue(queue_size)
         self._timer: asyncio.TimerHandle | None = None
         self._stopping = False
@@ -177,6 +183,10 @@ class Pipeline:
             if reason:
                 commit.dead.append(DeadLetter(now, message.source, reason, why, message.value))
                 item.rejected.append((index, f"{reason}: {why}"))
+                self.counts[(message.source, "dead_lettered")] += 1
+                self.dead_letters[reason] += 1
+            else:
+                self.counts[(message.source, "accepted")] += 1
 
     def _event(self, commit: _Commit, message: Received, now: float) -> tuple[str, str]:
         """Fold one message; the dead-letter reason and message when it cannot be an alert."""
@@ -217,7 +227,10 @@ class Pipeline:
         try:
             await self.dead_letter.write(commit.dead)
             if batch.entries or batch.offsets or batch.history:
+                started = time.perf_counter()
                 await self.store.commit(batch)
+                if self.observe_commit is not None:
+                    self.observe_commit(time.perf_counter() - started)
         except BaseException as exc:
             for item in commit.waiting:
                 if not item.durable.done():
@@ -229,8 +242,8 @@ class Pipeline:
         for item in commit.waiting:
             if not item.durable.done():
                 item.durable.set_result(item.rejected)
-        if commit.records:
-            self.publish(commit.records)
+        if commit.records and self.publish is not None:
+            await self.publish(commit.records)
         self._arm()
 
     def _arm(self) -> None:

@@ -59,12 +59,16 @@ async def _pipeline(
     rules: RuleSet, store: SqlStore, clock: Callable[[], float], tmp_path: Path
 ) -> AsyncIterator[tuple[Pipeline, list[Record]]]:
     published: list[Record] = []
+
+    async def publish(records: list[Record]) -> None:
+        published.extend(records)
+
     pipeline = Pipeline(
         Engine(rules),
         store,
         clock=clock,
         dead_letter=DeadLetterFile(tmp_path / "dead-letter.jsonl"),
-        publish=published.extend,
+        publish=publish,
     )
     published.extend(await pipeline.restore())
     task = asyncio.create_task(pipeline.run())

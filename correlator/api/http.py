@@ -1,0 +1,150 @@
+"""The HTTP service (FastAPI): ingest, Alertmanager's alert POST, alert reads, probes, metrics.
+
+Ingest bodies are read raw and parsed with orjson (a pydantic model per item
+would cost more than the engine). An ingest answers only once the batch is
+durable; a bad item is rejected with its index and reason and the rest kept
+(400 when nothing was accepted); a body over the limit is refused with 413.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Protocol
+
+import orjson
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from correlator.api.alertmanager import BadAlert, to_event
+from correlator.api.filters import select
+from correlator.engine import Engine
+from correlator.sources.base import Durable, Received, Rejected
+
+
+class Service(Protocol):
+    """What the HTTP layer needs from the running daemon."""
+
+    engine: Engine
+    registry: CollectorRegistry
+    max_body_bytes: int
+
+    def now(self) -> float: ...
+
+    async def submit(self, messages: list[Received]) -> Durable: ...
+
+    def readiness(self) -> dict[str, bool]:
+        """Each condition of readiness (state restored, every source connected)."""
+        ...
+
+
+class _ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def create_api(service: Service) -> FastAPI:
+    api = FastAPI(title="correlator", default_response_class=_ORJSONResponse)
+
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz() -> Response:
+        checks = service.readiness()
+        status = 200 if all(checks.values()) else 503
+        return _ORJSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
+
+    @api.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @api.post("/api/v1/events")
+    async def post_events(request: Request) -> Response:
+        """One event (a JSON object) or an array of them."""
+        body = await _json_body(request, service.max_body_bytes)
+        items = body if isinstance(body, list) else [body]
+        return await _ingest(service, [orjson.dumps(item) for item in items], {})
+
+    @api.post("/api/v2/alerts")
+    async def post_alerts(request: Request) -> Response:
+        """Alertmanager's API as Prometheus and amtool use it: an array of postable alerts."""
+        body = await _json_body(request, service.max_body_bytes)
+        if not isinstance(body, list):
+            raise HTTPException(400, "expected a JSON array of alerts")
+        now = service.now()
+        lateness = service.engine.max_lateness
+        events: list[bytes] = []
+        refused: dict[int, str] = {}
+        positions: list[int] = []
+        for index, alert in enumerate(body):
+            try:
+                events.append(orjson.dumps(to_event(alert, now, lateness)))
+                positions.append(index)
+            except BadAlert as exc:
+                refused[index] = str(exc)
+        return await _ingest(service, events, refused, positions)
+
+    @api.get("/api/v1/alerts")
+    async def list_alerts(
+        filter: Annotated[list[str] | None, Query()] = None,
+        sort: str = "-last_occurrence",
+        limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        rows_now = service.engine.table.rows.values()
+        try:
+            rows, total = select(rows_now, filter or [], sort, limit, offset)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"alerts": [row.to_dict() for row in rows], "total": total}
+
+    @api.get("/api/v1/alerts/{identifier:path}")
+    async def get_alert(identifier: str) -> dict[str, Any]:
+        row = service.engine.table.get(identifier)
+        if row is None:
+            raise HTTPException(404, f"no alert {identifier!r}")
+        return row.to_dict()
+
+    @api.exception_handler(HTTPException)
+    async def _error(request: Request, exc: HTTPException) -> Response:
+        return _ORJSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    return api
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body over the {limit}-byte limit")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"not JSON: {exc}") from None
+
+
+async def _ingest(
+    service: Service,
+    events: list[bytes],
+    refused: dict[int, str],
+    positions: list[int] | None = None,
+) -> Response:
+    """Submit, wait until durable, answer with what was accepted and what was not (and why)."""
+    rejected: list[Rejected] = []
+    if events:
+        rejected = await (await service.submit([Received(e, "http") for e in events]))
+    where = positions or list(range(len(events)))
+    reasons = {**refused, **{where[i]: why for i, why in rejected}}
+    accepted = len(events) - len(rejected)
+    body = {
+        "accepted": accepted,
+        "rejected": [{"index": i, "reason": reasons[i]} for i in sorted(reasons)],
+    }
+    return _ORJSONResponse(body, status_code=200 if accepted else 400)

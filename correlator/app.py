@@ -1,0 +1,175 @@
+"""The daemon: wiring (`App.__init__`) apart from running (`App.run`) apart from signals (cli).
+
+`run` opens the store, builds the engine from the rules, restores it from
+the journal, starts the sinks, then runs the committer, the sink publisher,
+the sources and the HTTP server until `stop()`. Shutdown goes in the order
+that loses nothing: stop intake (HTTP, then sources), commit what the
+pipeline holds, let the sinks publish what is queued, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from correlator.api.http import create_api
+from correlator.config import Config
+from correlator.engine import Engine
+from correlator.observability.metrics import DaemonCollector, commit_histogram
+from correlator.pipeline import Pipeline
+from correlator.ruleset.loader import load_rules
+from correlator.sinks.base import Sink
+from correlator.sinks.dead_letter import DeadLetterFile
+from correlator.sinks.kafka import KafkaSink
+from correlator.sinks.mqtt import MqttSink
+from correlator.sinks.publisher import Publisher
+from correlator.sources.base import Durable, Received, Source
+from correlator.sources.file import FileSource
+from correlator.sources.kafka import KafkaSource
+from correlator.sources.mqtt import MqttSource
+from correlator.store.sql import open_store
+
+SCOPE = "default"  # one engine per daemon until scale-out keys state by partition set
+
+
+class App:
+    """One daemon; embeddable in tests (`await app.run()` in a task, `app.stop()`)."""
+
+    def __init__(self, config: Config) -> None:
+        """Build every part (a bad rule set raises RuleSetError here); no I/O yet."""
+        self.config = config
+        self.max_body_bytes = config.http.max_body_bytes
+        self.store = open_store(config.state.url, synchronous=config.state.synchronous)
+        self.registry = CollectorRegistry()
+        self.engine = Engine(
+            load_rules(Path(config.rules)),
+            max_lateness=config.engine.max_lateness,
+            delete_cleared_after=config.engine.delete_cleared_after,
+        )
+        self.sources: list[Source] = [_source(i, spec) for i, spec in enumerate(config.sources)]
+        self.sinks: list[Sink] = [_sink(i, spec) for i, spec in enumerate(config.sinks)]
+        self.publisher = Publisher(self.sinks, self.store, SCOPE)
+        self.pipeline = Pipeline(
+            self.engine,
+            self.store,
+            scope=SCOPE,
+            clock=self.now,
+            dead_letter=DeadLetterFile(Path(config.dead_letter.file or "var/dead-letter.jsonl")),
+            publish=self.publisher.publish,
+            observe_commit=commit_histogram(self.registry).observe,
+            commit_interval=config.state.commit_interval,
+            commit_max_events=config.state.commit_max_events,
+        )
+        self.registry.register(DaemonCollector(self.pipeline, self._connected, self.publisher.lag))
+        self.restored = False
+        self._stopping = asyncio.Event()
+
+    # -- what the HTTP layer reads ----------------------------------------------
+
+    def now(self) -> float:
+        return time.time()
+
+    async def submit(self, messages: list[Received]) -> Durable:
+        return await self.pipeline.submit(messages)
+
+    def readiness(self) -> dict[str, bool]:
+        checks = {"state_restored": self.restored}
+        checks.update({f"source:{s.name}": s.connected for s in self.sources})
+        return checks
+
+    # -- running -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await self.store.open()
+        try:
+            await self.publisher.start()
+            publishing = asyncio.create_task(self.publisher.run())
+            await self.publisher.publish(await self.pipeline.restore())
+            self.restored = True
+            await self._serve(self.pipeline, publishing)
+        finally:
+            await self.publisher.close()
+            await self.store.close()
+
+    def _connected(self) -> dict[str, bool]:
+        return {s.name: s.connected for s in self.sources}
+
+    async def _serve(self, pipeline: Pipeline, publishing: asyncio.Task[None]) -> None:
+        committing = asyncio.create_task(pipeline.run())
+        sources = [
+            asyncio.create_task(s.run(pipeline.submit, pipeline.offsets)) for s in self.sources
+        ]
+        server = _http_server(self)
+        serving = asyncio.create_task(server.serve())
+        stopping = asyncio.create_task(self._stopping.wait())
+        watched = [committing, publishing, serving, stopping, *sources]
+        try:
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            if stopping not in done:  # a part failed: stop the rest, then raise its error
+                for task in done:
+                    task.result()
+        finally:
+            server.should_exit = True  # 1. intake: HTTP first, then the brokers
+            await _settle(serving)
+            for task in sources:
+                task.cancel()
+                await _settle(task)
+            pipeline.stop()  # 2. commit what the pipeline holds
+            await _settle(committing)
+            await self.publisher.stop()  # 3. the sinks publish what is queued
+            await _settle(publishing, self.config.shutdown_timeout)
+            stopping.cancel()
+
+
+async def _settle(task: asyncio.Task[Any], seconds: float | None = None) -> None:
+    """Wait for a task to end (cancelling it after `seconds`); its error was seen already."""
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(_shielded(task), seconds)
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+def _shielded(task: asyncio.Task[Any]) -> Awaitable[Any]:
+    return asyncio.shield(task)
+
+
+def _http_server(app: App) -> uvicorn.Server:
+    host, port = app.config.http.host_port
+    config = uvicorn.Config(
+        create_api(app), host=host, port=port, log_config=None, access_log=False, lifespan="off"
+    )
+    return _Server(config)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: `correlator run` owns SIGTERM and SIGHUP."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _source(index: int, spec: Any) -> Source:
+    if spec.kafka is not None:
+        return KafkaSource(f"kafka-{index}", spec.kafka)
+    if spec.mqtt is not None:
+        return MqttSource(f"mqtt-{index}", spec.mqtt)
+    return FileSource(f"file-{index}", spec.file)
+
+
+def _sink(index: int, spec: Any) -> Sink:
+    if spec.kafka is not None:
+        return KafkaSink(f"kafka-{index}", spec.kafka)
+    return MqttSink(f"mqtt-{index}", spec.mqtt)

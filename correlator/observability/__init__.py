@@ -1,0 +1,1 @@
+"""Metrics and logs: read from the pipeline's counters at the stage boundaries."""

@@ -1,0 +1,134 @@
+"""Prometheus metrics on an injected registry (prefix `correlator_`).
+
+The hot path keeps plain integers (the engine's `Stats`, the pipeline's
+per-source counts); a collector turns them into metrics when `/metrics` is
+scraped, so an event costs no metric call. Series that dashboards expect
+exist from the start (at zero).
+
+Exported:
+- `correlator_events_total{source, outcome}`: inputs by source; outcome
+  `accepted` or `dead_lettered`;
+- `correlator_dead_letters_total{reason}`: by dead-letter reason;
+- `correlator_engine_<counter>_total`: every engine counter (`dedup_hits`,
+  `late_occurrences`, `resolutions_unmatched`, ...);
+- `correlator_normalize_discarded_total{rule}`;
+- `correlator_rule_events_total{rule, what}`: rule hits and `cap_hit`s;
+- `correlator_alerts{severity, status}`: rows in the table now;
+- `correlator_source_connected{source}`, `correlator_sink_queued_batches{sink}`;
+- `correlator_journal_commit_seconds`: histogram of group-commit latency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from correlator.engine import Engine
+from correlator.model import SEVERITY_NAMES
+
+STATUSES = ("open", "acknowledged", "cleared")
+OUTCOMES = ("accepted", "dead_lettered")
+
+
+class Counted(Protocol):
+    """What the collector reads from the running daemon at scrape time."""
+
+    engine: Engine
+    counts: Counter[tuple[str, str]]  # (source, outcome)
+    dead_letters: Counter[str]  # by reason
+
+
+class DaemonCollector(Collector):
+    """Reads the daemon's counters when scraped; nothing is counted twice."""
+
+    def __init__(
+        self,
+        pipeline: Counted,
+        sources: Callable[[], Mapping[str, bool]],
+        sink_queues: Callable[[], Mapping[str, int]],
+    ) -> None:
+        self._pipeline = pipeline
+        self._sources = sources
+        self._sink_queues = sink_queues
+
+    def collect(self) -> Iterator[Metric]:
+        pipeline = self._pipeline
+        events = CounterMetricFamily(
+            "correlator_events", "Inputs by source and outcome", labels=["source", "outcome"]
+        )
+        names = {"http", *self._sources()} | {s for s, _ in pipeline.counts}
+        for source in sorted(names):
+            for outcome in OUTCOMES:
+                events.add_metric([source, outcome], pipeline.counts[(source, outcome)])
+        yield events
+        dead = CounterMetricFamily(
+            "correlator_dead_letters", "Dead letters by reason", labels=["reason"]
+        )
+        for reason, count in sorted(pipeline.dead_letters.items()):
+            dead.add_metric([reason], count)
+        yield dead
+        yield from _engine_counters(pipeline.engine)
+        yield _alerts(pipeline.engine)
+        connected = GaugeMetricFamily(
+            "correlator_source_connected", "1 while the source is connected", labels=["source"]
+        )
+        for name, up in sorted(self._sources().items()):
+            connected.add_metric([name], 1.0 if up else 0.0)
+        yield connected
+        queued = GaugeMetricFamily(
+            "correlator_sink_queued_batches", "Batches waiting per sink", labels=["sink"]
+        )
+        for name, size in sorted(self._sink_queues().items()):
+            queued.add_metric([name], size)
+        yield queued
+
+
+def _engine_counters(engine: Engine) -> Iterator[Metric]:
+    stats = engine.stats
+    for field in dataclasses.fields(stats):
+        value = getattr(stats, field.name)
+        if isinstance(value, int):
+            yield CounterMetricFamily(
+                f"correlator_engine_{field.name}", f"Engine counter {field.name}", value=value
+            )
+    discarded = CounterMetricFamily(
+        "correlator_normalize_discarded", "Events discarded by rule", labels=["rule"]
+    )
+    for rule, count in sorted(stats.discarded.items()):
+        discarded.add_metric([rule], count)
+    yield discarded
+    rules = CounterMetricFamily(
+        "correlator_rule_events", "Rule hits and cap hits", labels=["rule", "what"]
+    )
+    for (rule, what), count in sorted(stats.rule_events.items()):
+        rules.add_metric([rule, what], count)
+    yield rules
+
+
+def _alerts(engine: Engine) -> Metric:
+    """Rows by severity and status: one pass over the table per scrape, not per event."""
+    counts: Counter[tuple[int, str]] = Counter(
+        (row.severity, row.status) for row in engine.table.rows.values()
+    )
+    gauge = GaugeMetricFamily(
+        "correlator_alerts", "Alerts in the table", labels=["severity", "status"]
+    )
+    for level, name in enumerate(SEVERITY_NAMES):
+        for status in STATUSES:
+            gauge.add_metric([name, status], counts[(level, status)])
+    return gauge
+
+
+def commit_histogram(registry: CollectorRegistry) -> Histogram:
+    return Histogram(
+        "correlator_journal_commit_seconds",
+        "Latency of one group commit (journal, offsets, history)",
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        registry=registry,
+    )

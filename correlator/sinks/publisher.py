@@ -1,0 +1,98 @@
+"""Hands each committed batch of change records to every sink, in order, at least once.
+
+One task per sink drains its own bounded queue, so a slow sink delays only
+itself until its queue is full; then the committer waits (backpressure: the
+sources stop reading) instead of dropping records. A failed publish is
+retried with exponential backoff; after each published batch the sink's
+position (last `seq`) is stored, and records at or below it are skipped when
+the journal tail is replayed after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Sequence
+
+from correlator.sinks.base import Record, Sink
+from correlator.store.base import Store
+
+
+class _Lane:
+    """One sink, its queue and how far it has published."""
+
+    def __init__(self, sink: Sink, position: int, size: int) -> None:
+        self.sink = sink
+        self.position = position
+        self.queue: asyncio.Queue[list[Record] | None] = asyncio.Queue(size)
+        self.failures = 0
+
+
+class Publisher:
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        store: Store,
+        scope: str,
+        *,
+        queue_size: int = 256,
+        backoff: tuple[float, float] = (0.1, 30.0),
+    ) -> None:
+        self.sinks = sinks
+        self.store = store
+        self.scope = scope
+        self.queue_size = queue_size
+        self.backoff = backoff
+        self._lanes: list[_Lane] = []
+
+    async def start(self) -> None:
+        """Start every sink and load how far each has published."""
+        for sink in self.sinks:
+            await sink.start()
+            position = await self.store.sink_position(sink.name, self.scope)
+            self._lanes.append(_Lane(sink, position, self.queue_size))
+
+    async def publish(self, records: list[Record]) -> None:
+        """Queue a batch for every sink (waits while a sink's queue is full)."""
+        for lane in self._lanes:
+            fresh = [r for r in records if r.seq > lane.position]
+            if fresh:
+                await lane.queue.put(fresh)
+
+    def lag(self) -> dict[str, int]:
+        """Batches waiting per sink (a metric)."""
+        return {lane.sink.name: lane.queue.qsize() for lane in self._lanes}
+
+    async def run(self) -> None:
+        """Drain every sink's queue until `stop`; each lane ends once its queue is empty."""
+        async with asyncio.TaskGroup() as group:
+            for lane in self._lanes:
+                group.create_task(self._drain(lane))
+
+    async def stop(self) -> None:
+        """Let every lane publish what is queued, then end `run`."""
+        for lane in self._lanes:
+            await lane.queue.put(None)
+
+    async def close(self) -> None:
+        for lane in self._lanes:
+            with contextlib.suppress(Exception):  # closing: a broker gone is not an error
+                await lane.sink.stop()
+
+    async def _drain(self, lane: _Lane) -> None:
+        while (records := await lane.queue.get()) is not None:
+            await self._send(lane, records)
+
+    async def _send(self, lane: _Lane, records: list[Record]) -> None:
+        delay = self.backoff[0]
+        while True:
+            try:
+                await lane.sink.publish(records)
+                break
+            except Exception:  # the broker is away: keep the batch and try again
+                lane.failures += 1
+                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+                delay = min(delay * 2, self.backoff[1])
+        lane.position = records[-1].seq
+        await self.store.set_sink_position(lane.sink.name, self.scope, lane.position)
