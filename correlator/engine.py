@@ -86,6 +86,7 @@ class Engine:
             partial(self._timers.push, rank=1),
             self.stats,
             delete_cleared_after=delete_cleared_after,
+            max_lateness=max_lateness,
         )
         self._out: list[Change] = []
         self._suppressors: dict[str, list[str]] = {}
@@ -123,6 +124,10 @@ class Engine:
         # a reopen is a new episode: rules that undo the last one's changes go first, so
         # no rule sees the reopened row with values from before (stable: rule order otherwise)
         by_transition.get("reopened", []).sort(key=lambda op: not op.resets_on_reopen)
+        # rules that may clear the row they are told about go last: the others see
+        # the transition before the clear, never after it
+        for ops in by_transition.values():
+            ops.sort(key=lambda op: op.clears_on_transition)
         self._by_transition = {t: tuple(ops) for t, ops in by_transition.items()}
         # a tally-only repeat changes no field, except for rules whose conditions read tally
         self._tally_watchers = tuple(
@@ -286,8 +291,10 @@ class Engine:
         assert row is not None  # a problem occurrence always lands in a row
         return row
 
-    def clear(self, alert: Alert, now: float, who: str, why: str) -> None:
-        self.table.clear(alert, now, who, why)
+    def clear(
+        self, alert: Alert, now: float, who: str, why: str, *, at: float | None = None
+    ) -> None:
+        self.table.clear(alert, now, who, why, at=at)
 
     def suppress(self, alert: Alert, now: float, by: str, why: str) -> None:
         """Add a suppressor; `suppressed_by` names the first one still holding."""
