@@ -160,6 +160,8 @@ class Engine:
         if at > self._newest:
             self._newest = at
         row = self.table.upsert(occ, now)
+        if row is not None:  # conditions on `tally` read the row's (a resolution: the cleared one)
+            occ.tally = row.tally
         for op, wants in self._event_ops.candidates(occ):
             if wants(occ):
                 op.on_event(occ, row, now, self)
