@@ -102,3 +102,68 @@ def test_bad_matcher_lines(line: str, message: str) -> None:
     """What Alertmanager refuses is refused, with its reason."""
     with pytest.raises(ValueError, match=message):
         parse_label_matchers(line)
+
+
+# Alertmanager's TestMatchers (pkg/labels/parse_test.go): input, then (name, op, value) or error
+AM_PARSE_CASES: list[tuple[str, list[tuple[str, str, str]] | str]] = [
+    ('{foo="bar"}', [("foo", "=", "bar")]),
+    ('{foo=~"bar.*"}', [("foo", "=~", "bar.*")]),
+    ('{foo!="bar"}', [("foo", "!=", "bar")]),
+    ('{foo!~"bar.*"}', [("foo", "!~", "bar.*")]),
+    ('{foo="bar", baz!="quux"}', [("foo", "=", "bar"), ("baz", "!=", "quux")]),
+    ('{foo="bar", baz!~"quux.*"}', [("foo", "=", "bar"), ("baz", "!~", "quux.*")]),
+    (
+        '{foo="bar",baz!~".*quux", derp="wat"}',
+        [("foo", "=", "bar"), ("baz", "!~", ".*quux"), ("derp", "=", "wat")],
+    ),
+    (
+        '{foo="bar", baz!="quux", derp="wat"}',
+        [("foo", "=", "bar"), ("baz", "!=", "quux"), ("derp", "=", "wat")],
+    ),
+    (
+        '{foo="bar", baz!~".*quux.*", derp="wat"}',
+        [("foo", "=", "bar"), ("baz", "!~", ".*quux.*"), ("derp", "=", "wat")],
+    ),
+    (
+        '{foo="bar", instance=~"some-api.*"}',
+        [("foo", "=", "bar"), ("instance", "=~", "some-api.*")],
+    ),
+    ('{foo=""}', [("foo", "=", "")]),
+    ('{foo="bar,quux", job="job1"}', [("foo", "=", "bar,quux"), ("job", "=", "job1")]),
+    ('{foo = "bar", dings != "bums", }', [("foo", "=", "bar"), ("dings", "!=", "bums")]),
+    ("foo=bar,dings!=bums", [("foo", "=", "bar"), ("dings", "!=", "bums")]),
+    (
+        r'{quote="She said: \"Hi, ladies! That' + "'" + r's gender-neutral…\""}',
+        [("quote", "=", 'She said: "Hi, ladies! That\'s gender-neutral…"')],
+    ),
+    ('statuscode=~"5.."', [("statuscode", "=~", "5..")]),
+    ("tricky=~~~", [("tricky", "=~", "~~")]),
+    (r"trickier==\\=\=\"", [("trickier", "=", r'=\=\="')]),
+    (
+        r'contains_quote != "\"" , contains_comma !~ "foo,bar" , ',
+        [("contains_quote", "!=", '"'), ("contains_comma", "!~", "foo,bar")],
+    ),
+    ("job=", "matcher value is not present: job="),
+    ('job="value', 'matcher value contains unescaped double quote: "value'),
+    ('job=value"', 'matcher value contains unescaped double quote: value"'),
+    (r'trickier==\\=\=\""', "matcher value contains unescaped double quote"),
+    ('contains_unescaped_quote = foo"bar', "matcher value contains unescaped double quote"),
+    ('{invalid-name = "valid label"}', "bad matcher format"),
+    ('{foo=~"invalid[regexp"}', "bad regex 'invalid\\[regexp': missing \\]"),
+    (r'"{foo=\"bar"}', "bad matcher format"),
+    (r'"foo=\"bar"', "bad matcher format"),
+    (r'"foo=\"bar\""', "bad matcher format"),
+    (r'"foo=\"bar\"', "bad matcher format"),
+    (r'"{foo=\"bar\"}"', "bad matcher format"),
+    ('"foo="bar""', "bad matcher format"),
+]
+
+
+@pytest.mark.parametrize(("line", "want"), AM_PARSE_CASES)
+def test_alertmanager_parser_cases(line: str, want: list[tuple[str, str, str]] | str) -> None:
+    """Alertmanager's own parser test cases give the same matchers, or refuse the same lines."""
+    if isinstance(want, str):
+        with pytest.raises(ValueError, match=want):
+            parse_label_matchers(line)
+        return
+    assert [(m.name, m.op, m.value) for m in parse_label_matchers(line)] == want

@@ -103,6 +103,10 @@ def parse_label_matcher(text: str) -> Matcher:
         if name not in ("severity", "tally"):
             raise ValueError(f"numeric comparison {op} is only allowed on severity and tally")
         return parse_matcher(text)  # correlator's flavour: the row's number
+    if not value_text:
+        raise ValueError(
+            f"matcher value is not present: {text.strip()}"
+        )  # `a=""` is the empty value
     return label_matcher(name, op, unquote(value_text))
 
 
