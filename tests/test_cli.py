@@ -164,3 +164,47 @@ def test_console_script_runs() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--max-lateness", "30"],
+        ["--max-lateness", "0"],
+        ["--max-lateness", "2.5"],
+        ["--until", "+30"],
+        ["--until", "+0"],
+    ],
+)
+def test_replay_flags_take_bare_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
+) -> None:
+    """A bare number of seconds is a duration on the command line too (`+30` = 30 s after the last event)."""
+    events = _events(tmp_path / "e.jsonl", [_event(10, "h1")])
+    assert main(["replay", str(events), "--rules", str(tmp_path), "--final", *option]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["identifier"] == "h1:Ping::"
+
+
+def test_until_counts_bare_seconds_after_the_last_event(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--until +130` fires the deletion 120 s after the clear at t=20, like `+130s`."""
+    lines = [_event(10, "h1"), _event(20, "h1", type="resolution")]
+    events = _events(tmp_path / "e.jsonl", lines)
+    assert main(["replay", str(events), "--rules", str(tmp_path), "--until", "+140"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert out[-1]["kind"] == "alert.deleted" and out[-1]["at"] == 140
+
+
+@pytest.mark.parametrize(
+    "option", [["--max-lateness", "-5"], ["--max-lateness=-1m"], ["--until", "+-30"]]
+)
+def test_replay_refuses_negative_durations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
+) -> None:
+    """A negative duration is a usage error (exit 2) that says it is negative."""
+    events = _events(tmp_path / "e.jsonl", [_event(10, "h1")])
+    with pytest.raises(SystemExit) as exited:
+        main(["replay", str(events), "--rules", str(tmp_path), *option])
+    assert exited.value.code == 2
+    assert "cannot be negative" in capsys.readouterr().err
