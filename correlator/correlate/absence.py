@@ -35,11 +35,16 @@ from correlator.model import Alert
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, as_text, compile_matchers
 from correlator.ruleset.paths import last_segment
-from correlator.ruleset.schema import AlertSpec, Duration, Rule
+from correlator.ruleset.schema import AlertSpec, Duration, Rule, Scalar
 from correlator.timeparse import format_duration
 
 Key = tuple[str, ...]
-Text = Annotated[str, BeforeValidator(lambda v: as_text(v) if isinstance(v, int | float) else v)]
+Text = Annotated[
+    str,
+    BeforeValidator(
+        lambda v: as_text(v) if isinstance(v, int | float) else v, json_schema_input_type=Scalar
+    ),
+]
 
 
 class AbsenceRule(Rule):

@@ -41,7 +41,7 @@ from correlator.correlate.grouping import FieldKey
 from correlator.model import CLEARED as CLEARED_STATUS
 from correlator.model import Alert
 from correlator.ruleset.matchers import Matcher, all_of, parse_matcher
-from correlator.ruleset.schema import RuleName, Strict
+from correlator.ruleset.schema import OneOrMany, RuleName, Scalar, Strict
 
 Key: TypeAlias = tuple[str, ...]
 
@@ -101,7 +101,8 @@ def _text(value: Any) -> Any:
 
 
 MatcherLines = Annotated[
-    list[Annotated[str, AfterValidator(_check_line)]], BeforeValidator(_one_or_many)
+    list[Annotated[str, AfterValidator(_check_line)]],
+    BeforeValidator(_one_or_many, json_schema_input_type=OneOrMany),
 ]
 
 
@@ -114,8 +115,9 @@ def _check_regex(value: str) -> str:
     return value
 
 
-LabelMap = dict[str, Annotated[str, BeforeValidator(_text)]]
-RegexMap = dict[str, Annotated[str, BeforeValidator(_text), AfterValidator(_check_regex)]]
+LabelText = Annotated[str, BeforeValidator(_text, json_schema_input_type=Scalar)]
+LabelMap = dict[str, LabelText]
+RegexMap = dict[str, Annotated[LabelText, AfterValidator(_check_regex)]]
 
 
 def _equality_text(name: str, value: str) -> str:
