@@ -133,6 +133,15 @@ def test_late_by_models_out_of_order_arrival(tmp_path: Path) -> None:
             "tests:\n  - name: t\n    expect: [{at: 2s}, {at: 1s}]\n",
             "expectations must be in time order",
         ),
+        (  # a billion laughs in a test file is bounded like in a rule file
+            "x: &a [l, l, l, l, l, l, l, l, l, l]\n"
+            + "".join(
+                f"x{i}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+            )
+            + "tests: []\n",
+            ":5:37: aliases repeat more than 100000 values (at *d)",
+        ),
+        ("tests: &t [{name: t, events: *t}]\n", ":1:30: alias *t is inside its own anchor"),
     ],
 )
 def test_invalid_test_file_exits_2(
