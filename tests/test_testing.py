@@ -142,6 +142,30 @@ def test_late_by_models_out_of_order_arrival(tmp_path: Path) -> None:
             ":5:37: aliases repeat more than 100000 values (at *d)",
         ),
         ("tests: &t [{name: t, events: *t}]\n", ":1:30: alias *t is inside its own anchor"),
+        (  # the reported reproduction: expanded eagerly, it died with a traceback
+            "tests:\n  - name: t\n    events:\n      - at: 0s\n"
+            "        repeat: {every: 1s, times: 30000000}\n        event: {check: ping}\n",
+            ":5:36: tests[0].events[0].repeat.times: more than 100000 events in one test",
+        ),
+        (  # the bound is per test, across its events
+            "tests:\n  - name: t\n    events:\n"
+            "      - {at: 0s, repeat: {every: 0s, times: 60000}, event: {check: ping}}\n"
+            "      - {at: 0s, repeat: {every: 0s, times: 60000}, event: {check: ping}}\n",
+            ":5:45: tests[0].events[1].repeat.times: more than 100000 events in one test",
+        ),
+        (
+            "tests:\n  - name: t\n    events: [{at: 1000000000000, event: {check: ping}}]\n",
+            ":3:19: tests[0].events[0].at: events must happen within 366d of the start",
+        ),
+        (
+            "tests:\n  - name: t\n    events:\n"
+            "      - {at: 0s, repeat: {every: 1d, times: 400}, event: {check: ping}}\n",
+            ":4:26: tests[0].events[0].repeat: events must happen within 366d of the start",
+        ),
+        (
+            "tests:\n  - name: t\n    expect: [{at: 100000d}]\n",
+            ":3:19: tests[0].expect[0].at: at most 366d after the start",
+        ),
     ],
 )
 def test_invalid_test_file_exits_2(
