@@ -166,6 +166,23 @@ def test_late_by_models_out_of_order_arrival(tmp_path: Path) -> None:
             "tests:\n  - name: t\n    expect: [{at: 100000d}]\n",
             ":3:19: tests[0].expect[0].at: at most 366d after the start",
         ),
+        (  # the reported typo: read as a label, it passed although the row has a parent
+            "tests:\n  - name: t\n    expect:\n      - at: 1s\n"
+            "        alerts: [{identifier: x, parnet: null}]\n",
+            ":5:34: tests[0].expect[0].alerts[0].parnet: 'parnet' is not an alert field",
+        ),
+        (
+            "tests:\n  - name: t\n    expect: [{at: 1s, alerts: [{labels.: x}]}]\n",
+            ":3:33: tests[0].expect[0].alerts[0].labels.: 'labels.' is not an alert field",
+        ),
+        (
+            "tests:\n  - name: t\n    expect: [{at: 1s, incidents: [{id: i, titel: x}]}]\n",
+            ":3:43: tests[0].expect[0].incidents[0].titel: 'titel' is not an incident key",
+        ),
+        (
+            "tests:\n  - name: t\n    expect: [{at: 1s, notifications: [{reciever: p}]}]\n",
+            ":3:40: tests[0].expect[0].notifications[0].reciever: 'reciever' is not an alert field or receiver",
+        ),
     ],
 )
 def test_invalid_test_file_exits_2(
