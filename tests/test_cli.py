@@ -208,3 +208,43 @@ def test_replay_refuses_negative_durations(
         main(["replay", str(events), "--rules", str(tmp_path), *option])
     assert exited.value.code == 2
     assert "cannot be negative" in capsys.readouterr().err
+
+
+RAISING_RULES = """
+correlate:
+  - {name: burst, kind: threshold, match: 'alertgroup="Err"', count: 2, window: 1m}
+  - name: late-job
+    kind: pair
+    first: 'alertgroup="JobStart"'
+    second: 'alertgroup="JobEnd"'
+    on: node
+    within: 1m
+  - {name: dead-man, kind: absence, match: 'alertgroup="Beat"', group_by: [node], for: 1m}
+"""
+
+
+@pytest.mark.parametrize(
+    ("rule", "note"),
+    [
+        ("burst", "raised: 2 matching events within 1m"),
+        ("late-job", "raised: no second event"),
+        ("dead-man", "raised: no matching event for 1m"),
+    ],
+)
+def test_a_raised_alert_is_created_with_its_raised_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rule: str, note: str
+) -> None:
+    """The `alert.created` record of a synthetic alert already carries the rule's "raised:" note."""
+    (tmp_path / "rules.yaml").write_text(RAISING_RULES)
+    lines = [
+        _event(0, "a", alertgroup="Err"),
+        _event(1, "a", alertgroup="Err"),
+        _event(2, "b", alertgroup="JobStart"),
+        _event(3, "c", alertgroup="Beat"),
+    ]
+    events = _events(tmp_path / "e.jsonl", lines)
+    assert main(["replay", str(events), "--rules", str(tmp_path), "--until", "+5m"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (created,) = [c for c in out if c["kind"] == "alert.created" and c["alert"]["agent"] == rule]
+    journal = created["alert"]["journal"]
+    assert [n["who"] for n in journal] == [rule] and journal[0]["text"].startswith(note)
