@@ -285,10 +285,18 @@ class Engine:
         members: Sequence[Alert] = (),
         count: int = 0,
         extra: dict[str, Any] | None = None,
+        note: str | None = None,
     ) -> Alert:
+        """Raise (or raise again) a rule's alert; `note` is journalled by the rule first.
+
+        The note goes into the row before the table publishes the change, so
+        the `alert.created` record already says why the alert was raised.
+        """
         occ = operator.alert_spec.build(
             group, now, trigger=trigger, members=members, count=count, extra=extra
         )
+        if note is not None:
+            (self.table.rows.get(occ.identifier) or occ).note(now, operator.name, note)
         row = self.table.upsert(occ, now)
         assert row is not None  # a problem occurrence always lands in a row
         return row

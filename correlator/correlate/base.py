@@ -68,6 +68,7 @@ class Context(Protocol):
         members: Sequence[Alert] = (),
         count: int = 0,
         extra: dict[str, Any] | None = None,
+        note: str | None = None,
     ) -> Alert: ...
 
     def clear(

@@ -43,7 +43,7 @@ from correlator.model import Alert
 from correlator.ruleset.labelview import label_key, label_matcher, parse_label_matchers
 from correlator.ruleset.matchers import Matcher, all_of
 from correlator.ruleset.regex import check as check_regex
-from correlator.ruleset.schema import RuleName, Strict
+from correlator.ruleset.schema import OneOrMany, RuleName, Scalar, Strict
 
 Key: TypeAlias = tuple[str, ...]
 
@@ -70,7 +70,8 @@ def _text(value: Any) -> Any:
 
 
 MatcherLines = Annotated[
-    list[Annotated[str, AfterValidator(_check_line)]], BeforeValidator(_one_or_many)
+    list[Annotated[str, AfterValidator(_check_line)]],
+    BeforeValidator(_one_or_many, json_schema_input_type=OneOrMany),
 ]
 
 
@@ -80,8 +81,9 @@ def _check_regex(value: str) -> str:
     return value
 
 
-LabelMap = dict[str, Annotated[str, BeforeValidator(_text)]]
-RegexMap = dict[str, Annotated[str, BeforeValidator(_text), AfterValidator(_check_regex)]]
+LabelText = Annotated[str, BeforeValidator(_text, json_schema_input_type=Scalar)]
+LabelMap = dict[str, LabelText]
+RegexMap = dict[str, Annotated[LabelText, AfterValidator(_check_regex)]]
 
 
 class InhibitRule(Strict):
