@@ -86,6 +86,7 @@ class Engine:
             partial(self._timers.push, rank=1),
             self.stats,
             delete_cleared_after=delete_cleared_after,
+            max_lateness=max_lateness,
         )
         self._out: list[Change] = []
         self._suppressors: dict[str, list[str]] = {}
@@ -123,6 +124,10 @@ class Engine:
         # a reopen is a new episode: rules that undo the last one's changes go first, so
         # no rule sees the reopened row with values from before (stable: rule order otherwise)
         by_transition.get("reopened", []).sort(key=lambda op: not op.resets_on_reopen)
+        # rules that may clear the row they are told about go last: the others see
+        # the transition before the clear, never after it
+        for ops in by_transition.values():
+            ops.sort(key=lambda op: op.clears_on_transition)
         self._by_transition = {t: tuple(ops) for t, ops in by_transition.items()}
         # a tally-only repeat changes no field, except for rules whose conditions read tally
         self._tally_watchers = tuple(
@@ -155,6 +160,8 @@ class Engine:
         if at > self._newest:
             self._newest = at
         row = self.table.upsert(occ, now)
+        if row is not None:  # conditions on `tally` read the row's (a resolution: the cleared one)
+            occ.tally = row.tally
         for op, wants in self._event_ops.candidates(occ):
             if wants(occ):
                 op.on_event(occ, row, now, self)
@@ -278,16 +285,26 @@ class Engine:
         members: Sequence[Alert] = (),
         count: int = 0,
         extra: dict[str, Any] | None = None,
+        note: str | None = None,
     ) -> Alert:
+        """Raise (or raise again) a rule's alert; `note` is journalled by the rule first.
+
+        The note goes into the row before the table publishes the change, so
+        the `alert.created` record already says why the alert was raised.
+        """
         occ = operator.alert_spec.build(
             group, now, trigger=trigger, members=members, count=count, extra=extra
         )
+        if note is not None:
+            (self.table.rows.get(occ.identifier) or occ).note(now, operator.name, note)
         row = self.table.upsert(occ, now)
         assert row is not None  # a problem occurrence always lands in a row
         return row
 
-    def clear(self, alert: Alert, now: float, who: str, why: str) -> None:
-        self.table.clear(alert, now, who, why)
+    def clear(
+        self, alert: Alert, now: float, who: str, why: str, *, at: float | None = None
+    ) -> None:
+        self.table.clear(alert, now, who, why, at=at)
 
     def suppress(self, alert: Alert, now: float, by: str, why: str) -> None:
         """Add a suppressor; `suppressed_by` names the first one still holding."""

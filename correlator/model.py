@@ -40,9 +40,13 @@ INCIDENT_CLOSED: Final = "incident.closed"
 NOTIFICATION: Final = "notification"
 
 
-_SEVERITY_FAST: Final[dict[object, int]] = {}
-for _level, _name in enumerate(SEVERITY_NAMES):
-    for _key in (_level, str(_level), _name, _name.capitalize(), _name.upper()):
+# Prometheus's usual words, accepted on input (a row keeps the level, shown by its name)
+SEVERITY_ALIASES: Final = {"info": 1, "error": 4}
+_SEVERITY_WORDS: Final = {**SEVERITY_BY_NAME, **SEVERITY_ALIASES}
+
+_SEVERITY_FAST: Final[dict[object, int]] = {level: level for level in range(6)}
+for _name, _level in _SEVERITY_WORDS.items():
+    for _key in (str(_level), _name, _name.capitalize(), _name.upper()):
         _SEVERITY_FAST[_key] = _level
 # the usual spellings of a severity given as text: one dict probe on the hot path
 SEVERITY_OF_NAME: Final[dict[str, int]] = {
@@ -51,7 +55,7 @@ SEVERITY_OF_NAME: Final[dict[str, int]] = {
 
 
 def parse_severity(value: object) -> int:
-    """Accept 0-5 or a Netcool severity name; raise ValueError for anything else."""
+    """Accept 0-5, a Netcool severity name, `info` or `error`; raise ValueError otherwise."""
     if type(value) is not bool:  # True == 1 would otherwise hit the table
         try:
             return _SEVERITY_FAST[value]
@@ -63,8 +67,8 @@ def parse_severity(value: object) -> int:
         level = value
     elif isinstance(value, str):
         key = value.strip().lower()
-        if key in SEVERITY_BY_NAME:
-            return SEVERITY_BY_NAME[key]
+        if key in _SEVERITY_WORDS:
+            return _SEVERITY_WORDS[key]
         if not key.isdigit():
             raise ValueError(f"unknown severity {value!r}")
         level = int(key)

@@ -15,6 +15,10 @@ class Stats:
     late_occurrences: int = 0
     resolutions_unmatched: int = 0
     resolutions_late: int = 0
+    # problems stamped at or before a remembered resolution: counted in the cleared row,
+    # created cleared, or dropped with the deleted row they belonged to
+    occurrences_before_resolution: int = 0
+    resolutions_cap_hit: int = 0  # resolutions not remembered: the table's memory was full
     discarded: Counter[str] = field(default_factory=Counter)  # by normalize rule
     dead_lettered: Counter[str] = field(default_factory=Counter)  # by reason
     rule_events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, what)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -32,7 +32,7 @@ from correlator.model import (
 )
 from correlator.ruleset.loader import RuleSet, load_rules, validation_errors
 from correlator.ruleset.schema import Duration
-from correlator.ruleset.yamlpos import YamlError, load, read_utf8
+from correlator.ruleset.yamlpos import Located, YamlError, dotted, load, read_utf8
 from correlator.testing_match import Expectation, check_expectation
 from correlator.timeparse import format_duration, parse_timestamp
 
@@ -44,6 +44,11 @@ __all__ = [
     "run_test_file",
     "run_test_files",
 ]
+
+
+# Bounds of one test, so a typo (`times: 30000000`, `at: 1e12`) is an error, not a hang.
+MAX_EVENTS: Final = 100_000  # events fed to one test, repeats included
+MAX_SPAN: Final = 366 * 86400.0  # the latest event or expectation, from the test's start
 
 
 class _Model(BaseModel):
@@ -130,6 +135,7 @@ def load_test_file(path: str | Path) -> tuple[TestFile, RuleSet]:
         raise TestFileError(
             "\n".join(map(str, validation_errors(str(path), located, exc)))
         ) from None
+    _check_bounds(path, located, spec)
     base = path.parent
     if spec.rule_files is None:
         roots = [base.parent if base.name == "tests" else base]
@@ -144,6 +150,31 @@ def load_test_file(path: str | Path) -> tuple[TestFile, RuleSet]:
                 )
             roots.extend(Path(p) for p in found)
     return spec, load_rules(*roots)
+
+
+def _check_bounds(path: Path, located: Located, spec: TestFile) -> None:
+    """At most MAX_EVENTS events and MAX_SPAN of virtual time per test, else a located error."""
+
+    def fail(where: tuple[str | int, ...], message: str) -> TestFileError:
+        line, col = located.position(located.resolve(where))
+        return TestFileError(f"{path}:{line}:{col}: {dotted(where)}: {message}")
+
+    span = format_duration(MAX_SPAN)
+    for i, case in enumerate(spec.tests):
+        count = 0
+        for j, item in enumerate(case.events):
+            times = item.repeat.times if item.repeat else 1
+            count += times
+            here = ("tests", i, "events", j)
+            if count > MAX_EVENTS:
+                raise fail((*here, "repeat", "times"), f"more than {MAX_EVENTS} events in one test")
+            last = item.at + (times - 1) * (item.repeat.every if item.repeat else 0.0)
+            if last > MAX_SPAN:
+                key = "repeat" if item.repeat and item.at <= MAX_SPAN else "at"
+                raise fail((*here, key), f"events must happen within {span} of the start")
+        for j, expectation in enumerate(case.expect):
+            if expectation.at > MAX_SPAN:
+                raise fail(("tests", i, "expect", j, "at"), f"at most {span} after the start")
 
 
 def run_test_file(path: str | Path) -> list[TestResult]:

@@ -2,15 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from correlator.model import SEVERITY_NAMES, Alert, Change, parse_severity
-from correlator.ruleset.paths import alert_getter
+from correlator.ruleset.paths import ALERT_FIELDS, alert_getter
 from correlator.ruleset.schema import Duration
 from correlator.timeparse import format_duration
+
+# The keys an expected entry may use; a typo (`parnet:`) must fail the file, not pass.
+ROW_KEYS: Final = ALERT_FIELDS | {"labels", "annotations", "expire_after", "journal"}
+INCIDENT_KEYS: Final = frozenset(
+    (
+        "id", "rule", "title", "status", "severity", "group", "members", "root_cause",
+        "opened_at", "updated_at", "closed_at",
+    )
+)  # fmt: skip  # the incident view (correlate/incident.py `_view`)
+
+
+def _key_check(what: str, bare: frozenset[str], maps: tuple[str, ...]) -> Callable[[str], str]:
+    """A bare name must be one of `bare`; `map.x` reaches into one of `maps`."""
+    hint = " or ".join(f"{m}.x" for m in maps)
+
+    def check(name: str) -> str:
+        head, dot, rest = name.partition(".")
+        if name in bare or (dot and rest and head in maps):
+            return name
+        raise ValueError(f"{name!r} is not {what} (bare names are its fields; use {hint})")
+
+    return check
+
+
+RowKey = Annotated[
+    str, AfterValidator(_key_check("an alert field", ROW_KEYS, ("labels", "annotations")))
+]
+IncidentKey = Annotated[
+    str, AfterValidator(_key_check("an incident key", INCIDENT_KEYS, ("group",)))
+]
+NotificationKey = Annotated[
+    str,
+    AfterValidator(
+        _key_check("an alert field or receiver", ROW_KEYS | {"receiver"}, ("labels", "annotations"))
+    ),
+]
 
 
 class Expectation(BaseModel):
@@ -19,10 +55,10 @@ class Expectation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     at: Duration
-    alerts: list[dict[str, Any]] | None = None
+    alerts: list[dict[RowKey, Any]] | None = None
     absent: list[str] = []
-    incidents: list[dict[str, Any]] | None = None
-    notifications: list[dict[str, Any]] | None = None
+    incidents: list[dict[IncidentKey, Any]] | None = None
+    notifications: list[dict[NotificationKey, Any]] | None = None
 
 
 def _severity_text(value: Any) -> str:

@@ -8,14 +8,25 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Final
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+# One spelling of durations, shared by the parser and the JSON Schema (`correlator schema`):
+# a plain number of seconds (`30`, `0.5`) or units (`1h30m`, `500ms`).
+_SECONDS_TEXT = r"\d+(?:\.\d+)?"
+_UNITS_TEXT = r"(?:\d+d)?(?:\d+h)?(?:\d+m(?!s))?(?:\d+s)?(?:\d+ms)?"
+DURATION_PATTERN: Final = rf"^\s*(?=\d)(?:{_SECONDS_TEXT}|{_UNITS_TEXT})\s*$"
+_SECONDS = re.compile(rf"^{_SECONDS_TEXT}$")
+_UNIT_PARTS = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 _UNITS = (86400.0, 3600.0, 60.0, 1.0, 0.001)
 # Epoch seconds from 1970 up to the end of year 9999 (what dates can be written for).
 MAX_TIMESTAMP: Final = 253_402_300_800.0
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from `30s`, `5m`, `2h`, `1d` or combinations (`1h30m`); numbers are seconds."""
+    """Seconds from `30s`, `5m`, `2h`, `1d`, combinations (`1h30m`) or a number of seconds.
+
+    The one parser of durations: rule files, test files and command-line flags
+    (`--max-lateness 30`, `--until +30`) all go through it, so `30`, `"30"`
+    and `30s` mean the same everywhere.
+    """
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
@@ -30,9 +41,14 @@ def parse_duration(value: object) -> float:
 @lru_cache(maxsize=256)
 def _parse_text(value: str) -> float:
     """Events repeat a few spellings (`expire_after: 60s`): each is parsed once."""
-    match = _DURATION.match(value.strip())
+    text = value.strip()
+    if _SECONDS.match(text):
+        return float(text)
+    match = _UNIT_PARTS.match(text)
     if match is None or not any(match.groups()):
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 1d)")
+        if text.startswith("-"):
+            raise ValueError(f"a duration cannot be negative: {value!r}")
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 1d, or seconds)")
     return sum(float(n) * unit for n, unit in zip(match.groups(), _UNITS, strict=True) if n)
 
 

@@ -164,3 +164,87 @@ def test_console_script_runs() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--max-lateness", "30"],
+        ["--max-lateness", "0"],
+        ["--max-lateness", "2.5"],
+        ["--until", "+30"],
+        ["--until", "+0"],
+    ],
+)
+def test_replay_flags_take_bare_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
+) -> None:
+    """A bare number of seconds is a duration on the command line too (`+30` = 30 s after the last event)."""
+    events = _events(tmp_path / "e.jsonl", [_event(10, "h1")])
+    assert main(["replay", str(events), "--rules", str(tmp_path), "--final", *option]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["identifier"] == "h1:Ping::"
+
+
+def test_until_counts_bare_seconds_after_the_last_event(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--until +130` fires the deletion 120 s after the clear at t=20, like `+130s`."""
+    lines = [_event(10, "h1"), _event(20, "h1", type="resolution")]
+    events = _events(tmp_path / "e.jsonl", lines)
+    assert main(["replay", str(events), "--rules", str(tmp_path), "--until", "+140"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert out[-1]["kind"] == "alert.deleted" and out[-1]["at"] == 140
+
+
+@pytest.mark.parametrize(
+    "option", [["--max-lateness", "-5"], ["--max-lateness=-1m"], ["--until", "+-30"]]
+)
+def test_replay_refuses_negative_durations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
+) -> None:
+    """A negative duration is a usage error (exit 2) that says it is negative."""
+    events = _events(tmp_path / "e.jsonl", [_event(10, "h1")])
+    with pytest.raises(SystemExit) as exited:
+        main(["replay", str(events), "--rules", str(tmp_path), *option])
+    assert exited.value.code == 2
+    assert "cannot be negative" in capsys.readouterr().err
+
+
+RAISING_RULES = """
+correlate:
+  - {name: burst, kind: threshold, match: 'alertgroup="Err"', count: 2, window: 1m}
+  - name: late-job
+    kind: pair
+    first: 'alertgroup="JobStart"'
+    second: 'alertgroup="JobEnd"'
+    on: node
+    within: 1m
+  - {name: dead-man, kind: absence, match: 'alertgroup="Beat"', group_by: [node], for: 1m}
+"""
+
+
+@pytest.mark.parametrize(
+    ("rule", "note"),
+    [
+        ("burst", "raised: 2 matching events within 1m"),
+        ("late-job", "raised: no second event"),
+        ("dead-man", "raised: no matching event for 1m"),
+    ],
+)
+def test_a_raised_alert_is_created_with_its_raised_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rule: str, note: str
+) -> None:
+    """The `alert.created` record of a synthetic alert already carries the rule's "raised:" note."""
+    (tmp_path / "rules.yaml").write_text(RAISING_RULES)
+    lines = [
+        _event(0, "a", alertgroup="Err"),
+        _event(1, "a", alertgroup="Err"),
+        _event(2, "b", alertgroup="JobStart"),
+        _event(3, "c", alertgroup="Beat"),
+    ]
+    events = _events(tmp_path / "e.jsonl", lines)
+    assert main(["replay", str(events), "--rules", str(tmp_path), "--until", "+5m"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (created,) = [c for c in out if c["kind"] == "alert.created" and c["alert"]["agent"] == rule]
+    journal = created["alert"]["journal"]
+    assert [n["who"] for n in journal] == [rule] and journal[0]["text"].startswith(note)

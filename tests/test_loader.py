@@ -8,6 +8,7 @@ import pytest
 
 from correlator.errors import RuleSetError
 from correlator.ruleset.loader import load_rules, rule_files
+from correlator.ruleset.yamlpos import MAX_BYTES
 
 BAD = Path(__file__).parent / "bad_rules"
 CASES = sorted(p.stem for p in BAD.glob("*.yaml"))
@@ -95,4 +96,30 @@ def test_a_merged_key_may_be_overridden(tmp_path: Path) -> None:
     assert [r.name for r in load_rules(tmp_path).build_operators()] == ["a", "b"]
     (tmp_path / "r.yaml").write_text("correlate:\n  - name: a\n    name: b\n    kind: flapping\n")
     with pytest.raises(RuleSetError, match=r"r\.yaml:3:5: duplicate key 'name'"):
+        load_rules(tmp_path)
+
+
+def test_merge_lists_keep_yaml_precedence(tmp_path: Path) -> None:
+    """In `<<: [*a, *b]` the earlier mapping wins, and a key written here wins over both."""
+    (tmp_path / "r.yaml").write_text(
+        "x-a: &a {kind: flapping, changes: 3, match: ['alertgroup=\"A\"']}\n"
+        "x-b: &b {kind: threshold, changes: 9, window: 1m}\n"
+        "correlate:\n  - <<: [*a, *b]\n    name: merged\n    changes: 4\n"
+    )
+    with pytest.raises(RuleSetError) as err:  # x-a/x-b are not sections: shows the merge ran
+        load_rules(tmp_path)
+    assert "unknown key 'x-a'" in str(err.value)
+    (tmp_path / "r.yaml").write_text(
+        "correlate:\n  - &a {name: a, kind: flapping, changes: 3, match: ['alertgroup=\"A\"']}\n"
+        "  - {<<: [*a, {kind: threshold, changes: 9}], name: merged, changes: 4}\n"
+    )
+    ops = load_rules(tmp_path).build_operators()
+    assert [(op.name, op.kind) for op in ops] == [("a", "flapping"), ("merged", "flapping")]
+
+
+def test_a_file_over_the_size_bound_is_refused_before_reading(tmp_path: Path) -> None:
+    """A rule file over 16 MiB is an error at 1:1, not a long parse or a MemoryError."""
+    with (tmp_path / "huge.yaml").open("wb") as f:
+        f.truncate(MAX_BYTES + 1)  # sparse: nothing is written
+    with pytest.raises(RuleSetError, match=r"huge\.yaml:1:1: file too large"):
         load_rules(tmp_path)

@@ -145,3 +145,117 @@ def test_index_merges_hits_on_several_keys_in_rule_order(third_key: bool) -> Non
     assert list(index.candidates(_alert(node="n1", alertgroup="B"))) == ["by-node", "unkeyed"]
     assert list(index.candidates(_alert(node="n2", alertgroup="A"))) == ["unkeyed", "by-group"]
     assert list(index.candidates(_alert(node="n2", alertgroup="B"))) == ["unkeyed"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "expected"),
+    [
+        (r'node=~"web\d+"', "web12", True),  # a backslash that escapes nothing is kept
+        (r'node=~"web\d+"', "webx", False),
+        (r'node=~"10\.0\..*"', "10.0.3.4", True),
+        (r'node=~"10\.0\..*"', "10x0.3.4", False),
+        (r'node="say \"hi\""', 'say "hi"', True),  # \" is a quote
+        (r'node="C:\\temp"', "C:\\temp", True),  # \\ is one backslash
+        (r'node="a\nb"', "a\nb", True),  # \n is a line feed
+        (r'node="a\tb"', "a\\tb", True),  # any other escape is kept as written
+        (r'node="ends\"', None, None),  # the quote is escaped: no closing quote
+    ],
+)
+def test_values_use_alertmanager_quoting(text: str, value: str | None, expected: bool) -> None:
+    """Quoted values unescape only `\\"`, `\\\\` and `\\n`, as Alertmanager does: pasted lines
+    like `'instance=~"web\\d+"'` load and mean what they mean there."""
+    if value is None:
+        with pytest.raises(ValueError, match="unescaped double quote"):
+            parse_matcher(text)
+        return
+    assert parse_matcher(text).test(_alert(node=value)) is expected
+    assert parse_matcher(text, raw=True).test({"node": value}) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "expected"),
+    [
+        ('node=~"[[:alpha:]]+"', "abc", True),  # POSIX classes, as in RE2
+        ('node=~"[[:alpha:]]+"', "a1", False),
+        (r'node=~"\w+"', "é", False),  # RE2's \w is ASCII
+        (r'node=~"\pL+"', "é", True),
+        ('node=~"(?i)CORE-.*"', "core-1", True),
+        ('node=~"a|b"', "a", True),  # an alternation is anchored as a whole
+        ('node=~"a|b"', "ab", False),
+        ('node=~"core-.*"', "core-1\nx", False),  # `.` does not match a line feed
+        ('node!~"core-.*"', "edge-1", True),
+    ],
+)
+def test_regexes_are_re2(text: str, value: str, expected: bool) -> None:
+    """Regexes follow RE2 (Prometheus and Alertmanager), anchored at both ends."""
+    assert parse_matcher(text).test(_alert(node=value)) is expected
+    assert parse_matcher(text, raw=True).test({"node": value}) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "hint"),
+    [
+        (r"(a)\1", "backreferences"),
+        ("a(?=b)", "lookaround"),
+        ("a(?!b)", "lookaround"),
+        ("(?<=a)b", "lookaround"),
+        ("(", "missing )"),
+    ],
+)
+def test_constructs_re2_refuses_are_errors(pattern: str, hint: str) -> None:
+    """A regex RE2 cannot run is refused at load time with the reason."""
+    with pytest.raises(ValueError, match="bad regex") as info:
+        parse_matcher(f'node=~"{pattern}"')
+    assert hint in str(info.value)
+
+
+@pytest.mark.timeout(5)
+def test_nested_quantifiers_run_in_linear_time() -> None:
+    """`(a+)+` against a long non-matching value answers at once (RE2 never backtracks)."""
+    matcher = parse_matcher('node=~"(a+)+"')
+    assert matcher.test(_alert(node="a" * 40 + "b")) is False
+    assert matcher.test(_alert(node="a" * 40)) is True
+
+
+def test_regex_answers_stay_right_past_the_cache() -> None:
+    """Per-value memoization of regex answers is bounded and never changes an answer."""
+    matcher = parse_matcher('node=~"n[0-9]*7"')
+    for round_ in range(2):
+        for i in range(10_000):
+            assert matcher.test(_alert(node=f"n{i}")) is (i % 10 == 7), (round_, i)
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [("info", 1), ("Info", 1), ("INFO", 1), ("error", 4), ("Error", 4), (" error ", 4)],
+)
+def test_prometheus_severity_words_are_accepted(value: str, level: int) -> None:
+    """`info` and `error`, Prometheus's usual words, are severities on input."""
+    from correlator.model import parse_severity
+
+    assert parse_severity(value) == level
+
+
+def test_severity_words_in_our_matchers() -> None:
+    """`severity!="info"` loads in `match:` and compares levels (info = indeterminate)."""
+    assert parse_matcher('severity!="info"').test(_alert(severity=5))
+    assert not parse_matcher('severity!="info"').test(_alert(severity=1))
+    assert parse_matcher("severity>=error").test(_alert(severity=4))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["up|down", "core-.*", r".*\.lan", ".*db.*", r"10\.0\.0\.1", "a b:c/d@e", "x", "(a+)+"],
+)
+def test_literal_shapes_answer_as_re2_does(pattern: str) -> None:
+    """The string-operation shortcuts for literal shapes give RE2's answer on every value."""
+    import re2
+
+    from correlator.ruleset.regex import full_match
+
+    test = full_match(pattern)
+    values = ["", "up", "down", "updown", "core-1", "core-", "xcore-1", "core-1\n", "h.lan",
+              "hxlan", ".lan\n", "mydb1", "db", "d\nb", "10.0.0.1", "10x0.0.1", "a b:c/d@e",
+              "x", "X", "aaa", "aab"]  # fmt: skip
+    for value in values:
+        assert test(value) is (re2.fullmatch(pattern, value) is not None), value

@@ -133,6 +133,56 @@ def test_late_by_models_out_of_order_arrival(tmp_path: Path) -> None:
             "tests:\n  - name: t\n    expect: [{at: 2s}, {at: 1s}]\n",
             "expectations must be in time order",
         ),
+        (  # a billion laughs in a test file is bounded like in a rule file
+            "x: &a [l, l, l, l, l, l, l, l, l, l]\n"
+            + "".join(
+                f"x{i}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+            )
+            + "tests: []\n",
+            ":5:37: aliases repeat more than 100000 values (at *d)",
+        ),
+        ("tests: &t [{name: t, events: *t}]\n", ":1:30: alias *t is inside its own anchor"),
+        (  # the reported reproduction: expanded eagerly, it died with a traceback
+            "tests:\n  - name: t\n    events:\n      - at: 0s\n"
+            "        repeat: {every: 1s, times: 30000000}\n        event: {check: ping}\n",
+            ":5:36: tests[0].events[0].repeat.times: more than 100000 events in one test",
+        ),
+        (  # the bound is per test, across its events
+            "tests:\n  - name: t\n    events:\n"
+            "      - {at: 0s, repeat: {every: 0s, times: 60000}, event: {check: ping}}\n"
+            "      - {at: 0s, repeat: {every: 0s, times: 60000}, event: {check: ping}}\n",
+            ":5:45: tests[0].events[1].repeat.times: more than 100000 events in one test",
+        ),
+        (
+            "tests:\n  - name: t\n    events: [{at: 1000000000000, event: {check: ping}}]\n",
+            ":3:19: tests[0].events[0].at: events must happen within 366d of the start",
+        ),
+        (
+            "tests:\n  - name: t\n    events:\n"
+            "      - {at: 0s, repeat: {every: 1d, times: 400}, event: {check: ping}}\n",
+            ":4:26: tests[0].events[0].repeat: events must happen within 366d of the start",
+        ),
+        (
+            "tests:\n  - name: t\n    expect: [{at: 100000d}]\n",
+            ":3:19: tests[0].expect[0].at: at most 366d after the start",
+        ),
+        (  # the reported typo: read as a label, it passed although the row has a parent
+            "tests:\n  - name: t\n    expect:\n      - at: 1s\n"
+            "        alerts: [{identifier: x, parnet: null}]\n",
+            ":5:34: tests[0].expect[0].alerts[0].parnet: 'parnet' is not an alert field",
+        ),
+        (
+            "tests:\n  - name: t\n    expect: [{at: 1s, alerts: [{labels.: x}]}]\n",
+            ":3:33: tests[0].expect[0].alerts[0].labels.: 'labels.' is not an alert field",
+        ),
+        (
+            "tests:\n  - name: t\n    expect: [{at: 1s, incidents: [{id: i, titel: x}]}]\n",
+            ":3:43: tests[0].expect[0].incidents[0].titel: 'titel' is not an incident key",
+        ),
+        (
+            "tests:\n  - name: t\n    expect: [{at: 1s, notifications: [{reciever: p}]}]\n",
+            ":3:40: tests[0].expect[0].notifications[0].reciever: 'reciever' is not an alert field or receiver",
+        ),
     ],
 )
 def test_invalid_test_file_exits_2(

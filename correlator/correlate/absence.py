@@ -35,11 +35,16 @@ from correlator.model import Alert
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, as_text, compile_matchers
 from correlator.ruleset.paths import last_segment
-from correlator.ruleset.schema import AlertSpec, Duration, Rule
+from correlator.ruleset.schema import AlertSpec, Duration, Rule, Scalar
 from correlator.timeparse import format_duration
 
 Key = tuple[str, ...]
-Text = Annotated[str, BeforeValidator(lambda v: as_text(v) if isinstance(v, int | float) else v)]
+Text = Annotated[
+    str,
+    BeforeValidator(
+        lambda v: as_text(v) if isinstance(v, int | float) else v, json_schema_input_type=Scalar
+    ),
+]
 
 
 class AbsenceRule(Rule):
@@ -202,17 +207,17 @@ class AbsenceOperator(Operator):
     def _raise(self, key: Key, w: _Watch, now: float, ctx: Context) -> None:
         seen = w.trigger is not None
         extra: dict[str, Any] = {"last_seen": w.last if seen else None}
-        alert = ctx.raise_alert(self, w.group, now, trigger=w.trigger, count=0, extra=extra)
-        w.alert = alert
-        self._raised_key[alert.identifier] = key
         silence = format_duration(self._for)
         if w.trigger is not None:
             last = f"last one {w.trigger.identifier} at {_moment(w.last)}"
         else:
             last = f"none since the rule was loaded at {_moment(w.last)}"
-        alert.note(
-            now, self.name, f"raised: no matching event for {silence} from {self._desc(w)} ({last})"
+        note = f"raised: no matching event for {silence} from {self._desc(w)} ({last})"
+        alert = ctx.raise_alert(
+            self, w.group, now, trigger=w.trigger, count=0, extra=extra, note=note
         )
+        w.alert = alert
+        self._raised_key[alert.identifier] = key
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         """Our alert was cleared by someone else: forget the group (re-time it if expected)."""

@@ -68,9 +68,14 @@ class Context(Protocol):
         members: Sequence[Alert] = (),
         count: int = 0,
         extra: dict[str, Any] | None = None,
+        note: str | None = None,
     ) -> Alert: ...
 
-    def clear(self, alert: Alert, now: float, who: str, why: str) -> None: ...
+    def clear(
+        self, alert: Alert, now: float, who: str, why: str, *, at: float | None = None
+    ) -> None:
+        """Clear a row; `at` is the event time of a resolution that clears it (remembered)."""
+        ...
 
     def suppress(self, alert: Alert, now: float, by: str, why: str) -> None: ...
 
@@ -98,6 +103,7 @@ class Operator:
     transitions: frozenset[str] = frozenset()  # a rule may narrow its kind's set
     pauses_escalation: ClassVar[bool] = False  # its suppressions stop escalation clocks
     resets_on_reopen: ClassVar[bool] = False  # undoes its changes when a row reopens
+    clears_on_transition: ClassVar[bool] = False  # may clear a row it is told about: told last
 
     def __init__(self, name: str, spec: Any) -> None:
         self.name = name

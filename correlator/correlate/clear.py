@@ -8,10 +8,18 @@ field changes (a minor that becomes critical can come to match `problem:`, a
 relabelled row moves to its new `on` values), and is built from the table when
 the engine starts the rule (one pass per load), so a rule added or changed by
 a reload clears problems already open.
+
+Event time, not arrival order, decides: every resolution is remembered by its
+`on` values for the engine's `max_lateness` (the newest per values, bounded),
+so a problem stamped at or before it that arrives later (reordered across
+partitions) is cleared as soon as it is filed; the table remembers the clear
+too, so an older problem of a cleared row does not reopen it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from correlator.correlate.base import (
@@ -42,13 +50,24 @@ class ClearRule(Rule):
 
 # Fields no rule changes on a row (`modified`); a new occurrence may change `type`.
 _FIXED: Final = frozenset(("identifier", "node", "alertgroup", "alertkey", "manager", "agent"))
+MAX_REMEMBERED: Final = 100_000  # `on` values with a remembered resolution; past it: cap_hit
+
+
+@dataclass(slots=True)
+class _Seen:
+    """The newest resolution of some `on` values, kept for problems delivered after it."""
+
+    at: float
+    identifier: str
+    until: float
 
 
 class ClearOperator(Operator):
     kind = "clear"
     transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
+    clears_on_transition = True
 
-    def __init__(self, spec: ClearRule) -> None:
+    def __init__(self, spec: ClearRule, max_lateness: float = 300.0) -> None:
         super().__init__(spec.name, spec)
         problem = compile_matchers(spec.problem)
         resolution = compile_matchers(spec.resolution)
@@ -64,6 +83,8 @@ class ClearOperator(Operator):
             self.transitions = self.transitions - {MODIFIED}
         self._open: dict[tuple[str, ...], list[Alert]] = {}  # mostly one problem per key
         self._key_of: dict[str, tuple[str, ...]] = {}
+        self._seen: dict[tuple[str, ...], _Seen] = {}
+        self._keep = max_lateness
 
     def start(self, now: float, ctx: Context) -> None:
         """(Re)build the index from the open rows: a new or changed rule clears them too."""
@@ -77,8 +98,15 @@ class ClearOperator(Operator):
         key = None
         if alert.status != CLEARED_STATUS and transition != DELETED:
             key = self._key(alert)
-        if key != self._key_of.get(alert.identifier):  # mostly equal: nothing to move
-            self._index(alert, key)
+        if key == self._key_of.get(alert.identifier):
+            return  # mostly equal: nothing to move
+        self._index(alert, key)
+        if key is None:
+            return
+        seen = self._seen.get(key)  # a resolution stamped after it, delivered before it
+        if seen is not None and alert.last_occurrence <= seen.at:
+            why = f"resolution {seen.identifier} on {self._on.describe(key)} (delivered first)"
+            ctx.clear(alert, now, self.name, why, at=seen.at)
 
     def _key(self, alert: Alert) -> tuple[str, ...] | None:
         """The `on` values an open row is filed under, or None when it is no problem of ours."""
@@ -103,20 +131,44 @@ class ClearOperator(Operator):
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
         if occ.type != RESOLUTION:
             return
-        bucket = self._open.get(self._on.of(occ))
+        key = self._on.of(occ)
+        at = occ.last_occurrence
+        self._remember(key, occ, now, ctx)
+        bucket = self._open.get(key)
         if not bucket:
             return
         for problem in list(bucket):
-            if occ.last_occurrence < problem.last_occurrence:
+            if at < problem.last_occurrence:
                 continue  # an old resolution never clears a newer problem
-            ctx.clear(problem, now, self.name, f"resolution {occ.identifier} on {self._desc(occ)}")
+            why = f"resolution {occ.identifier} on {self._desc(occ)}"
+            ctx.clear(problem, now, self.name, why, at=at)
+
+    def _remember(self, key: tuple[str, ...], occ: Alert, now: float, ctx: Context) -> None:
+        """Keep the newest resolution of `key` for `max_lateness` after it arrived."""
+        at = occ.last_occurrence
+        seen = self._seen.get(key)
+        if seen is not None and seen.at > at:
+            return  # the newer one clears whatever this one would
+        if seen is None and len(self._seen) >= MAX_REMEMBERED:
+            ctx.count("cap_hit", self.name)
+            return
+        until = max(at, now) + self._keep
+        self._seen[key] = _Seen(at, occ.identifier, until)
+        ctx.schedule(until, self, key)
+
+    def on_timer(self, key: Hashable, now: float, ctx: Context) -> None:
+        """Forget a resolution once no problem stamped before it can still arrive."""
+        assert isinstance(key, tuple)
+        seen = self._seen.get(key)
+        if seen is not None and seen.until <= now:
+            del self._seen[key]
 
     def _desc(self, occ: Alert) -> str:
         return self._on.describe(self._on.of(occ))
 
     def size(self) -> int:
-        return len(self._key_of)
+        return len(self._key_of) + len(self._seen)
 
 
 def build(spec: ClearRule, env: BuildEnv) -> ClearOperator:
-    return ClearOperator(spec)
+    return ClearOperator(spec, env.max_lateness)

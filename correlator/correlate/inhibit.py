@@ -6,6 +6,8 @@ rule (`suppressed_by`); when the last such source clears, the targets are
 released. Alertmanager's rules hold: a missing `equal` label reads as "" (so
 missing on both sides counts as equal), and an alert that matches both sides
 cannot be inhibited by an alert that also matches both sides (itself included).
+Matchers and `equal` read the alert's Alertmanager label view (`labelview.py`),
+so a pasted block compares what Alertmanager compared.
 
 Sources and targets are indexed by their `equal` values, so an alert arriving
 or clearing costs one dict probe, and only the targets of a group whose source
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -37,53 +38,21 @@ from correlator.correlate.base import (
     Context,
     Operator,
 )
-from correlator.correlate.grouping import FieldKey
 from correlator.model import CLEARED as CLEARED_STATUS
 from correlator.model import Alert
-from correlator.ruleset.matchers import Matcher, all_of, parse_matcher
-from correlator.ruleset.schema import RuleName, Strict
+from correlator.ruleset.labelview import label_key, label_matcher, parse_label_matchers
+from correlator.ruleset.matchers import Matcher, all_of
+from correlator.ruleset.regex import check as check_regex
+from correlator.ruleset.schema import OneOrMany, RuleName, Scalar, Strict
 
 Key: TypeAlias = tuple[str, ...]
 
 
-# -- Alertmanager matcher syntax ---------------------------------------------
-
-
-def split_matchers(line: str) -> list[str]:
-    """`{a="x", b=~"y,z"}` → `['a="x"', 'b=~"y,z"']`: one config line may hold several.
-
-    Alertmanager accepts a comma-separated list, optionally in braces, per
-    `*_matchers` entry; commas inside quoted values do not split.
-    """
-    text = line.strip()
-    if text.startswith("{") and text.endswith("}"):
-        text = text[1:-1]
-    parts: list[str] = []
-    current: list[str] = []
-    quote = ""
-    escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif quote and char == "\\":
-            escaped = True
-        elif char in "\"'" and (not quote or quote == char):
-            quote = "" if quote else char
-        elif char == "," and not quote:
-            parts.append("".join(current).strip())
-            current = []
-            continue
-        current.append(char)
-    parts.append("".join(current).strip())
-    return [part for part in parts if part]
+# -- Alertmanager matcher syntax, on the label view ----------------------------
 
 
 def _check_line(line: str) -> str:
-    pieces = split_matchers(line)
-    if not pieces:
-        raise ValueError("empty matcher")
-    for piece in pieces:
-        parse_matcher(piece)
+    parse_label_matchers(line)
     return line
 
 
@@ -101,29 +70,20 @@ def _text(value: Any) -> Any:
 
 
 MatcherLines = Annotated[
-    list[Annotated[str, AfterValidator(_check_line)]], BeforeValidator(_one_or_many)
+    list[Annotated[str, AfterValidator(_check_line)]],
+    BeforeValidator(_one_or_many, json_schema_input_type=OneOrMany),
 ]
 
 
 def _check_regex(value: str) -> str:
     """Checked per entry, so an error points at the entry's line, not at the map."""
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"bad regex {value!r}: {exc}") from None
+    check_regex(value)
     return value
 
 
-LabelMap = dict[str, Annotated[str, BeforeValidator(_text)]]
-RegexMap = dict[str, Annotated[str, BeforeValidator(_text), AfterValidator(_check_regex)]]
-
-
-def _equality_text(name: str, value: str) -> str:
-    return f"{name}={json.dumps(value)}"
-
-
-def _regex_text(name: str, value: str) -> str:
-    return f"{name}=~{json.dumps(value)}"
+LabelText = Annotated[str, BeforeValidator(_text, json_schema_input_type=Scalar)]
+LabelMap = dict[str, LabelText]
+RegexMap = dict[str, Annotated[LabelText, AfterValidator(_check_regex)]]
 
 
 class InhibitRule(Strict):
@@ -139,18 +99,11 @@ class InhibitRule(Strict):
     equal: list[str] = []
     max_alerts: int = Field(100_000, ge=1)
 
-    @field_validator("source_match", "target_match")
+    @field_validator("source_match", "target_match", "source_match_re", "target_match_re")
     @classmethod
-    def _check_match(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            parse_matcher(_equality_text(name, text))
-        return value
-
-    @field_validator("source_match_re", "target_match_re")
-    @classmethod
-    def _check_match_re(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            parse_matcher(_regex_text(name, text))
+    def _check_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            label_matcher(name, "=", "")
         return value
 
     def rule_name(self) -> str:
@@ -167,14 +120,17 @@ class InhibitRule(Strict):
         return "inhibit-" + hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
     def side(self, which: Literal["source", "target"]) -> list[Matcher]:
-        """Every matcher of one side: `*_matchers` lines, then `*_match`, then `*_match_re`."""
+        """Every matcher of one side: `*_matchers` lines, then `*_match`, then `*_match_re`.
+
+        Legacy map values are taken literally, as Alertmanager does (no quoting).
+        """
         lines: list[str] = getattr(self, f"{which}_matchers")
         equal: dict[str, str] = getattr(self, f"{which}_match")
         regex: dict[str, str] = getattr(self, f"{which}_match_re")
-        texts = [piece for line in lines for piece in split_matchers(line)]
-        texts += [_equality_text(n, v) for n, v in equal.items()]
-        texts += [_regex_text(n, v) for n, v in regex.items()]
-        return [parse_matcher(text) for text in texts]
+        matchers = [m for line in lines for m in parse_label_matchers(line)]
+        matchers += [label_matcher(name, "=", value) for name, value in equal.items()]
+        matchers += [label_matcher(name, "=~", value) for name, value in regex.items()]
+        return matchers
 
 
 class InhibitKindRule(InhibitRule):
@@ -227,7 +183,7 @@ class InhibitOperator(Operator):
         self._is_source = all_of([m.test for m in spec.side("source")])
         self._is_target = all_of([m.test for m in spec.side("target")])
         self._equal_names = tuple(spec.equal)
-        self._key = FieldKey(spec.equal).of
+        self._key = label_key(spec.equal)
         self._cap = spec.max_alerts
         self._members: dict[str, _Member] = {}
         self._sources: dict[Key, _Sources] = {}

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Final, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from correlator.correlate.base import (
     CLEARED,
@@ -63,11 +63,18 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, dict) else value
 
 
+# A YAML timestamp (an editor sees a string; naive times are in `timezone`) or epoch seconds.
+WhenText = Annotated[
+    datetime,
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number", "minimum": 0}]}),
+]
+
+
 class Window(Strict):
     """One maintenance window: `start` + `end`/`duration`, or `cron` + `duration`."""
 
-    start: datetime | None = None
-    end: datetime | None = None
+    start: WhenText | None = None
+    end: WhenText | None = None
     cron: str | None = None
     duration: Duration | None = None
     timezone: str = "UTC"
@@ -116,7 +123,11 @@ class Window(Strict):
         return _Absolute(start, end)
 
 
-Windows = Annotated[list[Window], BeforeValidator(_one_or_many), Field(min_length=1)]
+Windows = Annotated[
+    list[Window],
+    BeforeValidator(_one_or_many, json_schema_input_type=Window | list[Window]),
+    Field(min_length=1),
+]
 
 
 class MaintenanceRule(Rule):

@@ -275,12 +275,12 @@ class PairOperator(Operator):
         when = pending.deadline
         group = list(zip(self.spec.on, key, strict=True))
         first = pending.first
-        alert = ctx.raise_alert(self, group, when, trigger=first, members=(first,), count=1)
-        alert.note(
-            when,
-            self.name,
+        note = (
             f"raised: no second event for {self._on.describe(key)} within "
-            f"{format_duration(self._within)} of first event {first.identifier}",
+            f"{format_duration(self._within)} of first event {first.identifier}"
+        )
+        alert = ctx.raise_alert(
+            self, group, when, trigger=first, members=(first,), count=1, note=note
         )
         self._forget_raised(key)
         if alert.identifier in self._raised_key:

@@ -211,14 +211,12 @@ class ThresholdOperator(Operator):
             if row.identifier not in g.member_ids and len(g.members) < MAX_MEMBERS:
                 g.members.append(row)
                 g.member_ids.add(row.identifier)
+        span = format_duration(self._window)
+        note = f"raised: {g.count} {self._what} within {span} for {self._desc(g)}"
         alert = ctx.raise_alert(
-            self, g.group, now, trigger=trigger, members=g.members, count=g.count
+            self, g.group, now, trigger=trigger, members=g.members, count=g.count, note=note
         )
         self._attach(key, g, alert)
-        span = format_duration(self._window)
-        alert.note(
-            now, self.name, f"raised: {g.count} {self._what} within {span} for {self._desc(g)}"
-        )
         for row in rows:
             self._adopt(g, row, alert, now, ctx)
 

@@ -122,7 +122,8 @@ def validation_errors(name: str, located: Located, exc: ValidationError) -> list
     for error in exc.errors(include_url=False):
         path = located.resolve(error["loc"])
         unknown = error["type"] == "extra_forbidden"
-        line, col = located.position(path, key=unknown)
+        bad_key = error["loc"][-1:] == ("[key]",)  # a dict key refused by its own validator
+        line, col = located.position(path, key=unknown or bad_key)
         message = error["msg"].removeprefix("Value error, ")
         if unknown:
             message = f"unknown key {path[-1]!r}" if path else message

@@ -1,13 +1,15 @@
 """Prometheus/Alertmanager matchers: `name="v"`, `!=`, `=~`, `!~`, and `>= > <= <`.
 
-Regexes are fully anchored, as in Prometheus. A missing value reads as the empty
-string, so `team=""` matches alerts without a team. Numeric comparisons are
-allowed on `severity` (names accepted) and `tally`.
+Regexes are RE2, fully anchored, as in Prometheus. Quoted values follow
+Alertmanager's quoting, so a line pasted from an `alertmanager.yml` means what
+it meant there. A missing value reads as the empty string, so `team=""`
+matches alerts without a team. Numeric comparisons are allowed on `severity`
+(names accepted) and `tally`. This is correlator's flavour (names resolve to
+fields first); the Alertmanager label view is in `labelview.py`.
 """
 
 from __future__ import annotations
 
-import json
 import operator
 import re
 from collections.abc import Callable, Sequence
@@ -16,6 +18,7 @@ from typing import Any, Final
 
 from correlator.model import SEVERITY_NAMES, parse_severity
 from correlator.ruleset.paths import Getter, alert_getter, raw_getter
+from correlator.ruleset.regex import full_match
 
 Predicate = Callable[[Any], bool]
 
@@ -70,18 +73,61 @@ def one_of(matchers: Sequence[Matcher]) -> Matcher | None:
     )
 
 
+def unquote(text: str) -> str:
+    """A matcher value as Alertmanager reads it: optionally in double quotes, where only
+    `\\"`, `\\\\` and `\\n` are escapes and any other backslash is kept as written."""
+    quoted = text.startswith('"')
+    body = text[1:] if quoted else text
+    out: list[str] = []
+    chars = iter(enumerate(body))
+    last = len(body) - 1
+    for i, char in chars:
+        if char == "\\" and i < last:
+            _, nxt = next(chars)
+            out.append("\n" if nxt == "n" else nxt if nxt in '"\\' else "\\" + nxt)
+        elif char == '"':
+            if not quoted or i < last:
+                raise ValueError(f"matcher value contains unescaped double quote: {text}")
+            quoted = False
+        else:
+            out.append(char)
+    if quoted:
+        raise ValueError(f"matcher value contains unescaped double quote: {text}")
+    return "".join(out)
+
+
+def split_list(line: str) -> list[str]:
+    """`{a="x", b=~"y,z"}` → `['a="x"', 'b=~"y,z"']`, as Alertmanager splits a matcher list.
+
+    Braces are optional; commas inside double quotes do not split (`\\"` does
+    not end a quoted part); empty parts (a trailing comma) are dropped.
+    """
+    text = line.strip().removeprefix("{").removesuffix("}")
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in text:
+        if char == ",":
+            if not quoted:
+                parts.append("".join(current).strip())
+                current = []
+                continue
+        elif char == '"':
+            quoted, escaped = quoted ^ (not escaped), False
+        elif char == "\\":
+            escaped = not escaped
+        else:
+            escaped = False
+        current.append(char)
+    parts.append("".join(current).strip())
+    return [part for part in parts if part]
+
+
 def _unquote(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"bad quoted value {text}: {exc.msg}") from None
-        if not isinstance(value, str):
-            raise ValueError(f"bad quoted value {text}")
-        return value
+    """Correlator's flavour also strips single quotes (`node='x'`), a form Alertmanager lacks."""
     if len(text) >= 2 and text[0] == text[-1] == "'":
         return text[1:-1]
-    return text
+    return unquote(text)
 
 
 def as_text(value: Any) -> str:
@@ -131,15 +177,11 @@ def _compile(field: str, op: str, value: str, get: Getter, key: str | None) -> P
     if op in _NUMERIC_OPS or (field in _NUMERIC_FIELDS and op in ("=", "!=")):
         return _numeric(field, op, value, get)
     if op in ("=~", "!~"):
-        try:
-            regex = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"bad regex {value!r}: {exc}") from None
-        fullmatch = regex.fullmatch
+        fullmatch = full_match(value)
         if field == "severity":
             return _severity_regex(fullmatch, get, negate=op == "!~")
         want = op == "=~"
-        on_missing = (fullmatch("") is not None) is want  # a missing field reads as ""
+        on_missing = fullmatch("") is want  # a missing field reads as ""
 
         def regex_test(obj: Any) -> bool:
             found = get(obj)
@@ -147,7 +189,7 @@ def _compile(field: str, op: str, value: str, get: Getter, key: str | None) -> P
                 if found is None:
                     return on_missing
                 found = as_text(found)
-            return (fullmatch(found) is not None) is want
+            return fullmatch(found) is want
 
         return regex_test
     if op == "=" and key is not None:
@@ -172,20 +214,18 @@ def _compile(field: str, op: str, value: str, get: Getter, key: str | None) -> P
     return unequal
 
 
-def _severity_regex(
-    fullmatch: Callable[[str], re.Match[str] | None], get: Getter, *, negate: bool
-) -> Predicate:
+def _severity_regex(fullmatch: Callable[[str], bool], get: Getter, *, negate: bool) -> Predicate:
     """Severity regexes see both the name and the number (`severity=~"critical|major"`)."""
 
     def hit(obj: Any) -> bool:
         value = get(obj)
-        if fullmatch(as_text(value)) is not None:
+        if fullmatch(as_text(value)):
             return True
         try:
             level = parse_severity(value)
         except ValueError:
             return False
-        return fullmatch(SEVERITY_NAMES[level]) is not None or fullmatch(str(level)) is not None
+        return fullmatch(SEVERITY_NAMES[level]) or fullmatch(str(level))
 
     if negate:
         return lambda obj: not hit(obj)

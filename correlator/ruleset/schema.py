@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+)
 
 from correlator.model import TYPES
 from correlator.ruleset.expr import CelExpression
 from correlator.ruleset.matchers import parse_matcher
 from correlator.ruleset.templates import Template
-from correlator.timeparse import parse_duration
+from correlator.timeparse import DURATION_PATTERN, parse_duration
 
 
 def _check_matcher(text: str) -> str:
@@ -45,12 +53,34 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+# What YAML may hold where a value is coerced (`correlator schema` declares it, so editors
+# accept what `check` accepts): `json_schema_input_type` on each BeforeValidator.
+OneOrMany = str | list[str]
+Scalar = str | int | float | bool
+DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": DURATION_PATTERN},
+    ],
+    "description": "seconds, or 30s, 5m, 2h, 1d, 1h30m, 500ms",
+}
+
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]
 MatcherText = Annotated[str, AfterValidator(_check_matcher)]
-Matchers = Annotated[list[MatcherText], BeforeValidator(_one_or_many)]
+Matchers = Annotated[
+    list[MatcherText], BeforeValidator(_one_or_many, json_schema_input_type=OneOrMany)
+]
 CelText = Annotated[str, AfterValidator(_check_cel)]
-TemplateText = Annotated[str, BeforeValidator(_template_text), AfterValidator(_check_template)]
-FieldNames = Annotated[list[str], BeforeValidator(_one_or_many), Field(min_length=1)]
+TemplateText = Annotated[
+    str,
+    BeforeValidator(_template_text, json_schema_input_type=Scalar),
+    AfterValidator(_check_template),
+]
+FieldNames = Annotated[
+    list[str],
+    BeforeValidator(_one_or_many, json_schema_input_type=OneOrMany),
+    Field(min_length=1),
+]
 RuleName = Annotated[str, Field(min_length=1, pattern=r"^[^\s:]+$")]
 
 
@@ -81,8 +111,8 @@ class NormalizeRule(Rule):
     labels: dict[str, TemplateText] = {}
     annotations: dict[str, TemplateText] = {}
     identifier: FieldNames | None = None
-    discard: bool = False
-    continue_: bool = Field(False, alias="continue")
+    discard: StrictBool = False  # YAML 1.2: `yes`/`on` are strings, not booleans
+    continue_: StrictBool = Field(False, alias="continue")
     expire_after: Duration | None = None
 
 

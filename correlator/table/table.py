@@ -3,11 +3,24 @@
 Every change of a row goes through here and is reported to `notify` as a
 transition, which the engine turns into public changes and operator calls.
 Expiry and deletion are timers, never table scans.
+
+Event time, not arrival order, decides clearing within `max_lateness`: a
+clear that carries an event time (a resolution's stamp, its own or one of
+`kind: clear`) is remembered per identifier for `max_lateness`, even past the
+row's deletion. A problem stamped at or before it does not reopen the row; one
+arriving with no row is created and cleared at once when the resolution found
+no row to clear (in event-time order it would have cleared it), and brings
+nothing back when the resolution's row was since deleted (it belonged to that
+episode). Clears without an event time (expiry, a rule's own, an operator's)
+are not remembered: expiry is inferred from silence, which a late occurrence
+stamped inside it disproves, and the engine's clock does not compare with
+the sources' stamps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Final
 
 from correlator.model import (
@@ -15,6 +28,7 @@ from correlator.model import (
     CLEARED,
     INFO,
     OPEN,
+    PROBLEM,
     RESOLUTION,
     Alert,
 )
@@ -26,6 +40,17 @@ Schedule = Callable[[float, object, Hashable], None]
 
 _EXPIRE: Final = "expire"
 _DELETE: Final = "delete"
+_FORGET: Final = "forget"
+MAX_REMEMBERED: Final = 100_000  # resolutions remembered at once; past it they are counted
+
+
+@dataclass(slots=True)
+class _Resolved:
+    """The newest remembered clear of an identifier: its event time, kept until `until`."""
+
+    at: float
+    until: float
+    landed: bool  # a row held this episode (it was cleared): later older problems were in it
 
 
 class AlertTable:
@@ -38,6 +63,7 @@ class AlertTable:
         stats: Stats,
         *,
         delete_cleared_after: float = 120.0,
+        max_lateness: float = 300.0,
     ) -> None:
         self.rows: dict[str, Alert] = {}
         self._notify = notify
@@ -46,6 +72,9 @@ class AlertTable:
         self._serial = 0
         self._expiring: dict[str, float] = {}  # identifier → its earliest pending expiry timer
         self.delete_cleared_after = delete_cleared_after
+        self.max_lateness = max_lateness
+        self.max_remembered = MAX_REMEMBERED
+        self._resolved: dict[str, _Resolved] = {}  # identifier → its newest timed clear
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -53,12 +82,18 @@ class AlertTable:
     def get(self, identifier: str) -> Alert | None:
         return self.rows.get(identifier)
 
+    def remembered(self) -> int:
+        """Clears remembered for problems delivered after them (bounded by `max_remembered`)."""
+        return len(self._resolved)
+
     def upsert(self, occ: Alert, now: float) -> Alert | None:
         """Fold one occurrence into the table; return the row it landed in, if any."""
         row = self.rows.get(occ.identifier)
         if occ.type == RESOLUTION:
             return self._resolve(row, occ, now)
         if row is None:
+            if occ.identifier in self._resolved:
+                return self._after_clear(row, occ, now)
             return self.insert(occ, now)
         self._stats.dedup_hits += 1
         at = occ.last_occurrence
@@ -66,6 +101,12 @@ class AlertTable:
             self._stats.late_occurrences += 1
             self.repeat(row, row.last_occurrence, now)
             return row
+        if row.status == CLEARED and occ.identifier in self._resolved:
+            return self._after_clear(row, occ, now)
+        return self._fold(row, occ, at, now)
+
+    def _fold(self, row: Alert, occ: Alert, at: float, now: float) -> Alert:
+        """A new occurrence of a row: the fields it carries, a reopen if the row was cleared."""
         row.tally += 1
         row.last_occurrence = at
         severity, summary = occ.severity, occ.summary
@@ -132,20 +173,73 @@ class AlertTable:
         return alert
 
     def _resolve(self, row: Alert | None, occ: Alert, now: float) -> Alert | None:
+        at = occ.last_occurrence
         if row is None or row.status == CLEARED or row.type == INFO:
             self._stats.resolutions_unmatched += 1
+            if row is None or row.type != INFO:  # kept for a problem stamped before it
+                self._remember(occ.identifier, at, now, landed=row is not None)
             return None
-        if occ.last_occurrence < row.last_occurrence:
+        if at < row.last_occurrence:
             self._stats.resolutions_late += 1
             row.note(now, "correlator", "ignored a resolution older than the last occurrence")
             return row
-        self.clear(row, now, "correlator", "resolution received", at=occ.last_occurrence)
+        self.clear(row, now, "correlator", "resolution received", at=at)
         return row
 
+    def _after_clear(self, row: Alert | None, occ: Alert, now: float) -> Alert | None:
+        """A problem (or info) for an identifier with a remembered clear: event time decides.
+
+        Stamped after the clear, it opens a new episode (the memory is done).
+        Stamped at or before it, a problem counts in the cleared row, is created
+        cleared when the resolution found no row, or is dropped when the row
+        it belonged to is gone. Info is never cleared by a resolution.
+        """
+        known = self._resolved[occ.identifier]
+        at = occ.last_occurrence
+        if at > known.at or occ.type != PROBLEM:
+            if at > known.at:
+                del self._resolved[occ.identifier]
+            return self.insert(occ, now) if row is None else self._fold(row, occ, at, now)
+        self._stats.occurrences_before_resolution += 1
+        if row is not None:
+            row.note(
+                now, "correlator", "counted, not reopened: stamped before the clearing resolution"
+            )
+            self.repeat(row, at, now)
+            return row
+        if known.landed:
+            return None
+        row = self.insert(occ, now)
+        self.clear(row, now, "correlator", "resolution received before this problem", at=known.at)
+        return row
+
+    def _remember(self, identifier: str, at: float, now: float, *, landed: bool) -> None:
+        """Keep a clear's event time for `max_lateness` after it arrived (or was stamped)."""
+        known = self._resolved.get(identifier)
+        until = max(at, now) + self.max_lateness
+        if known is None:
+            if len(self._resolved) >= self.max_remembered:
+                self._stats.resolutions_cap_hit += 1
+                return
+            known = self._resolved[identifier] = _Resolved(at, until, landed)
+        else:
+            known.at = max(known.at, at)
+            known.landed = known.landed or landed
+            if until <= known.until:
+                return
+            known.until = until
+        self._schedule(until, self, (_FORGET, identifier))
+
     def clear(self, row: Alert, now: float, who: str, why: str, *, at: float | None = None) -> None:
-        """Clear an open row: severity 0, status cleared, deleted after the grace period."""
+        """Clear an open row: severity 0, status cleared, deleted after the grace period.
+
+        `at`: the event time of what cleared it (a resolution), remembered for
+        `max_lateness`: problems stamped at or before it do not reopen the row.
+        """
         if row.status == CLEARED:
             return
+        if at is not None:
+            self._remember(row.identifier, at, now, landed=True)
         row.status = CLEARED
         row.severity = 0
         row.state_change = now if at is None or at < row.state_change else at
@@ -197,6 +291,10 @@ class AlertTable:
                 return
             after = format_duration(row.expire_after or 0.0)
             self.clear(row, now, "correlator", f"expired after {after} without a new occurrence")
+        elif what == _FORGET:
+            known = self._resolved.get(identifier)
+            if known is not None and known.until <= now:
+                del self._resolved[identifier]
         elif what == _DELETE:
             if row is None or row.status != CLEARED:
                 return

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from correlator.correlate.inhibit import InhibitRule, split_matchers
+from correlator.correlate.inhibit import InhibitRule
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Alert, Change
@@ -283,8 +283,6 @@ def test_several_rules_suppress_one_target(engine: Callable[[str], Engine]) -> N
 
 def test_matcher_lines_in_alertmanager_form() -> None:
     """One `*_matchers` entry may hold several matchers, in braces or not."""
-    assert split_matchers('{alertname="A", site=~"x,y"}') == ['alertname="A"', 'site=~"x,y"']
-    assert split_matchers("severity = critical") == ["severity = critical"]
     rule = InhibitRule.model_validate(
         {"source_matchers": ['{alertname="A", severity="critical"}'], "target_matchers": "b=1"}
     )
@@ -451,3 +449,72 @@ def test_an_acknowledgement_is_a_change_of_membership(engine: Callable[[str], En
     assert row(eng, "sw-1:LinkFlap::").suppressed_by == NAME
     eng.acknowledge("sw-1:LinkFlap::", "alice", 2)
     assert row(eng, "sw-1:LinkFlap::").suppressed_by is None
+
+
+def test_pasted_lines_load_and_match_as_in_alertmanager(engine: Callable[[str], Engine]) -> None:
+    """Common `alertmanager.yml` lines work as pasted: backslashes in regexes are kept,
+    `severity!="info"` compares the name, and a label named like a field is the label."""
+    eng = engine(
+        r"""
+        inhibit_rules:
+          - name: r
+            source_matchers: ['alertname="NodeDown"', 'ip=~"10\.0\..*"']
+            target_matchers: ['instance=~"web\d+"', 'severity!="info"', 'type="db"']
+            equal: [site]
+        """
+    )
+    eng.process(
+        ev("n1", "NodeDown", 0, severity="critical", labels={"site": "s", "ip": "10.0.1.9"}), 0
+    )
+    web = {"site": "s", "instance": "web12", "type": "db"}
+    eng.process(ev("a", "Slow", 1, severity="warning", labels=web), 1)
+    eng.process(ev("b", "Slow", 2, severity="info", labels={**web, "severity": "info"}), 2)
+    eng.process(ev("c", "Slow", 3, severity="warning", labels={**web, "instance": "webx"}), 3)
+    eng.process(ev("d", "Slow", 4, severity="warning", labels={**web, "type": "cache"}), 4)
+    assert row(eng, "a:Slow::").suppressed_by == "r"
+    assert [row(eng, f"{n}:Slow::").suppressed_by for n in "bcd"] == [None, None, None]
+
+
+def test_legacy_maps_use_the_label_view(engine: Callable[[str], Engine]) -> None:
+    """`source_match`/`target_match_re` and `equal` read labels first, then fields as text,
+    and compare strings case-sensitively, as Alertmanager does."""
+    eng = engine(
+        r"""
+        inhibit_rules:
+          - source_match: {severity: critical, type: network}
+            target_match_re: {severity: 'warning|info', instance: 'sw\d+'}
+            equal: [type, cluster]
+        """
+    )
+    net = {"type": "network", "cluster": "c1"}
+    eng.process(ev("core", "Down", 0, severity="critical", labels=net), 0)
+    eng.process(ev("e1", "Port", 1, severity="warning", labels={**net, "instance": "sw1"}), 1)
+    eng.process(ev("e2", "Port", 2, severity="warning", labels={**net, "instance": "SW2"}), 2)
+    eng.process(
+        ev("e3", "Port", 3, severity="warning", labels={"instance": "sw3", "cluster": "c1"}), 3
+    )
+    assert row(eng, "e1:Port::").suppressed_by is not None
+    assert row(eng, "e2:Port::").suppressed_by is None  # case-sensitive regex
+    # equal `type`: e3 has no such label, so its field "problem" vs the source's "network"
+    assert row(eng, "e3:Port::").suppressed_by is None
+
+
+def test_refused_regex_is_reported_by_check(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`correlator check` names the file, line and column of each regex RE2 refuses, and
+    RE2's own logging stays off stderr."""
+    from correlator.cli import main
+
+    (tmp_path / "a.yaml").write_text(
+        "inhibit_rules:\n  - source_matchers: ['node=~\"(a)\\\\1\"']\n"
+        "    target_match_re: {node: 'a(?=b)'}\n"
+    )
+    assert main(["check", str(tmp_path)]) == 1
+    out, err = capfd.readouterr()
+    lines = sorted(out.splitlines())
+    assert lines[0].startswith(f"{tmp_path / 'a.yaml'}:2:23: inhibit_rules[0].source_matchers[0]")
+    assert "bad regex" in lines[0] and "backreferences" in lines[0]
+    assert lines[1].startswith(f"{tmp_path / 'a.yaml'}:3:29: inhibit_rules[0].target_match_re.node")
+    assert "lookaround" in lines[1]
+    assert err == ""
