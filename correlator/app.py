@@ -112,12 +112,14 @@ class App:
         server = _http_server(self)
         serving = asyncio.create_task(server.serve())
         stopping = asyncio.create_task(self._stopping.wait())
-        watched = [committing, publishing, serving, stopping, *sources]
+        watched = {committing, publishing, serving, stopping, *sources}
         try:
-            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-            if stopping not in done:  # a part failed: stop the rest, then raise its error
+            while True:
+                done, watched = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    task.result()
+                    task.result()  # a part failed: stop the rest in order, then raise its error
+                if stopping in done or serving in done or committing in done:
+                    break  # a source (stdin) or a sink-less publisher may end: the rest goes on
         finally:
             server.should_exit = True  # 1. intake: HTTP first, then the brokers
             await _settle(serving)

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("schema", help="print the JSON Schema of rule files")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", help="configuration file (default: the embedded defaults)")
     return parser
 
 
@@ -66,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _test(args.files)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "run":
+        return _run(args.config)
     if args.command == "schema":
         from correlator.ruleset.document import json_schema
 
@@ -123,3 +128,35 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     with events:
         return replay.run(engine, events, sys.stdout, sys.stderr, source=args.events, **options)
+
+
+def _run(config_path: str | None) -> int:
+    """The daemon: exit 2 on a bad configuration or rule set, 0 after SIGTERM/SIGINT."""
+    import asyncio
+    import signal
+    from pathlib import Path
+
+    from correlator.app import App
+    from correlator.config import ConfigError, load_config
+    from correlator.observability.logging import configure
+
+    configure()
+    try:
+        config = load_config(Path(config_path) if config_path else None)
+        app = App(config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except RuleSetError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, app.stop)
+        await app.run()
+
+    asyncio.run(serve())
+    return 0

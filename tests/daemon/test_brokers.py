@@ -1,0 +1,80 @@
+"""The daemon between real brokers: Kafka → table → Kafka, MQTT → table → retained MQTT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiomqtt
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from conftest import Running
+
+
+async def _until(condition: object, seconds: float = 30.0) -> None:
+    assert callable(condition)
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - the state is in brokers and the daemon
+            await asyncio.sleep(0.02)
+
+
+async def test_kafka_in_kafka_out(daemon: Running, kafka_bootstrap: str) -> None:
+    """Events from a topic fold into the table; every change is on the sink topic, keyed by
+    identifier, with increasing `seq`; readiness counts the source."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for n in range(30):
+            event = {"node": f"n{n % 3}", "alertgroup": "Down", "severity": "major"}
+            await producer.send("events", orjson.dumps(event))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    source = {"bootstrap_servers": kafka_bootstrap, "topics": ["events"],
+              "heartbeat_interval": 0.1, "session_timeout": 1.0}  # fmt: skip
+    sink = {"bootstrap_servers": kafka_bootstrap, "topic": "alerts"}
+    async with daemon(sources=[{"kafka": source}], sinks=[{"kafka": sink}]) as (app, client):
+        await _until(lambda: sum(r.tally for r in app.engine.table.rows.values()) == 30)
+        assert (await client.get("/readyz")).json()["checks"]["source:kafka-0"] is True
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition("alerts", p) for p in consumer.partitions_for_topic("alerts")]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[dict[str, object]] = []
+        async with asyncio.timeout(20):
+            while len(records) < 30:
+                for messages in (await consumer.getmany(timeout_ms=200)).values():
+                    records += [orjson.loads(m.value) for m in messages]
+    finally:
+        await consumer.stop()
+    records.sort(key=lambda r: r["seq"])  # type: ignore[arg-type,return-value]
+    assert [r["seq"] for r in records] == list(range(1, 31))
+    created = {r["alert"]["identifier"] for r in records if r["kind"] == "alert.created"}  # type: ignore[index]
+    assert created == {"n0:Down::", "n1:Down::", "n2:Down::"}
+    assert {r["kind"] for r in records} == {"alert.created", "alert.updated"}
+
+
+async def test_mqtt_in_retained_mqtt_out(daemon: Running, mqtt_port: int) -> None:
+    """QoS 1 events fold into the table; the sink keeps one retained message per alert."""
+    url = f"mqtt://127.0.0.1:{mqtt_port}"
+    source = {"url": url, "topics": ["events/#"], "client_id": "correlator-test"}
+    sink = {"url": url, "prefix": "correlator/alerts"}
+    async with daemon(sources=[{"mqtt": source}], sinks=[{"mqtt": sink}]) as (app, _):
+        await _until(lambda: all(s.connected for s in app.sources))
+        async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
+            for n in range(20):
+                event = {"node": f"n{n % 4}", "alertgroup": "Down"}
+                await client.publish(f"events/{n}", orjson.dumps(event), qos=1)
+        await _until(lambda: sum(r.tally for r in app.engine.table.rows.values()) == 20)
+        await _until(lambda: not any(app.publisher.lag().values()))
+    retained: dict[str, int] = {}
+    async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
+        await client.subscribe("correlator/alerts/#", qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                async for message in client.messages:
+                    assert isinstance(message.payload, bytes)
+                    retained[str(message.topic)] = orjson.loads(message.payload)["alert"]["tally"]
+    assert retained == {f"correlator/alerts/n{n}:Down::": 5 for n in range(4)}

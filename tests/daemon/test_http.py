@@ -1,0 +1,111 @@
+"""The daemon over HTTP: ingest answers once durable, bad items rejected, restart restores."""
+
+from __future__ import annotations
+
+import orjson
+from conftest import Running
+
+
+def _rows(body: dict[str, object]) -> list[dict[str, object]]:
+    rows = body["alerts"]
+    assert isinstance(rows, list)
+    return rows
+
+
+async def test_events_in_alerts_out_and_a_restart_keeps_the_table(daemon: Running) -> None:
+    """POST one event and an array; GET the table with a filter; after a restart the same
+    table (tallies exact) is served."""
+    async with daemon() as (_, client):
+        one = await client.post("/api/v1/events", json={"node": "db1", "alertgroup": "Disk"})
+        assert (one.status_code, one.json()) == (200, {"accepted": 1, "rejected": []})
+        many = await client.post(
+            "/api/v1/events",
+            json=[{"node": "db1", "alertgroup": "Disk"}, {"node": "web1", "alertgroup": "Load"}],
+        )
+        assert many.json() == {"accepted": 2, "rejected": []}
+        listed = (await client.get("/api/v1/alerts", params={"filter": 'node="db1"'})).json()
+        assert listed["total"] == 1 and _rows(listed)[0]["tally"] == 2
+        before = (await client.get("/api/v1/alerts", params={"sort": "serial"})).json()
+    async with daemon() as (_, client):
+        after = (await client.get("/api/v1/alerts", params={"sort": "serial"})).json()
+        assert after == before
+        one = (await client.get("/api/v1/alerts/web1:Load::")).json()
+        assert one["alertgroup"] == "Load"
+        assert (await client.get("/api/v1/alerts/nope")).status_code == 404
+
+
+async def test_a_bad_item_is_rejected_with_its_index_and_the_rest_kept(daemon: Running) -> None:
+    """200 with the rejections when something was accepted, 400 when nothing was; 413 over
+    the body limit; not JSON is 400. Every rejected item is in the dead-letter file."""
+    async with daemon(http={"max_body_bytes": 2000}) as (app, client):
+        mixed = await client.post(
+            "/api/v1/events", json=[{"node": "a", "alertgroup": "X"}, {"node": "b"}, 7]
+        )
+        assert mixed.status_code == 200
+        assert mixed.json() == {
+            "accepted": 1,
+            "rejected": [
+                {"index": 1, "reason": "invalid: missing required field 'alertgroup'"},
+                {"index": 2, "reason": "not_object: an event must be a JSON object"},
+            ],
+        }
+        none = await client.post("/api/v1/events", json=[{"node": "b"}])
+        assert none.status_code == 400 and none.json()["accepted"] == 0
+        assert (await client.post("/api/v1/events", content=b"{oops")).status_code == 400
+        limit = app.config.http.max_body_bytes
+        big = await client.post("/api/v1/events", content=b" " * (limit + 1))
+        assert big.status_code == 413
+    letters = app.pipeline.dead_letter.path.read_bytes().splitlines()
+    assert [orjson.loads(line)["reason"] for line in letters] == [
+        "invalid",
+        "not_object",
+        "invalid",
+    ]
+
+
+async def test_alertmanager_posts_become_alerts(daemon: Running) -> None:
+    """`POST /api/v2/alerts` as Prometheus sends it: firing, re-sent, resolved; a bad item is
+    rejected by index."""
+    alert = {
+        "labels": {"alertname": "HighLoad", "instance": "web1:9100", "severity": "critical"},
+        "annotations": {"summary": "load is 12"},
+        "startsAt": "2026-12-03T15:00:00Z",
+        "endsAt": "2999-01-01T00:00:00Z",
+    }
+    async with daemon() as (_, client):
+        sent = await client.post("/api/v2/alerts", json=[alert, {"labels": {}}])
+        assert sent.status_code == 200
+        assert sent.json()["rejected"] == [
+            {"index": 1, "reason": "labels.alertname is missing or empty"}
+        ]
+        await client.post("/api/v2/alerts", json=[alert])
+        (row,) = _rows((await client.get("/api/v1/alerts")).json())
+        assert (row["node"], row["alertgroup"], row["severity"], row["tally"]) == (
+            "web1:9100",
+            "HighLoad",
+            5,
+            2,
+        )
+        assert row["summary"] == "load is 12"
+        resolved = {**alert, "endsAt": "2026-12-03T15:01:00Z"}
+        await client.post("/api/v2/alerts", json=[resolved])
+        (row,) = _rows((await client.get("/api/v1/alerts")).json())
+        assert row["status"] == "cleared"
+        assert (await client.post("/api/v2/alerts", json={"labels": {}})).status_code == 400
+
+
+async def test_probes_and_metrics(daemon: Running) -> None:
+    """/healthz, /readyz once state is restored, /metrics with pre-created series."""
+    async with daemon() as (_, client):
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.json()["checks"]) == (200, {"state_restored": True})
+        await client.post("/api/v1/events", json=[{"node": "a", "alertgroup": "X"}, {"x": 1}])
+        text = (await client.get("/metrics")).text
+    assert 'correlator_events_total{outcome="accepted",source="http"} 1.0' in text
+    assert 'correlator_events_total{outcome="dead_lettered",source="http"} 1.0' in text
+    assert 'correlator_dead_letters_total{reason="invalid"} 1.0' in text
+    assert 'correlator_alerts{severity="indeterminate",status="open"} 1.0' in text
+    assert 'correlator_alerts{severity="critical",status="cleared"} 0.0' in text
+    assert "correlator_engine_dedup_hits_total 0.0" in text
+    assert "correlator_journal_commit_seconds_count" in text
