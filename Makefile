@@ -17,11 +17,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
-# Until the daemon lands, `run` replays the example events through rules/ and
-# prints the resulting alert table.
+# The daemon on its embedded defaults: HTTP on 127.0.0.1:8080, rules from ./rules,
+# SQLite state in ./var/ (see README, "Running the daemon").
 run: $(VENV)/.installed
 	$(BIN)/correlator check rules
-	$(BIN)/correlator replay examples/events.jsonl --rules rules --final
+	$(BIN)/correlator run
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check correlator tests bench
