@@ -59,7 +59,6 @@ class StateConfig(Section):
     synchronous: Literal["normal", "full"] = "normal"
     commit_interval: Duration = 0.005  # group commit: at most this long, or …
     commit_max_events: Annotated[int, Field(ge=1)] = 2000  # … this many events per batch
-    snapshot_interval: Duration = 60.0
 
 
 class HttpConfig(Section):
