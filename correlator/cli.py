@@ -85,8 +85,7 @@ def _check(rules: str) -> int:
     try:
         ruleset = load_rules(rules)
     except RuleSetError as exc:
-        for error in exc.errors:
-            print(error)
+        print(exc)  # one `file:line:col: message` line per error, on stdout like ruff
         return 1
     print(f"ok: {ruleset.summary()}")
     return 0
@@ -101,8 +100,7 @@ def _test(files: list[str]) -> int:
         print(exc, file=sys.stderr)
         return 2
     except RuleSetError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+        print(exc, file=sys.stderr)  # one `file:line:col: message` line per error
         return 2
 
 
@@ -114,8 +112,7 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         ruleset = load_rules(args.rules)
     except RuleSetError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+        print(exc, file=sys.stderr)  # one `file:line:col: message` line per error
         return 2
     engine = Engine(ruleset, max_lateness=args.max_lateness, snapshots=not args.final)
     options = {"final": args.final, "until": args.until}
@@ -148,8 +145,7 @@ def _run(config_path: str | None) -> int:
         print(exc, file=sys.stderr)
         return 2
     except RuleSetError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+        print(exc, file=sys.stderr)  # one `file:line:col: message` line per error
         return 2
 
     async def serve() -> None:
