@@ -14,7 +14,8 @@ from collections.abc import Hashable, Sequence
 from functools import partial
 from typing import Any, Final
 
-from correlator.correlate.base import Operator
+from correlator.correlate.base import Operator, ParentLink
+from correlator.correlate.parents import ParentLinks
 from correlator.errors import EventError, LateEvent
 from correlator.model import (
     CLEARED,
@@ -89,6 +90,7 @@ class Engine:
             max_lateness=max_lateness,
         )
         self._out: list[Change] = []
+        self.parents = ParentLinks(self.table, self._link_changed, self.count)
         self._suppressors: dict[str, list[str]] = {}
         # rules removed or changed by a reload (their last running version), whose
         # suppressions may be stale until the next entry starts the new versions
@@ -262,8 +264,12 @@ class Engine:
             return
         if transition == "deleted":
             self._suppressors.pop(alert.identifier, None)
+        elif transition == "reopened":
+            self.parents.reopened(alert, now)  # before the rules see the reopened row
         for op in self._by_transition.get(transition, ()):
             op.on_transition(transition, alert, now, self)
+        if transition == "cleared" or transition == "deleted":
+            self.parents.gone(alert, now, deleted=transition == "deleted")
 
     # -- Context: what operators may do -----------------------------------------
 
@@ -340,23 +346,14 @@ class Engine:
         """Every rule currently suppressing the alert, first one first."""
         return tuple(self._suppressors.get(alert.identifier, ()))
 
-    def would_cycle(self, alert: Alert, parent: str) -> bool:
-        """Whether making `parent` the parent of `alert` closes a loop of parents.
+    def set_parent(
+        self, alert: Alert, link: ParentLink | None, now: float, who: str, why: str
+    ) -> bool:
+        """Set or unset `parent`: the one guarded path (no loop, no stale parent)."""
+        return self.parents.set(alert, link, now, who, why)
 
-        Kinds that set `parent` (threshold, incident, topology) check this first,
-        so two rules can never point two alerts at each other.
-        """
-        seen = {alert.identifier}
-        current: str | None = parent
-        for _ in range(64):  # chains are short; the bound keeps a corrupt one finite
-            if current is None:
-                return False
-            if current in seen:
-                return True
-            seen.add(current)
-            row = self.table.get(current)
-            current = row.parent if row is not None else None
-        return True
+    def parent_link(self, alert: Alert) -> ParentLink | None:
+        return self.parents.get(alert)
 
     def in_maintenance(self, alert: Alert) -> bool:
         """Whether a rule that pauses escalation (maintenance) suppresses the alert."""
@@ -381,6 +378,9 @@ class Engine:
         alert.state_change = now
         alert.note(now, who, why)
         self._transition("modified", alert, now, links_only)
+
+    def _link_changed(self, alert: Alert, now: float, who: str, why: str) -> None:
+        self.modify(alert, now, who, why, links_only=True)
 
     def count(self, what: str, rule: str) -> None:
         self.stats.rule_events[(rule, what)] += 1
