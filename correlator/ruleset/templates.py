@@ -4,11 +4,14 @@
   Jinja2, and so is text with only such references in it
   (`{{ count }} hosts down in {{ group.site }}`); text without `{{`/`{%` is a
   constant.
-- Any other template is a pure function of the values it reads: at compile
-  time we list the dotted paths it references, and renders are memoized by
-  those values (`{{ 'resolution' if raw.state == 'up' else 'problem' }}` costs
-  one dict probe after the first render per state). Templates that loop,
-  assign or draw random values are rendered every time.
+- A template that is an expression over dotted paths is a pure function of
+  the values it reads: at compile time we list those paths, and renders are
+  memoized by their values (`{{ 'resolution' if raw.state == 'up' else
+  'problem' }}` costs one dict probe after the first render per state). Only
+  scalar values are keyed: a path whose value is a map or a list (`raw |
+  tojson`, `labels.items()`, `members`) is rendered, and so is every template
+  that loops, assigns, calls globals, subscripts dynamically (`raw[raw.key]`)
+  or draws random values.
 
 A missing name or a None value renders as the empty string, on every path;
 attributes of a missing name are missing too (ChainableUndefined), not errors.
@@ -36,10 +39,34 @@ _ENV: Final = ImmutableSandboxedEnvironment(
 K = TypeVar("K", bound=str)
 _PLAIN_REF: Final = re.compile(r"^\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}$")
 _MEMO_LIMIT: Final = 1024
-_UNCACHEABLE: Final = (nodes.Macro, nodes.CallBlock, nodes.Include, nodes.Import, nodes.FromImport)
-_IMPURE_FILTERS: Final = frozenset(("random", "shuffle"))
+_IMPURE_FILTERS: Final = frozenset(("random",))
+# Names Jinja2 resolves on its own (loop state, blocks, macros' arguments), never context paths
+_SPECIAL_NAMES: Final = frozenset(("loop", "self", "varargs", "kwargs", "caller"))
+# What a memoizable template may be made of: expressions over its values, no statements that
+# bind names (for, set, with, macros), no imports, no access to the context or environment
+_PURE_NODES: Final = frozenset(
+    (
+        *(nodes.Template, nodes.Output, nodes.TemplateData, nodes.If, nodes.Name, nodes.Const),
+        *(nodes.Getattr, nodes.Getitem, nodes.Slice, nodes.Filter, nodes.Test, nodes.Call),
+        *(nodes.Keyword, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos),
+        *(nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow),
+        *(nodes.Concat, nodes.Compare, nodes.Operand, nodes.List, nodes.Tuple, nodes.Dict),
+        nodes.Pair,
+    )
+)
 
 Path = tuple[str, ...]
+
+
+class _Missing:
+    """A key the context does not have: Jinja2 renders it apart from a None value."""
+
+    __slots__ = ()
+
+
+MISSING: Final = _Missing()
+_BYPASS: Final = object()  # a value the memo must not key on: render through Jinja2
+_SCALAR_KEYS: Final = frozenset((int, bool, type(None)))
 
 
 def _lookup(context: Any, path: Path) -> Any:
@@ -51,12 +78,41 @@ def _lookup(context: Any, path: Path) -> Any:
     return value
 
 
+def memo_key(context: Mapping[str, Any], path: Path) -> Any:
+    """What the template can see of `path`, as a memo key; `_BYPASS` when it may see more.
+
+    Jinja2 reads a path through maps the way this walk does; anything else
+    along it (a string's attributes, a list's items) or at its end (a map or
+    a list used whole) is not keyed: the template is rendered.
+    """
+    value: Any = context
+    for depth, part in enumerate(path):
+        if not isinstance(value, Mapping):
+            return _BYPASS
+        value = value.get(part, MISSING)
+        if value is MISSING:
+            return (MISSING, depth)  # undefined at this depth (its error text names it)
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is float:
+        return (float, repr(value))  # -0.0 and 0.0 (or nan) compare alike but render apart
+    if kind in _SCALAR_KEYS:
+        return (kind, value)  # 1, 1.0 and True hash alike but render apart
+    return _BYPASS
+
+
 def referenced_paths(ast: nodes.Template) -> list[Path] | None:
-    """Dotted paths the template reads from its context, or None if it is not memoizable."""
-    if any(True for _ in ast.find_all(_UNCACHEABLE)):
+    """Dotted paths the template reads from its context, or None if it is not memoizable.
+
+    Memoizable: the template is an expression (filters, tests, conditionals,
+    method calls) over dotted paths of string keys, and nothing else — no
+    loops or assignments, no globals, no dynamic subscript; a path ends where
+    a call, a computed subscript or any other use takes its value. The value
+    is checked at render time (`memo_key`): only scalars are keyed.
+    """
+    if any(type(node) not in _PURE_NODES for node in ast.find_all(nodes.Node)):
         return None
-    if any(n.ctx != "load" for n in ast.find_all(nodes.Name)):
-        return None  # loop variables or {% set %}: names that are not context paths
     if any(f.name in _IMPURE_FILTERS for f in ast.find_all(nodes.Filter)):
         return None
     parents: dict[int, nodes.Node] = {}
@@ -65,27 +121,40 @@ def referenced_paths(ast: nodes.Template) -> list[Path] | None:
             parents[id(child)] = node
     paths: set[Path] = set()
     for name in ast.find_all(nodes.Name):
-        path: list[str] = [name.name]
-        current: nodes.Node = name
-        while True:
-            parent = parents.get(id(current))
-            if isinstance(parent, nodes.Getattr) and parent.node is current:
-                grand = parents.get(id(parent))
-                if isinstance(grand, nodes.Call) and grand.node is parent:
-                    break  # a method call: the path ends at its receiver
-                path.append(parent.attr)
-            elif (
-                isinstance(parent, nodes.Getitem)
-                and parent.node is current
-                and isinstance(parent.arg, nodes.Const)
-                and isinstance(parent.arg.value, str)
-            ):
-                path.append(parent.arg.value)
-            else:
-                break
-            current = parent
-        paths.add(tuple(path))
+        if name.ctx != "load" or name.name in _SPECIAL_NAMES or name.name in _ENV.globals:
+            return None
+        path = _path_from(name, parents)
+        if path is None:
+            return None
+        paths.add(path)
     return sorted(paths)
+
+
+def _path_from(name: nodes.Name, parents: dict[int, nodes.Node]) -> Path | None:
+    """The dotted path that starts at `name`, or None if a step may read a method of a map."""
+    path: list[str] = [name.name]
+    current: nodes.Node = name
+    while True:
+        parent = parents.get(id(current))
+        if isinstance(parent, nodes.Getattr) and parent.node is current:
+            grand = parents.get(id(parent))
+            if isinstance(grand, nodes.Call) and grand.node is parent:
+                break  # a method call: the path ends at its receiver
+            step = parent.attr
+        elif (
+            isinstance(parent, nodes.Getitem)
+            and parent.node is current
+            and isinstance(parent.arg, nodes.Const)
+            and isinstance(parent.arg.value, str)
+        ):
+            step = parent.arg.value
+        else:
+            break
+        if hasattr(dict, step):
+            return None  # `a.items`, `a['keys']`: Jinja2 gives the map's method, not a key
+        path.append(step)
+        current = parent
+    return tuple(path)
 
 
 def interpolation(ast: nodes.Template) -> list[str | Path] | None:
@@ -140,7 +209,7 @@ class Template:
             self.render = lambda context: source
             return
         plain = _PLAIN_REF.match(source.strip())
-        if plain is not None:
+        if plain is not None and plain.group(1) != prefix:
             path = self._strip(tuple(plain.group(1).split(".")))
             self.render = _path_renderer(path)
             if len(path) == 1:
@@ -151,14 +220,15 @@ class Template:
             self._jinja = _ENV.from_string(ast)
         except jinja2.TemplateSyntaxError as exc:
             raise ValueError(f"bad template {source!r}: {exc.message}") from None
+        whole = (prefix,)  # the event itself (`{{ raw }}`, `raw | tojson`): never a path
         parts = interpolation(ast)
-        if parts is not None:
+        if parts is not None and whole not in parts:
             self.render = _interpolator(
                 [part if isinstance(part, str) else self._strip(part) for part in parts]
             )
             return
         paths = referenced_paths(ast)
-        if paths is None:
+        if paths is None or whole in paths:
             self.render = self._render
         else:
             self.render = _memoized(self._render, [self._strip(p) for p in paths])
@@ -220,19 +290,20 @@ def _memoized(
     single = paths[0][0] if len(paths) == 1 and len(paths[0]) == 1 else None
 
     def cached(context: Mapping[str, Any]) -> str:
-        # values are keyed with their type: 1, 1.0 and True hash alike but render apart
         if single is not None:
-            key: Any = context.get(single)
+            key: Any = context.get(single, MISSING)
             if type(key) is not str:
-                key = (type(key), key)
+                key = memo_key(context, (single,))
+                if key is _BYPASS:
+                    return render(context)
         else:
-            key = tuple([(type(v), v) for v in (_lookup(context, path) for path in paths)])
+            key = tuple([memo_key(context, path) for path in paths])
+            if _BYPASS in key:
+                return render(context)
         try:
             return memo[key]
         except KeyError:
             pass
-        except TypeError:  # an unhashable value (a list, a map): render every time
-            return render(context)
         text = render(context)
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
