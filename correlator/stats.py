@@ -15,6 +15,7 @@ class Stats:
     late_occurrences: int = 0
     resolutions_unmatched: int = 0
     resolutions_late: int = 0
+    template_limited: int = 0  # renders cut at 64 KiB or stopped by a bound (loops, sizes)
     discarded: Counter[str] = field(default_factory=Counter)  # by normalize rule
     dead_lettered: Counter[str] = field(default_factory=Counter)  # by reason
     rule_events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, what)

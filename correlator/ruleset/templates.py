@@ -25,16 +25,12 @@ from typing import Any, Final, TypeVar
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from correlator.ruleset import sandbox
+from correlator.ruleset.sandbox import MAX_OUTPUT, BoundedEnvironment
 
-def _finalize(value: Any) -> Any:
-    """Render None as the empty string, exactly as the fast path does."""
-    return "" if value is None else value
-
-
-_ENV: Final = ImmutableSandboxedEnvironment(
-    autoescape=False, finalize=_finalize, undefined=jinja2.ChainableUndefined
+_ENV: Final = BoundedEnvironment(
+    autoescape=False, finalize=sandbox.finalize, undefined=jinja2.ChainableUndefined
 )
 K = TypeVar("K", bound=str)
 _PLAIN_REF: Final = re.compile(r"^\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}$")
@@ -217,7 +213,6 @@ class Template:
             return
         try:
             ast = _ENV.parse(source)
-            self._jinja = _ENV.from_string(ast)
         except jinja2.TemplateSyntaxError as exc:
             raise ValueError(f"bad template {source!r}: {exc.message}") from None
         whole = (prefix,)  # the event itself (`{{ raw }}`, `raw | tojson`): never a path
@@ -228,6 +223,10 @@ class Template:
             )
             return
         paths = referenced_paths(ast)
+        try:
+            self._jinja = _ENV.from_string(sandbox.bound(ast))
+        except jinja2.TemplateSyntaxError as exc:  # an unknown filter or test
+            raise ValueError(f"bad template {source!r}: {exc.message}") from None
         if paths is None or whole in paths:
             self.render = self._render
         else:
@@ -242,42 +241,51 @@ class Template:
         assert self._jinja is not None
         if self._prefix is not None:
             context = {**context, self._prefix: context}
-        try:
-            return self._jinja.render(context)
-        except Exception as exc:  # bad data (`10 // 0`) must not stop the engine: shown instead
-            return f"<template error: {type(exc).__name__}: {exc}>"
+        return sandbox.render(self._jinja, context)
 
 
-def _path_renderer(path: Path) -> Callable[[Mapping[str, Any]], str]:
-    """`{{ a }}` / `{{ a.b }}` without Jinja2: None and missing render empty."""
+def _text(value: Any) -> str:
+    """A looked-up value as text, off the fast path: None is empty, long text is cut."""
+    return sandbox.cut(_whole_text(value))
+
+
+def _whole_text(value: Any) -> str:
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def _path_renderer(path: Path, *, cut: bool = True) -> Callable[[Mapping[str, Any]], str]:
+    """`{{ a }}` / `{{ a.b }}` without Jinja2: None and missing render empty; `cut` at 64 KiB."""
+    text = _text if cut else _whole_text
     if len(path) == 1:
         (key,) = path
 
         def one(context: Mapping[str, Any]) -> str:
             value = context.get(key)
-            if value is None:
-                return ""
-            return value if type(value) is str else str(value)
+            if type(value) is str and len(value) <= MAX_OUTPUT:
+                return value
+            return text(value)
 
         return one
 
     def walk(context: Mapping[str, Any]) -> str:
         value = _lookup(context, path)
-        if value is None:
-            return ""
-        return value if type(value) is str else str(value)
+        if type(value) is str and len(value) <= MAX_OUTPUT:
+            return value
+        return text(value)
 
     return walk
 
 
 def _interpolator(parts: list[str | Path]) -> Callable[[Mapping[str, Any]], str]:
-    """Text with `{{ path }}` references: each looked up as the fast path does, joined."""
+    """Text with `{{ path }}` references: each looked up as the fast path does, joined and cut."""
     pieces = tuple(
-        (part, None) if isinstance(part, str) else ("", _path_renderer(part)) for part in parts
+        (part, None) if isinstance(part, str) else ("", _path_renderer(part, cut=False))
+        for part in parts
     )
 
     def interpolate(context: Mapping[str, Any]) -> str:
-        return "".join([text if get is None else get(context) for text, get in pieces])
+        text = "".join([text if get is None else get(context) for text, get in pieces])
+        return text if len(text) <= MAX_OUTPUT else sandbox.cut(text)
 
     return interpolate
 
@@ -304,7 +312,10 @@ def _memoized(
             return memo[key]
         except KeyError:
             pass
+        limited = sandbox.LIMITS.hits
         text = render(context)
+        if sandbox.LIMITS.hits != limited:
+            return text  # cut or refused: counted again on every render, never kept
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo[key] = text
@@ -319,7 +330,7 @@ class TemplateMap:
     __slots__ = ("constants", "copies", "dynamic")
 
     def __init__(self, sources: Mapping[K, Any], *, prefix: str | None = None) -> None:
-        compiled = {str(k): Template(_text(v), prefix=prefix) for k, v in sources.items()}
+        compiled = {str(k): Template(_source_text(v), prefix=prefix) for k, v in sources.items()}
         self.constants = {k: t.constant for k, t in compiled.items() if t.constant is not None}
         # `{{ raw.host }}`-style values: (target key, context key), read inline below
         self.copies = tuple((k, t.key) for k, t in compiled.items() if t.key is not None)
@@ -333,17 +344,17 @@ class TemplateMap:
             target.update(self.constants)
         for key, name in self.copies:
             value = context.get(name)
-            target[key] = value if type(value) is str else ("" if value is None else str(value))
+            target[key] = value if type(value) is str and len(value) <= MAX_OUTPUT else _text(value)
         for key, template in self.dynamic:
             target[key] = template.render(context)
 
 
 def compile_map(sources: Mapping[K, Any], *, prefix: str | None = None) -> dict[K, Template]:
     """Compile a `{key: template}` map; non-string values become constants."""
-    return {key: Template(_text(value), prefix=prefix) for key, value in sources.items()}
+    return {key: Template(_source_text(value), prefix=prefix) for key, value in sources.items()}
 
 
-def _text(value: Any) -> str:
+def _source_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
