@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -113,3 +115,49 @@ def test_templates_reading_the_whole_event_are_not_memoized(
     beta = rows["beta:Probe:beta:"]
     assert beta.summary == '{"extra": 1, "host": "beta", "key": "host", "src": "probe"}'
     assert beta.annotations["nkeys"] == "4" and beta.tally == 1
+
+
+def test_each_template_text_is_compiled_once_per_load(
+    ruleset: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation, building and the engine's operators share one parse and compile per text."""
+    parsed: Counter[str] = Counter()
+    compiled: Counter[int] = Counter()
+    parse, from_string = templates._ENV.parse, templates._ENV.from_string
+
+    def counting_parse(source: str, *args: Any, **kwargs: Any) -> Any:
+        parsed[source] += 1
+        return parse(source, *args, **kwargs)
+
+    def counting_compile(source: Any, *args: Any, **kwargs: Any) -> Any:
+        compiled[id(source)] += 1
+        return from_string(source, *args, **kwargs)
+
+    monkeypatch.setattr(templates._ENV, "parse", counting_parse)
+    monkeypatch.setattr(templates._ENV, "from_string", counting_compile)
+    severity = "{{ 'critical' if raw.level == 'err' else 'minor' }}"
+    rules = "\n".join(
+        f"""
+          - name: p{i}
+            match: ['raw.program="p{i}"']
+            fields: {{node: "{{{{ raw.host }}}}", alertgroup: G, severity: "{severity}",
+                      summary: "{{{{ raw.host }}}} {i}: {{{{ raw.msg | upper }}}}"}}"""
+        for i in range(3)
+    )
+    loaded = ruleset(
+        f"""
+        normalize:{rules}
+        correlate:
+          - name: storm
+            kind: threshold
+            match: ['alertgroup="G"']
+            count: 2
+            window: 1m
+            alert: {{summary: "{{{{ count }}}} in {{{{ group | length }}}}"}}
+        """
+    )
+    Engine(loaded)
+    assert parsed[severity] == 1
+    assert parsed["{{ count }} in {{ group | length }}"] == 1
+    assert set(parsed.values()) == {1}
+    assert set(compiled.values()) == {1} and len(compiled) == 5

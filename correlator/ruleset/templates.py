@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import jinja2
 from jinja2 import nodes
 
 from correlator.ruleset import sandbox
+from correlator.ruleset.compiled import once
 from correlator.ruleset.sandbox import MAX_OUTPUT, BoundedEnvironment
 
 _ENV: Final = BoundedEnvironment(
@@ -184,6 +186,35 @@ def interpolation(ast: nodes.Template) -> list[str | Path] | None:
     return parts
 
 
+class _Shape:
+    """What a template text is, whatever its prefix: parsed and compiled once per load."""
+
+    __slots__ = ("_ast", "_jinja", "parts", "paths", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._ast: nodes.Template | None = _ENV.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValueError(f"bad template {source!r}: {exc.message}") from None
+        self.parts = interpolation(self._ast)
+        self.paths = referenced_paths(self._ast) if self.parts is None else None
+        self._jinja: jinja2.Template | None = None
+        if self.parts is None:
+            self.compiled()  # an unknown filter or test is an error of the rule file
+
+    def compiled(self) -> jinja2.Template:
+        """The bounded Jinja2 template (text with references only: compiled when first asked)."""
+        if self._jinja is None:
+            assert self._ast is not None
+            try:
+                self._jinja = _ENV.from_string(sandbox.bound(self._ast))
+            except jinja2.TemplateSyntaxError as exc:
+                raise ValueError(f"bad template {self.source!r}: {exc.message}") from None
+            self._ast = None  # compiled: the parse is not needed any more
+        return self._jinja
+
+
 class Template:
     """A template over a mapping; `prefix` names a key that also resolves bare (`raw`).
 
@@ -211,22 +242,16 @@ class Template:
             if len(path) == 1:
                 self.key = path[0]
             return
-        try:
-            ast = _ENV.parse(source)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ValueError(f"bad template {source!r}: {exc.message}") from None
+        shape = once("template", source, partial(_Shape, source))
         whole = (prefix,)  # the event itself (`{{ raw }}`, `raw | tojson`): never a path
-        parts = interpolation(ast)
+        parts = shape.parts
         if parts is not None and whole not in parts:
             self.render = _interpolator(
                 [part if isinstance(part, str) else self._strip(part) for part in parts]
             )
             return
-        paths = referenced_paths(ast)
-        try:
-            self._jinja = _ENV.from_string(sandbox.bound(ast))
-        except jinja2.TemplateSyntaxError as exc:  # an unknown filter or test
-            raise ValueError(f"bad template {source!r}: {exc.message}") from None
+        self._jinja = shape.compiled()
+        paths = shape.paths
         if paths is None or whole in paths:
             self.render = self._render
         else:
