@@ -31,6 +31,7 @@ from correlator.model import (
 from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.matchers import Predicate
+from correlator.ruleset.sandbox import LIMITS
 from correlator.stats import Stats
 from correlator.table.table import AlertTable
 from correlator.timeparse import format_duration
@@ -78,6 +79,7 @@ class Engine:
         snapshots: bool = False,
     ) -> None:
         self.stats = Stats()
+        self._limits_seen = LIMITS.hits
         self._snapshots = snapshots
         self.max_lateness = max_lateness
         self._timers = TimerHeap()
@@ -158,6 +160,7 @@ class Engine:
                 raise LateEvent(f"{late} older than the newest event (max_lateness exceeded)")
         except EventError as exc:
             self.stats.dead_lettered[exc.reason] += 1
+            self._count_limits()
             raise
         if at > self._newest:
             self._newest = at
@@ -167,9 +170,7 @@ class Engine:
         for op, wants in self._event_ops.candidates(occ):
             if wants(occ):
                 op.on_event(occ, row, now, self)
-        out = self._out
-        self._out = []
-        return out
+        return self._drain()
 
     def tick(self, now: float) -> list[Change]:
         """Fire every timer due at or before `now`."""
@@ -238,7 +239,14 @@ class Engine:
     def _drain(self) -> list[Change]:
         out = self._out
         self._out = []
+        if LIMITS.hits != self._limits_seen:
+            self._count_limits()
         return out
+
+    def _count_limits(self) -> None:
+        """Template renders cut or refused since the last entry point returned (one at a time)."""
+        self.stats.template_limited += LIMITS.hits - self._limits_seen
+        self._limits_seen = LIMITS.hits
 
     def _fire(self, when: float, owner: Any, key: Hashable) -> None:
         if owner is self.table:
