@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import pytest
 
 from correlator.engine import Engine
-from correlator.errors import InvalidEvent
+from correlator.errors import EventError, InvalidEvent
 
 RULES = """
 normalize:
@@ -192,3 +193,19 @@ def test_required_fields_rendering_empty_are_dead_lettered_with_reason(
     name = {"host": "node", "group": "alertgroup"}[field]
     with pytest.raises(InvalidEvent, match=f"required field '{name}' is empty"):
         eng.process({"src": "x", field: "", other: "v"}, 1)
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["node", "alertgroup", "alertkey", "manager", "agent", "severity", "type", "summary",
+     "timestamp", "expire_after", "labels", "annotations"],
+)  # fmt: skip
+@pytest.mark.parametrize("value", [["x"], {"a": 1}, True])
+def test_a_canonical_field_of_the_wrong_shape_is_dead_lettered(
+    engine: Callable[..., Engine], field: str, value: object
+) -> None:
+    """A list, a map or a boolean where a field wants text or a number is an invalid event
+    (dead-lettered with a reason) or taken as text, never a crash of the engine."""
+    eng = engine()
+    with contextlib.suppress(EventError):
+        eng.process({"node": "a", "alertgroup": "b", field: value}, 1.0)

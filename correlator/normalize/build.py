@@ -109,10 +109,10 @@ def _severity(value: Any) -> int:
 
 def _type(value: Any) -> str:
     """Type off the fast path: blank means not set (problem); surrounding spaces are ignored."""
-    kind = value.strip() or PROBLEM if isinstance(value, str) else value
-    if kind not in TYPES:
+    kind = (value.strip() or PROBLEM) if isinstance(value, str) else None
+    if kind not in TYPES:  # None too: a number, a list or a map is never a type
         raise InvalidEvent(f"field 'type' must be problem, resolution or info, not {value!r}")
-    return str(kind)
+    return kind
 
 
 def build_alert(
@@ -139,7 +139,7 @@ def build_alert(
     if severity is None:
         severity = _severity(raw_severity)
     kind = fields.get("type") or PROBLEM
-    if kind not in TYPES:
+    if type(kind) is not str or kind not in TYPES:  # a list or a map cannot be looked up
         kind = _type(kind)
     timestamp = fields.get("timestamp")
     if type(timestamp) is float and 0.0 <= timestamp < MAX_TIMESTAMP:  # NaN fails too
