@@ -14,7 +14,8 @@ from collections.abc import Hashable, Sequence
 from functools import partial
 from typing import Any, Final
 
-from correlator.correlate.base import Operator
+from correlator.correlate.base import Operator, ParentLink
+from correlator.correlate.parents import ParentLinks
 from correlator.errors import EventError, LateEvent
 from correlator.model import (
     CLEARED,
@@ -30,6 +31,7 @@ from correlator.model import (
 from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.matchers import Predicate
+from correlator.ruleset.sandbox import LIMITS
 from correlator.stats import Stats
 from correlator.table.table import AlertTable
 from correlator.timeparse import format_duration
@@ -77,6 +79,7 @@ class Engine:
         snapshots: bool = False,
     ) -> None:
         self.stats = Stats()
+        self._limits_seen = LIMITS.hits
         self._snapshots = snapshots
         self.max_lateness = max_lateness
         self._timers = TimerHeap()
@@ -89,6 +92,7 @@ class Engine:
             max_lateness=max_lateness,
         )
         self._out: list[Change] = []
+        self.parents = ParentLinks(self.table, self._link_changed, self.count)
         self._suppressors: dict[str, list[str]] = {}
         # rules removed or changed by a reload (their last running version), whose
         # suppressions may be stale until the next entry starts the new versions
@@ -156,6 +160,7 @@ class Engine:
                 raise LateEvent(f"{late} older than the newest event (max_lateness exceeded)")
         except EventError as exc:
             self.stats.dead_lettered[exc.reason] += 1
+            self._count_limits()
             raise
         if at > self._newest:
             self._newest = at
@@ -165,9 +170,7 @@ class Engine:
         for op, wants in self._event_ops.candidates(occ):
             if wants(occ):
                 op.on_event(occ, row, now, self)
-        out = self._out
-        self._out = []
-        return out
+        return self._drain()
 
     def tick(self, now: float) -> list[Change]:
         """Fire every timer due at or before `now`."""
@@ -236,7 +239,14 @@ class Engine:
     def _drain(self) -> list[Change]:
         out = self._out
         self._out = []
+        if LIMITS.hits != self._limits_seen:
+            self._count_limits()
         return out
+
+    def _count_limits(self) -> None:
+        """Template renders cut or refused since the last entry point returned (one at a time)."""
+        self.stats.template_limited += LIMITS.hits - self._limits_seen
+        self._limits_seen = LIMITS.hits
 
     def _fire(self, when: float, owner: Any, key: Hashable) -> None:
         if owner is self.table:
@@ -262,8 +272,12 @@ class Engine:
             return
         if transition == "deleted":
             self._suppressors.pop(alert.identifier, None)
+        elif transition == "reopened":
+            self.parents.reopened(alert, now)  # before the rules see the reopened row
         for op in self._by_transition.get(transition, ()):
             op.on_transition(transition, alert, now, self)
+        if transition == "cleared" or transition == "deleted":
+            self.parents.gone(alert, now, deleted=transition == "deleted")
 
     # -- Context: what operators may do -----------------------------------------
 
@@ -340,23 +354,14 @@ class Engine:
         """Every rule currently suppressing the alert, first one first."""
         return tuple(self._suppressors.get(alert.identifier, ()))
 
-    def would_cycle(self, alert: Alert, parent: str) -> bool:
-        """Whether making `parent` the parent of `alert` closes a loop of parents.
+    def set_parent(
+        self, alert: Alert, link: ParentLink | None, now: float, who: str, why: str
+    ) -> bool:
+        """Set or unset `parent`: the one guarded path (no loop, no stale parent)."""
+        return self.parents.set(alert, link, now, who, why)
 
-        Kinds that set `parent` (threshold, incident, topology) check this first,
-        so two rules can never point two alerts at each other.
-        """
-        seen = {alert.identifier}
-        current: str | None = parent
-        for _ in range(64):  # chains are short; the bound keeps a corrupt one finite
-            if current is None:
-                return False
-            if current in seen:
-                return True
-            seen.add(current)
-            row = self.table.get(current)
-            current = row.parent if row is not None else None
-        return True
+    def parent_link(self, alert: Alert) -> ParentLink | None:
+        return self.parents.get(alert)
 
     def in_maintenance(self, alert: Alert) -> bool:
         """Whether a rule that pauses escalation (maintenance) suppresses the alert."""
@@ -381,6 +386,9 @@ class Engine:
         alert.state_change = now
         alert.note(now, who, why)
         self._transition("modified", alert, now, links_only)
+
+    def _link_changed(self, alert: Alert, now: float, who: str, why: str) -> None:
+        self.modify(alert, now, who, why, links_only=True)
 
     def count(self, what: str, rule: str) -> None:
         self.stats.rule_events[(rule, what)] += 1

@@ -19,6 +19,7 @@ class Stats:
     # created cleared, or dropped with the deleted row they belonged to
     occurrences_before_resolution: int = 0
     resolutions_cap_hit: int = 0  # resolutions not remembered: the table's memory was full
+    template_limited: int = 0  # renders cut at 64 KiB or stopped by a bound (loops, sizes)
     discarded: Counter[str] = field(default_factory=Counter)  # by normalize rule
     dead_lettered: Counter[str] = field(default_factory=Counter)  # by reason
     rule_events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, what)

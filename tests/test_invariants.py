@@ -1,10 +1,14 @@
 """Invariants under random traffic, acknowledgements and reloads, one rule of every kind.
 
 Random events (late ones included) over a small graph of nodes, with reloads
-that change rule definitions now and then. After every step: what each rule
-says it holds is exactly what the engine records as its suppressions, and
-`suppressed_by` is the first of those. After the storm, with every alert
-cleared and the clock moved on, every rule's state has drained to nothing.
+that change rule definitions now and then. Topology, threshold and incident
+rules cover the same alerts (the incident also takes the threshold's alert), so
+their parents meet. After every step: what each rule says it holds is exactly
+what the engine records as its suppressions, and `suppressed_by` is the first
+of those; the parents form a forest, every parent is on the engine's record,
+and an open row points at a parent that is not open only if an incident rule
+gave it. After the storm, with every alert cleared and the clock moved on,
+every rule's state has drained to nothing.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ inhibit_rules:
 correlate:
   - {name: topo, kind: topology, match: ['alertgroup=~"Down|Site"']}
   - {name: thr, kind: threshold, match: ['alertgroup="Down"'], group_by: [labels.site],
-     count: 3, window: 60s}
-  - {name: inc, kind: incident, match: ['alertgroup=~"Down|Lat"'], group_by: [labels.site],
+     count: 3, window: 60s, alert: {labels: {site: "{{ group.site }}"}}}
+  - {name: inc, kind: incident, match: ['alertgroup=~"Down|Lat|thr"'], group_by: [labels.site],
      window: 120s, min_members: 2}
   - {name: flap, kind: flapping, changes: 3, window: 10m, stable_for: 2m}
   - {name: maint, kind: maintenance, match: ['labels.site="b"'],
@@ -62,6 +66,7 @@ EDITS = [
 ]
 NODES = ["core", "sw1", "sw2", "h1", "h2", "h3", "x"]
 GROUPS = ["Down", "Site", "Lat", "JobStart", "JobEnd", "Deploy", "Up", "HB"]
+WEIGHTED = [*GROUPS, "Down", "Down", "Down", "Lat"]  # the alerts parents are set on, more often
 HOLDING = ("inhibit", "topology", "maintenance")
 
 
@@ -86,6 +91,28 @@ def check(eng: Engine) -> None:
         assert held == recorded, (name, held ^ recorded)
     for ident, row in eng.table.rows.items():
         assert row.suppressed_by is None or ident in records, ident
+    check_parents(eng)
+
+
+def check_parents(eng: Engine) -> None:
+    """A forest of parents, each on the engine's record; only incidents point at closed rows."""
+    rows = eng.table.rows
+    links = eng.parents.links
+    for ident, row in rows.items():
+        seen = {ident}
+        current = row.parent
+        while current is not None:
+            assert current not in seen, f"loop of parents through {ident}: {seen}"
+            seen.add(current)
+            up = rows.get(current)
+            current = up.parent if up is not None else None
+        link = links.get(ident)
+        assert (link.parent if link is not None else None) == row.parent, ident
+        if row.parent is None or row.status == "cleared":
+            continue
+        parent = rows.get(row.parent)
+        if parent is None or parent.status == "cleared":
+            assert link is not None and link.kind == "incident", (ident, link)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -106,7 +133,7 @@ def test_holds_agree_and_state_drains(ruleset: Callable[[str], RuleSet], seed: i
             continue
         event = {
             "node": rng.choice(NODES),
-            "alertgroup": rng.choice(GROUPS),
+            "alertgroup": rng.choice(WEIGHTED),
             "alertkey": rng.choice(["", "k"]),
             "severity": rng.choice(["clear", "indeterminate", "minor", "major", "critical"]),
             "type": rng.choice(["problem", "problem", "resolution", "info"]),
@@ -125,4 +152,4 @@ def test_holds_agree_and_state_drains(ruleset: Callable[[str], RuleSet], seed: i
                     eng.clear(row, now, "op", "end of the storm")
         check(eng)
     assert {name: op.size() for name, op in eng.operators.items() if op.size()} == {}
-    assert not eng._suppressors and not eng.table.rows
+    assert not eng._suppressors and not eng.table.rows and not eng.parents.links

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import pytest
 
 from correlator.engine import Engine
-from correlator.errors import InvalidEvent
+from correlator.errors import EventError, InvalidEvent
 
 RULES = """
 normalize:
@@ -125,3 +126,86 @@ def test_identifier_that_is_not_a_string_is_dead_lettered(engine: Callable[..., 
     eng = engine()
     with pytest.raises(InvalidEvent, match="'identifier' must be a string"):
         eng.process({"node": "h1", "alertgroup": "HighCPU", "identifier": 0}, 1)
+
+
+EMPTY_FIELDS = """
+normalize:
+  - name: r
+    match: ['raw.src="x"']
+    fields: {node: "{{ raw.host }}", alertgroup: "{{ raw.group }}",
+             alertkey: "{{ raw.key }}", manager: "{{ raw.mgr }}", agent: "{{ raw.agent }}",
+             severity: "{{ raw.sev }}", type: "{{ raw.kind }}",
+             summary: "{% if raw.text %}{{ raw.text }}{% endif %}"}
+"""
+
+
+@pytest.mark.parametrize("empty", ["", None, "missing"])
+def test_canonical_templates_rendering_empty_take_the_defaults(
+    engine: Callable[..., Engine], empty: str | None
+) -> None:
+    """A canonical field whose template renders empty is not set: its default applies."""
+    eng = engine(EMPTY_FIELDS)
+    event: dict[str, object] = {"src": "x", "host": "h1", "group": "G"}
+    if empty != "missing":
+        event |= dict.fromkeys(("key", "mgr", "agent", "sev", "kind", "text"), empty)
+    eng.process(event, 1)
+    row = eng.table.get("h1:G::")
+    assert row is not None
+    assert (row.severity, row.type, row.summary) == (1, "problem", "G on h1")
+    assert (row.alertkey, row.manager, row.agent) == ("", "", "")
+
+
+def test_blank_severity_and_type_take_the_defaults(engine: Callable[..., Engine]) -> None:
+    """Severity and type are parsed: a blank value (spaces only) is not set either."""
+    eng = engine(EMPTY_FIELDS)
+    eng.process({"src": "x", "host": "h1", "group": "G", "sev": " ", "kind": " \n"}, 1)
+    row = eng.table.get("h1:G::")
+    assert row is not None and (row.severity, row.type) == (1, "problem")
+
+
+@pytest.mark.parametrize("empty", ["", None])
+def test_raw_canonical_values_given_empty_take_the_defaults(
+    engine: Callable[..., Engine], empty: str | None
+) -> None:
+    """A raw event's own canonical values given as "" or null mean "not set"."""
+    eng = engine()
+    event = {"node": "h1", "alertgroup": "G", "timestamp": empty}
+    event |= dict.fromkeys(("severity", "type", "summary", "alertkey", "expire_after"), empty)
+    event |= dict.fromkeys(("manager", "agent", "identifier", "labels"), empty)
+    eng.process(event, 7)
+    row = eng.table.get("h1:G::")
+    assert row is not None
+    assert (row.severity, row.type, row.summary, row.last_occurrence) == (
+        1,
+        "problem",
+        "G on h1",
+        7,
+    )
+    assert row.expire_at is None
+
+
+@pytest.mark.parametrize(("field", "other"), [("host", "group"), ("group", "host")])
+def test_required_fields_rendering_empty_are_dead_lettered_with_reason(
+    engine: Callable[..., Engine], field: str, other: str
+) -> None:
+    """node or alertgroup rendering empty dead-letters the event, naming the empty field."""
+    eng = engine(EMPTY_FIELDS)
+    name = {"host": "node", "group": "alertgroup"}[field]
+    with pytest.raises(InvalidEvent, match=f"required field '{name}' is empty"):
+        eng.process({"src": "x", field: "", other: "v"}, 1)
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["node", "alertgroup", "alertkey", "manager", "agent", "severity", "type", "summary",
+     "timestamp", "expire_after", "labels", "annotations"],
+)  # fmt: skip
+@pytest.mark.parametrize("value", [["x"], {"a": 1}, True])
+def test_a_canonical_field_of_the_wrong_shape_is_dead_lettered(
+    engine: Callable[..., Engine], field: str, value: object
+) -> None:
+    """A list, a map or a boolean where a field wants text or a number is an invalid event
+    (dead-lettered with a reason) or taken as text, never a crash of the engine."""
+    eng = engine()
+    with contextlib.suppress(EventError):
+        eng.process({"node": "a", "alertgroup": "b", field: value}, 1.0)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from correlator.model import Alert, Change
 from correlator.ruleset.matchers import Matcher, Predicate
@@ -47,6 +47,18 @@ class BuildEnv:
     topology: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node → depends_on
     # the engine's max_lateness: how long rules wait for an event stamped in the past
     max_lateness: float = 300.0
+
+
+class ParentLink(NamedTuple):
+    """Who set a row's `parent`: the engine keeps one per row that has a parent.
+
+    `kind` decides what the link may point at: only an incident's link may
+    point at a cleared (or deleted) row, its root cause.
+    """
+
+    parent: str
+    rule: str
+    kind: str
 
 
 class Context(Protocol):
@@ -87,7 +99,15 @@ class Context(Protocol):
 
     def in_maintenance(self, alert: Alert) -> bool: ...
 
-    def would_cycle(self, alert: Alert, parent: str) -> bool: ...
+    def set_parent(
+        self, alert: Alert, link: ParentLink | None, now: float, who: str, why: str
+    ) -> bool:
+        """Set (or with None unset) `parent` through the engine's one guarded path."""
+        ...
+
+    def parent_link(self, alert: Alert) -> ParentLink | None:
+        """Who set the alert's current parent (None when it has none)."""
+        ...
 
     def modify(
         self, alert: Alert, now: float, who: str, why: str, *, links_only: bool = False

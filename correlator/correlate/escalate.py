@@ -248,6 +248,8 @@ class EscalateOperator(Operator):
             text = template.render(context)
             value: Value = text
             if name == "severity":
+                if not text.strip():
+                    continue  # empty means not set: severity is left alone
                 try:
                     value = parse_severity(text)
                 except ValueError:

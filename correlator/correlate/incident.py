@@ -16,7 +16,8 @@ root_cause, opened_at, updated_at, closed_at). Members get `incident` = the id
 and, except the root cause itself, `parent` = the root cause's identifier
 (unless another rule already set a parent: a parent this rule did not write is
 never overwritten; nor is one written that would close a loop of parents,
-counted as `parent_cycle`). The root cause is the earliest member (occurrence
+counted as `parent_cycle`; a topology or threshold parent that would close one
+through ours wins, see `correlate.parents`). The root cause is the earliest member (occurrence
 time, then serial) among those matching `root_cause:`, or among all when none
 does. Severity is the highest among open members (0 once closed); the incident
 closes when every member has cleared and never reopens: a member that reopens
@@ -50,6 +51,7 @@ from correlator.correlate.base import (
     BuildEnv,
     Context,
     Operator,
+    ParentLink,
 )
 from correlator.correlate.grouping import FieldKey
 from correlator.correlate.incident_title import TitleContext
@@ -155,7 +157,6 @@ class IncidentOperator(Operator):
         self._groups: dict[Key, _Group] = {}
         self._of: dict[str, _Incident] = {}  # member identifier → its live incident
         self._live: dict[str, _Incident] = {}  # pending and open incidents by id
-        self._wrote: dict[str, str] = {}  # row identifier → the parent this rule last wrote
         self._issued: dict[str, int] = {}  # id without suffix → incidents started with it
         self._issued_at: deque[tuple[float, str]] = deque()  # (start, base id), to forget them
         self._newest = float("-inf")  # the latest occurrence time of a joining alert
@@ -185,8 +186,6 @@ class IncidentOperator(Operator):
                     elif old >= inc.severity:
                         inc.severity = None  # the highest one dropped: recompute on the next view
         if transition in (CLEARED, DELETED):
-            if transition == DELETED:
-                self._wrote.pop(ident, None)
             if inc is not None:
                 if transition == DELETED:
                     del self._of[ident]
@@ -198,7 +197,7 @@ class IncidentOperator(Operator):
             return
         if alert.status != STATUS_CLEARED and self._matches(alert):
             self._join(transition, alert, now, ctx)
-        if transition == REOPENED and ident in self._wrote:
+        if transition == REOPENED:
             self._release(alert, now, ctx)
 
     def _release(self, alert: Alert, now: float, ctx: Context) -> None:
@@ -206,18 +205,15 @@ class IncidentOperator(Operator):
 
         Unless the alert is now in an open incident of this rule (whose root
         cause `_adopt` already made its parent), the parent points into a
-        closed incident; a value another rule wrote since is left alone.
+        closed incident; a parent another rule set since is left alone.
         """
-        ident = alert.identifier
-        inc = self._of.get(ident)
+        inc = self._of.get(alert.identifier)
         if inc is not None and inc.opened_at is not None:
             return
-        old = self._wrote.pop(ident)
-        if alert.parent == old:
-            alert.parent = None
-            ctx.modify(
-                alert, now, self.name, f"parent {old} unset: its incident closed", links_only=True
-            )
+        link = ctx.parent_link(alert)
+        if link is not None and link.rule == self.name:
+            why = f"parent {link.parent} unset: its incident closed"
+            ctx.set_parent(alert, None, now, self.name, why)
 
     def _join(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         """An open matching alert that belongs to no live incident of this rule."""
@@ -401,24 +397,24 @@ class IncidentOperator(Operator):
                 alert.incident = inc.id
                 notes.append(f"joined incident {inc.id} ({title})")
             want = None if alert is root else root.identifier
-            mine = self._wrote.get(alert.identifier)
-            if alert.parent != want and (alert.parent is None or alert.parent == mine):
-                if want is not None and ctx.would_cycle(alert, want):
-                    ctx.count("parent_cycle", self.name)  # another rule made the root our child
-                elif want is None:
-                    alert.parent = None
-                    self._wrote.pop(alert.identifier, None)
+            link = ctx.parent_link(alert)
+            if alert.parent != want and (link is None or link.rule == self.name):
+                if want is None:
                     notes.append("root cause: parent unset")
-                else:
-                    alert.parent = self._wrote[alert.identifier] = want
-                    notes.append(f"parent {want} (root cause)")
+                    ctx.set_parent(alert, None, now, self.name, "; ".join(notes))
+                    continue
+                notes.append(f"parent {want} (root cause)")
+                mine = ParentLink(want, self.name, self.kind)
+                if ctx.set_parent(alert, mine, now, self.name, "; ".join(notes)):
+                    continue
+                notes.pop()  # refused: it would close a loop of parents
             elif notes and alert is root:
                 notes.append("root cause")
             if notes:
                 ctx.modify(alert, now, self.name, "; ".join(notes), links_only=True)
 
     def size(self) -> int:
-        return len(self._groups) + len(self._of) + len(self._wrote) + len(self._issued)
+        return len(self._groups) + len(self._of) + len(self._issued)
 
 
 def build(spec: IncidentRule, env: BuildEnv) -> IncidentOperator:

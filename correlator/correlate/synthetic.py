@@ -72,10 +72,14 @@ class SyntheticAlert:
         return ctx
 
     def identifier(self, group: Group, ctx: dict[str, Any]) -> str:
-        template = self._single.get("identifier")
-        if template is not None:
-            return template.render(ctx)
-        return ":".join(("correlator", self.rule, *group_key(group)))
+        return self._render("identifier", ctx) or ":".join(
+            ("correlator", self.rule, *group_key(group))
+        )
+
+    def _render(self, name: str, ctx: dict[str, Any]) -> str:
+        """The `alert:` value, or "" when it sets none or renders empty (the default applies)."""
+        template = self._single.get(name)
+        return "" if template is None else template.render(ctx)
 
     def build(
         self,
@@ -93,14 +97,14 @@ class SyntheticAlert:
             ctx.update(extra)
 
         def render(name: str, default: str) -> str:
-            template = self._single.get(name)
-            return default if template is None else template.render(ctx)
+            return self._render(name, ctx) or default
 
-        default_severity = str(default_severity_of(members, trigger))
-        try:
-            severity = parse_severity(render("severity", default_severity) or default_severity)
-        except ValueError:
-            severity = MAJOR
+        severity = default_severity_of(members, trigger)
+        if text := self._render("severity", ctx).strip():
+            try:
+                severity = parse_severity(text)
+            except ValueError:
+                severity = MAJOR
         alert = Alert(  # positional, as in build_alert: raised again on every count change
             self.identifier(group, ctx),
             render("node", "correlator"),

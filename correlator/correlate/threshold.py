@@ -26,7 +26,7 @@ from typing import Final, Literal
 
 from pydantic import Field
 
-from correlator.correlate.base import CLEARED, BuildEnv, Context, Operator
+from correlator.correlate.base import CLEARED, BuildEnv, Context, Operator, ParentLink
 from correlator.correlate.grouping import FieldKey
 from correlator.correlate.synthetic import SyntheticAlert
 from correlator.errors import RuleFieldError
@@ -273,12 +273,8 @@ class ThresholdOperator(Operator):
             other = ctx.table.get(row.parent)
             if other is not None and other.status != STATUS_CLEARED:
                 return
-        if ctx.would_cycle(row, alert.identifier):
-            ctx.count("parent_cycle", self.name)
-            return
-        row.parent = alert.identifier
         why = f"parent set to {alert.identifier}: counted for {self._desc(g)}"
-        ctx.modify(row, now, self.name, why, links_only=True)
+        ctx.set_parent(row, ParentLink(alert.identifier, self.name, self.kind), now, self.name, why)
 
     def _reset(self, key: Key, occ: Alert, at: float, now: float, ctx: Context) -> None:
         """Discard the group's count up to the reset's time; clear a raised alert it postdates."""

@@ -23,7 +23,9 @@ each of its still-open symptoms moves under the then newest joiner at the most
 upstream depth that still has an open alert, or is released. A symptom that
 clears keeps `parent` and its suppression as the record of why nobody was told;
 if it reopens it is placed again, under that same root if it is still a best
-candidate (released if no root is left).
+candidate (released if no root is left). A threshold or incident parent the
+rule replaced is given back on release if the engine accepts it (no loop; a
+threshold alert only while it is open).
 
 The graph is compiled once per build: for each node its transitive ancestors,
 most upstream first, and its transitive descendants. Open alerts are kept per
@@ -49,6 +51,7 @@ from correlator.correlate.base import (
     BuildEnv,
     Context,
     Operator,
+    ParentLink,
 )
 from correlator.model import CLEARED as CLEARED_STATUS
 from correlator.model import Alert
@@ -169,9 +172,9 @@ class TopologyOperator(Operator):
         self._root_of: dict[str, Alert] = {}  # open symptom → its root alert
         self._symptoms: dict[str, dict[str, Alert]] = {}  # root identifier → open symptoms
         self._held: dict[str, str] = {}  # parent we set, by identifier (kept while cleared)
-        # parent another rule had set (a threshold or incident group) before we set ours:
-        # given back on release if that alert is still open
-        self._before: dict[str, str] = {}
+        # the link another rule had set (a threshold or incident group) before we set ours:
+        # given back on release when the engine accepts it again
+        self._before: dict[str, ParentLink] = {}
 
     def start(self, now: float, ctx: Context) -> None:
         """(Re)build the state from the open rows: a new or changed rule knows them at once.
@@ -337,17 +340,16 @@ class TopologyOperator(Operator):
             self._drop_symptom(previous.identifier, sid)
         self._root_of[sid] = root
         self._symptoms.setdefault(root.identifier, {})[sid] = symptom
-        if symptom.parent not in (None, root.identifier, self._held.get(sid)):
-            self._before[sid] = symptom.parent  # another rule's group: remembered
+        link = ctx.parent_link(symptom)
+        if link is not None and link.rule != self.name:
+            self._before[sid] = link  # another rule's group: remembered
         self._held[sid] = root.identifier
         why = f"{symptom.node} depends on {root.node}, where {root.identifier} is open"
-        if ctx.would_cycle(symptom, root.identifier):
-            ctx.count("parent_cycle", self.name)  # another rule made the root our child
-        elif symptom.parent != root.identifier:
-            symptom.parent = root.identifier
-            ctx.modify(
-                symptom, now, self.name, f"symptom of {root.identifier}: {why}", links_only=True
-            )
+        ours = ParentLink(root.identifier, self.name, self.kind)
+        if not ctx.set_parent(
+            symptom, ours, now, self.name, f"symptom of {root.identifier}: {why}"
+        ):
+            self._give_back(symptom, now, ctx, f"{root.identifier} is its descendant")
         ctx.suppress(symptom, now, self.name, why)
 
     def _drop_symptom(self, root_id: str, sid: str) -> None:
@@ -400,16 +402,23 @@ class TopologyOperator(Operator):
 
     def _release(self, alert: Alert, now: float, ctx: Context, why: str) -> None:
         root_id = self._held.pop(alert.identifier, None)
-        before = self._before.pop(alert.identifier, None)
         if root_id is None:
+            self._before.pop(alert.identifier, None)
             return
-        if alert.parent == root_id:
-            group = ctx.table.get(before) if before is not None else None
-            alert.parent = before if group is not None and group.status != CLEARED_STATUS else None
-            back = f"; parent back to {alert.parent}" if alert.parent else ""
-            note = f"no longer a symptom of {root_id}: {why}{back}"
-            ctx.modify(alert, now, self.name, note, links_only=True)
+        self._give_back(alert, now, ctx, f"no longer a symptom of {root_id}: {why}")
         ctx.unsuppress(alert, now, self.name, why)
+
+    def _give_back(self, alert: Alert, now: float, ctx: Context, why: str) -> None:
+        """Unset the parent this rule set; the group parent it replaced comes back if it may."""
+        before = self._before.pop(alert.identifier, None)
+        link = ctx.parent_link(alert)
+        if link is not None and link.rule != self.name:
+            return  # not ours: another rule set it since
+        if before is not None:
+            note = f"{why}; parent back to {before.parent}"
+            if ctx.set_parent(alert, before, now, self.name, note):
+                return
+        ctx.set_parent(alert, None, now, self.name, why)
 
     def size(self) -> int:
         return len(self._node_of)

@@ -22,6 +22,8 @@ from correlator.model import (
 from correlator.ruleset.paths import ALERT_FIELDS
 from correlator.timeparse import MAX_TIMESTAMP, parse_duration, parse_timestamp
 
+INDETERMINATE = 1
+
 
 def text_field(fields: Mapping[str, Any], name: str) -> str:
     value = fields.get(name)
@@ -37,7 +39,7 @@ def text_field(fields: Mapping[str, Any], name: str) -> str:
 
 
 def string_map(value: Any, name: str) -> dict[str, str]:
-    if value is None:
+    if value is None or value == "":  # empty means not set, as for every field
         return {}
     if not isinstance(value, dict):
         raise InvalidEvent(f"field {name!r} must be a map, not {type(value).__name__}")
@@ -88,6 +90,31 @@ def identifier_function(fields: tuple[str, ...]) -> Callable[[Alert], str]:
     return lambda alert: ":".join([part(alert) for part in parts])
 
 
+def _missing(fields: Mapping[str, Any], name: str) -> InvalidEvent:
+    """The reason for a required field that is absent, or given (or rendered) empty."""
+    if fields.get(name) is None:
+        return InvalidEvent(f"missing required field {name!r}")
+    return InvalidEvent(f"required field {name!r} is empty")
+
+
+def _severity(value: Any) -> int:
+    """Severity off the fast path: empty or null means not set (indeterminate)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return INDETERMINATE
+    try:
+        return parse_severity(value)
+    except ValueError as exc:
+        raise InvalidEvent(f"field 'severity': {exc}") from None
+
+
+def _type(value: Any) -> str:
+    """Type off the fast path: blank means not set (problem); surrounding spaces are ignored."""
+    kind = (value.strip() or PROBLEM) if isinstance(value, str) else None
+    if kind not in TYPES:  # None too: a number, a list or a map is never a type
+        raise InvalidEvent(f"field 'type' must be problem, resolution or info, not {value!r}")
+    return kind
+
+
 def build_alert(
     fields: Mapping[str, Any],
     labels: dict[str, str],
@@ -104,19 +131,16 @@ def build_alert(
     if type(alertgroup) is not str or not alertgroup:
         alertgroup = text_field(fields, "alertgroup") or text_field(fields, "alertname")
     if not node:
-        raise InvalidEvent("missing required field 'node'")
+        raise _missing(fields, "node")
     if not alertgroup:
-        raise InvalidEvent("missing required field 'alertgroup'")
-    raw_severity = fields.get("severity", 1)
+        raise _missing(fields, "alertgroup")
+    raw_severity = fields.get("severity")
     severity = SEVERITY_OF_NAME.get(raw_severity) if type(raw_severity) is str else None
     if severity is None:
-        try:
-            severity = parse_severity(raw_severity)
-        except ValueError as exc:
-            raise InvalidEvent(f"field 'severity': {exc}") from None
+        severity = _severity(raw_severity)
     kind = fields.get("type") or PROBLEM
-    if type(kind) is not str or kind not in TYPES:
-        raise InvalidEvent(f"field 'type' must be problem, resolution or info, not {kind!r}")
+    if type(kind) is not str or kind not in TYPES:  # a list or a map cannot be looked up
+        kind = _type(kind)
     timestamp = fields.get("timestamp")
     if type(timestamp) is float and 0.0 <= timestamp < MAX_TIMESTAMP:  # NaN fails too
         at = timestamp
@@ -128,7 +152,7 @@ def build_alert(
         except ValueError as exc:
             raise InvalidEvent(f"field 'timestamp': {exc}") from None
     raw_expiry = fields.get("expire_after")
-    if raw_expiry is not None and expire_after is None:
+    if raw_expiry is not None and raw_expiry != "" and expire_after is None:
         try:
             expire_after = parse_duration(raw_expiry)
         except ValueError as exc:

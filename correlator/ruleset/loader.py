@@ -8,7 +8,7 @@ node; all files are checked before anything is rejected, so one run of
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from correlator.correlate.kinds import BUILDERS
 from correlator.correlate.topology import find_cycles
 from correlator.errors import RuleError, RuleSetError
 from correlator.normalize.probe import Normalizer
+from correlator.ruleset.compiled import Cache, shared
 from correlator.ruleset.document import RuleFile
 from correlator.ruleset.schema import NormalizeRule
 from correlator.ruleset.yamlpos import Located, YamlError, dotted, load, read_utf8
@@ -52,11 +53,13 @@ class RuleSet:
     normalizer: Normalizer
     factories: list[Callable[[BuildEnv], Operator]]
     env: BuildEnv
+    compiled: Cache = field(default_factory=dict)  # templates compiled by the load, by text
 
     def build_operators(self, max_lateness: float = 300.0) -> list[Operator]:
         """Fresh operators with empty state for an engine with this `max_lateness`."""
         env = replace(self.env, max_lateness=max_lateness)
-        return [factory(env) for factory in self.factories]
+        with shared(self.compiled):
+            return [factory(env) for factory in self.factories]
 
     def summary(self) -> str:
         return (
@@ -87,12 +90,15 @@ def load_rules(*roots: str | Path) -> RuleSet:
     """Load every rule file under the given directories or files; raise RuleSetError."""
     paths = [path for root in roots for path in rule_files(Path(root))]
     errors: list[RuleError] = []
-    sources = [source for path in paths if (source := _parse(path, errors)) is not None]
-    if not errors:
-        _check_names(sources, errors)
-    if errors:
-        raise RuleSetError(errors)
-    return _compile(sources, [str(p) for p in paths])
+    with shared() as cache:  # validation and building compile each text once
+        sources = [source for path in paths if (source := _parse(path, errors)) is not None]
+        if not errors:
+            _check_names(sources, errors)
+        if errors:
+            raise RuleSetError(errors)
+        ruleset = _compile(sources, [str(p) for p in paths])
+    ruleset.compiled = cache
+    return ruleset
 
 
 def _parse(path: Path, errors: list[RuleError]) -> _Source | None:

@@ -319,13 +319,24 @@ def test_without_receiver_nothing_is_sent(engine: Callable[[str], Engine]) -> No
 
 
 def test_a_bad_severity_value_is_counted_and_skipped(engine: Callable[[str], Engine]) -> None:
-    """A template that renders no severity leaves severity alone; the rest applies."""
-    eng = engine(RULES.replace("severity: critical", "severity: '{{ labels.nope }}'"))
+    """A template that renders no valid severity leaves severity alone; the rest applies."""
+    eng = engine(RULES.replace("severity: critical", "severity: '{{ labels.nope }}banana'"))
     feed(eng, disk(0))
     eng.tick(900)
     row = eng.table.rows[DB]
     assert row.severity == 4 and row.labels["priority"] == "P1-dba"
     assert eng.stats.rule_events[("unacked", "bad_value")] == 1
+
+
+def test_an_empty_severity_sets_nothing(engine: Callable[[str], Engine]) -> None:
+    """A severity that renders empty is not set: severity is left alone, nothing is counted."""
+    eng = engine(RULES.replace("severity: critical", "severity: '{{ labels.nope }} '"))
+    feed(eng, disk(0))
+    eng.tick(900)
+    row = eng.table.rows[DB]
+    assert row.severity == 4 and row.labels["priority"] == "P1-dba"
+    assert ("unacked", "bad_value") not in eng.stats.rule_events
+    assert "severity" not in row.journal[-1].text
 
 
 @pytest.mark.parametrize(

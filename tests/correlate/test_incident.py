@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from correlator.correlate.base import ParentLink
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Change
@@ -200,8 +201,10 @@ def test_closes_when_all_members_clear_and_a_reopen_starts_anew(
     (opened,) = incidents(out, "incident.opened")
     assert opened["id"] == "cascade:checkout:20260101T000040Z"
     assert opened["members"] == ["db-1:DbErrors::"]
-    # one group, one member, two remembered starts, api-1's parent (until its row is deleted)
-    assert eng.operators["cascade"].size() == 5
+    # one group, one member, two remembered starts; api-1's parent is the engine's record
+    assert eng.operators["cascade"].size() == 4
+    api = row(eng, "api-1", "api")
+    assert eng.parent_link(api) == ("db-1:DbErrors::", "cascade", "incident")
 
 
 def test_root_cause_matchers_pick_the_root(make: Callable[..., Engine]) -> None:
@@ -228,7 +231,9 @@ def test_a_parent_set_by_another_rule_is_kept(make: Callable[..., Engine]) -> No
     """This rule only writes `parent` where it is unset or was written by itself."""
     eng = make(min_members=2)
     feed(eng, alert(0, "web-1", "web"))
-    row(eng, "web-1", "web").parent = "core-r1:LinkDown::"
+    feed(eng, {"node": "core-r1", "alertgroup": "LinkDown", "timestamp": T0 + 5})
+    link = ParentLink("core-r1:LinkDown::", "uplink", "topology")
+    assert eng.set_parent(row(eng, "web-1", "web"), link, T0 + 5, "uplink", "test")
     feed(eng, alert(10, "web-2", "web"))
     assert row(eng, "web-1", "web").parent == "core-r1:LinkDown::"
     assert row(eng, "web-2", "web").parent == "web-1:WebErrors::"
@@ -356,8 +361,8 @@ def test_deleted_members_are_forgotten(ruleset: Callable[[str], RuleSet]) -> Non
         "api-1:ApiErrors::",
         "api-2:ApiErrors::",
     ]
-    # one group, two live members and the parents written to them, one remembered start
-    assert eng.operators["cascade"].size() == 6
+    # one group, two live members, one remembered start (the engine records the parents)
+    assert eng.operators["cascade"].size() == 4
 
 
 def late(eng: Engine, event: dict[str, Any], now: float) -> list[Change]:

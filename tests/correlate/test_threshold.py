@@ -428,3 +428,30 @@ def test_count_is_required(ruleset: Callable[[str], RuleSet]) -> None:
     """`count` has no default: a threshold without one is a rule error."""
     with pytest.raises(RuleSetError, match="count"):
         ruleset(RULES.replace("    count: 3\n", ""))
+
+
+def test_alert_templates_rendering_empty_take_the_defaults(engine: Callable[[str], Engine]) -> None:
+    """An `alert:` value that renders empty (or blank severity) is not set: the default applies."""
+    eng = engine(
+        """
+        correlate:
+          - name: storm
+            kind: threshold
+            match: ['alertgroup="NodeUnreachable"']
+            group_by: [labels.site]
+            count: 2
+            window: 1m
+            alert:
+              identifier: "{{ labels.none }}"
+              node: "{{ labels.none }}"
+              alertgroup: "{{ labels.none }}"
+              alertkey: "{{ labels.none }}"
+              severity: "{{ labels.none }} "
+              summary: "{% if count > 9 %}many{% endif %}"
+        """
+    )
+    feed(eng, down(0, "a", severity="minor"))
+    feed(eng, down(5, "b", severity="critical"))
+    row = eng.table.rows["correlator:storm:ams1"]
+    assert (row.node, row.alertgroup, row.alertkey) == ("correlator", "storm", "ams1")
+    assert (row.severity, row.summary) == (5, "storm: 2 events")
