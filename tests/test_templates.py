@@ -129,7 +129,10 @@ def test_each_template_text_is_compiled_once_per_load(
         parsed[source] += 1
         return parse(source, *args, **kwargs)
 
+    kept: list[Any] = []  # a freed tree's id could be reused by the next one: keep them all
+
     def counting_compile(source: Any, *args: Any, **kwargs: Any) -> Any:
+        kept.append(source)
         compiled[id(source)] += 1
         return from_string(source, *args, **kwargs)
 
