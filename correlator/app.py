@@ -20,13 +20,18 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from correlator.api.http import create_api
-from correlator.config import Config
+from correlator.config import Config, DeadLetterConfig
 from correlator.engine import Engine
 from correlator.observability.metrics import DaemonCollector, commit_histogram
 from correlator.pipeline import Pipeline
 from correlator.ruleset.loader import load_rules
 from correlator.sinks.base import Sink
-from correlator.sinks.dead_letter import DeadLetterFile
+from correlator.sinks.dead_letter import (
+    DeadLetterFile,
+    DeadLetterKafka,
+    DeadLetterMqtt,
+    DeadLetterSink,
+)
 from correlator.sinks.kafka import KafkaSink
 from correlator.sinks.mqtt import MqttSink
 from correlator.sinks.publisher import Publisher
@@ -56,12 +61,13 @@ class App:
         self.sources: list[Source] = [_source(i, spec) for i, spec in enumerate(config.sources)]
         self.sinks: list[Sink] = [_sink(i, spec) for i, spec in enumerate(config.sinks)]
         self.publisher = Publisher(self.sinks, self.store, SCOPE)
+        self.dead_letter = _dead_letter(config.dead_letter)
         self.pipeline = Pipeline(
             self.engine,
             self.store,
             scope=SCOPE,
             clock=self.now,
-            dead_letter=DeadLetterFile(Path(config.dead_letter.file or "var/dead-letter.jsonl")),
+            dead_letter=self.dead_letter,
             publish=self.publisher.publish,
             observe_commit=commit_histogram(self.registry).observe,
             commit_interval=config.state.commit_interval,
@@ -92,6 +98,7 @@ class App:
     async def run(self) -> None:
         await self.store.open()
         try:
+            await self.dead_letter.start()
             await self.publisher.start()
             publishing = asyncio.create_task(self.publisher.run())
             await self.publisher.publish(await self.pipeline.restore())
@@ -99,6 +106,8 @@ class App:
             await self._serve(self.pipeline, publishing)
         finally:
             await self.publisher.close()
+            with contextlib.suppress(Exception):  # closing: a broker gone is not an error
+                await self.dead_letter.stop()
             await self.store.close()
 
     def _connected(self) -> dict[str, bool]:
@@ -169,6 +178,14 @@ def _source(index: int, spec: Any) -> Source:
     if spec.mqtt is not None:
         return MqttSource(f"mqtt-{index}", spec.mqtt)
     return FileSource(f"file-{index}", spec.file)
+
+
+def _dead_letter(spec: DeadLetterConfig) -> DeadLetterSink:
+    if spec.kafka is not None:
+        return DeadLetterKafka(spec.kafka.bootstrap_servers, spec.kafka.topic)
+    if spec.mqtt is not None:
+        return DeadLetterMqtt(spec.mqtt.url, spec.mqtt.topic)
+    return DeadLetterFile(Path(spec.file or "var/dead-letter.jsonl"))
 
 
 def _sink(index: int, spec: Any) -> Sink:

@@ -34,7 +34,7 @@ from correlator.engine import Engine
 from correlator.errors import EventError
 from correlator.model import DELETED, NOTIFICATION, Change
 from correlator.sinks.base import Record
-from correlator.sinks.dead_letter import DeadLetter, DeadLetterFile
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink
 from correlator.sources.base import Durable, Received, Rejected
 from correlator.store.base import EVENT, TICK, Batch, Entry, OffsetKey, Store
 from correlator.store.history import history_record
@@ -68,7 +68,7 @@ class Pipeline:
         *,
         scope: str = "default",
         clock: Callable[[], float],
-        dead_letter: DeadLetterFile,
+        dead_letter: DeadLetterSink,
         publish: Callable[[list[Record]], Awaitable[None]] | None = None,
         observe_commit: Callable[[float], None] | None = None,
         commit_interval: float = 0.005,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import aiomqtt
 import orjson
@@ -18,6 +19,24 @@ async def _until(condition: object, seconds: float = 30.0) -> None:
             await asyncio.sleep(0.02)
 
 
+async def _topic(bootstrap: str, topic: str, count: int) -> list[dict[str, Any]]:
+    """The first `count` JSON records of a topic, all partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[dict[str, Any]] = []
+        async with asyncio.timeout(20):
+            while len(records) < count:
+                for messages in (await consumer.getmany(timeout_ms=200)).values():
+                    records += [orjson.loads(m.value) for m in messages]
+    finally:
+        await consumer.stop()
+    return records
+
+
 async def test_kafka_in_kafka_out(daemon: Running, kafka_bootstrap: str) -> None:
     """Events from a topic fold into the table; every change is on the sink topic, keyed by
     identifier, with increasing `seq`; readiness counts the source."""
@@ -27,28 +46,23 @@ async def test_kafka_in_kafka_out(daemon: Running, kafka_bootstrap: str) -> None
         for n in range(30):
             event = {"node": f"n{n % 3}", "alertgroup": "Down", "severity": "major"}
             await producer.send("events", orjson.dumps(event))
+        await producer.send("events", b"{oops")
         await producer.flush()
     finally:
         await producer.stop()
     source = {"bootstrap_servers": kafka_bootstrap, "topics": ["events"],
               "heartbeat_interval": 0.1, "session_timeout": 1.0}  # fmt: skip
     sink = {"bootstrap_servers": kafka_bootstrap, "topic": "alerts"}
-    async with daemon(sources=[{"kafka": source}], sinks=[{"kafka": sink}]) as (app, client):
+    dead = {"kafka": {"bootstrap_servers": kafka_bootstrap, "topic": "dead"}}
+    config = {"sources": [{"kafka": source}], "sinks": [{"kafka": sink}], "dead_letter": dead}
+    async with daemon(**config) as (app, client):
         await _until(lambda: sum(r.tally for r in app.engine.table.rows.values()) == 30)
+        await _until(lambda: sum(app.pipeline.dead_letters.values()) == 1)
         assert (await client.get("/readyz")).json()["checks"]["source:kafka-0"] is True
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition("alerts", p) for p in consumer.partitions_for_topic("alerts")]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records: list[dict[str, object]] = []
-        async with asyncio.timeout(20):
-            while len(records) < 30:
-                for messages in (await consumer.getmany(timeout_ms=200)).values():
-                    records += [orjson.loads(m.value) for m in messages]
-    finally:
-        await consumer.stop()
+    assert [(d["reason"], d["raw"]) for d in await _topic(kafka_bootstrap, "dead", 1)] == [
+        ("not_json", "{oops")
+    ]
+    records = await _topic(kafka_bootstrap, "alerts", 30)
     records.sort(key=lambda r: r["seq"])  # type: ignore[arg-type,return-value]
     assert [r["seq"] for r in records] == list(range(1, 31))
     created = {r["alert"]["identifier"] for r in records if r["kind"] == "alert.created"}  # type: ignore[index]
@@ -61,12 +75,21 @@ async def test_mqtt_in_retained_mqtt_out(daemon: Running, mqtt_port: int) -> Non
     url = f"mqtt://127.0.0.1:{mqtt_port}"
     source = {"url": url, "topics": ["events/#"], "client_id": "correlator-test"}
     sink = {"url": url, "prefix": "correlator/alerts"}
-    async with daemon(sources=[{"mqtt": source}], sinks=[{"mqtt": sink}]) as (app, _):
+    dead = {"mqtt": {"url": url, "topic": "correlator/dead"}}
+    config = {"sources": [{"mqtt": source}], "sinks": [{"mqtt": sink}], "dead_letter": dead}
+    async with (
+        daemon(**config) as (app, _),
+        aiomqtt.Client("127.0.0.1", mqtt_port) as client,
+    ):
+        await client.subscribe("correlator/dead", qos=1)
         await _until(lambda: all(s.connected for s in app.sources))
-        async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
-            for n in range(20):
-                event = {"node": f"n{n % 4}", "alertgroup": "Down"}
-                await client.publish(f"events/{n}", orjson.dumps(event), qos=1)
+        for n in range(20):
+            event = {"node": f"n{n % 4}", "alertgroup": "Down"}
+            await client.publish(f"events/{n}", orjson.dumps(event), qos=1)
+        await client.publish("events/bad", b'{"node": "x"}', qos=1)
+        async with asyncio.timeout(10):
+            letter = orjson.loads((await anext(client.messages)).payload)  # type: ignore[arg-type]
+        assert (letter["reason"], letter["source"]) == ("invalid", "mqtt-0")
         await _until(lambda: sum(r.tally for r in app.engine.table.rows.values()) == 20)
         await _until(lambda: not any(app.publisher.lag().values()))
     retained: dict[str, int] = {}
