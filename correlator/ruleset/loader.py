@@ -7,7 +7,7 @@ node; all files are checked before anything is rejected, so one run of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -88,28 +88,58 @@ def rule_files(root: Path) -> list[Path]:
 
 def load_rules(*roots: str | Path) -> RuleSet:
     """Load every rule file under the given directories or files; raise RuleSetError."""
-    paths = [path for root in roots for path in rule_files(Path(root))]
     errors: list[RuleError] = []
+    texts = _read([path for root in roots for path in rule_files(Path(root))], errors)
+    return _load(texts, errors)
+
+
+def rule_texts(*roots: str | Path) -> dict[str, str]:
+    """The text of every rule file under the roots, by path; raise RuleSetError if unreadable.
+
+    With `load_rule_texts`, what the daemon journals is exactly what it loaded.
+    """
+    errors: list[RuleError] = []
+    texts = _read([path for root in roots for path in rule_files(Path(root))], errors)
+    if errors:
+        raise RuleSetError(errors)
+    return texts
+
+
+def load_rule_texts(texts: Mapping[str, str]) -> RuleSet:
+    """Load rule files given as `{path: text}` (errors are located at those paths)."""
+    return _load(dict(texts), [])
+
+
+def _read(paths: list[Path], errors: list[RuleError]) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for path in paths:
+        try:
+            texts[str(path)] = read_utf8(path)
+        except YamlError as exc:
+            errors.append(RuleError(str(path), exc.line, exc.col, exc.message))
+        except OSError as exc:
+            errors.append(RuleError(str(path), 1, 1, f"cannot read: {exc}"))
+    return texts
+
+
+def _load(texts: dict[str, str], errors: list[RuleError]) -> RuleSet:
     with shared() as cache:  # validation and building compile each text once
-        sources = [source for path in paths if (source := _parse(path, errors)) is not None]
+        parsed = [_parse(name, text, errors) for name, text in texts.items()]
+        sources = [source for source in parsed if source is not None]
         if not errors:
             _check_names(sources, errors)
         if errors:
-            raise RuleSetError(errors)
-        ruleset = _compile(sources, [str(p) for p in paths])
+            raise RuleSetError(sorted(errors, key=lambda e: (e.file, e.line, e.col)))
+        ruleset = _compile(sources, list(texts))
     ruleset.compiled = cache
     return ruleset
 
 
-def _parse(path: Path, errors: list[RuleError]) -> _Source | None:
-    name = str(path)
+def _parse(name: str, text: str, errors: list[RuleError]) -> _Source | None:
     try:
-        located = load(read_utf8(path))
+        located = load(text)
     except YamlError as exc:
         errors.append(RuleError(name, exc.line, exc.col, exc.message))
-        return None
-    except OSError as exc:
-        errors.append(RuleError(name, 1, 1, f"cannot read: {exc}"))
         return None
     if not isinstance(located.data, dict):
         errors.append(RuleError(name, 1, 1, "a rule file must be a mapping of sections"))
