@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-# journal entry kinds: an event, a timer tick, an operator's action on an alert
+# journal entry kinds: an event, a timer tick, the rule set in force from here on
 EVENT: Final = "event"
 TICK: Final = "tick"
-ACTION: Final = "action"
+RULES: Final = "rules"  # data: the rule set's digest (its texts are in `rulesets`)
 
 OffsetKey = tuple[str, str, int]  # (source name, topic, partition)
 
@@ -61,6 +61,7 @@ class Batch:
     entries: list[Entry] = field(default_factory=list)
     offsets: dict[OffsetKey, int] = field(default_factory=dict)  # next offset to read
     history: list[HistoryRecord] = field(default_factory=list)
+    rulesets: dict[str, bytes] = field(default_factory=dict)  # digest → texts (JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,9 @@ class Store(Protocol):
 
     async def save_snapshot(self, scope: str, seq: int, data: bytes, at: float) -> None:
         """Keep `data` as the state after entry `seq` and drop the journal it covers."""
+
+    async def ruleset(self, digest: str) -> bytes | None:
+        """The rule texts (JSON `{path: text}`) stored under `digest`."""
 
     async def sink_position(self, sink: str, scope: str) -> int:
         """The last change `seq` the sink is known to have published (0: none)."""

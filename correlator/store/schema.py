@@ -49,6 +49,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX history_deleted_at ON history (deleted_at)",
         "CREATE INDEX history_identifier ON history (identifier, deleted_at)",
     ),
+    (  # 2: the rule sets the journal was processed under, by digest
+        """CREATE TABLE rulesets (
+            digest TEXT PRIMARY KEY,
+            texts {blob} NOT NULL)""",
+    ),
 )
 
 SQLITE_TYPES: Final = {"blob": "BLOB", "real": "REAL", "bigint": "INTEGER"}
@@ -77,6 +82,9 @@ UPSERT_OFFSET: Final = (
 UPSERT_SNAPSHOT: Final = (
     "INSERT INTO snapshots (scope, seq, at, data) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq, at = excluded.at, data = excluded.data"
+)
+INSERT_RULESET: Final = (
+    "INSERT INTO rulesets (digest, texts) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING"
 )
 UPSERT_SINK: Final = (
     "INSERT INTO sink_positions (sink, scope, seq) VALUES (?, ?, ?) "

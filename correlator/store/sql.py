@@ -177,8 +177,10 @@ class SqlStore:
         entries = [(scope, e.seq, e.at, e.kind, e.data) for e in batch.entries]
         offsets = [(scope, s, t, p, o) for (s, t, p), o in batch.offsets.items()]
         history = history_rows(batch.history)
+        rulesets = list(batch.rulesets.items())
 
         def work(cur: Cursor) -> None:
+            self._many(cur, schema.INSERT_RULESET, rulesets)
             self._many(cur, schema.INSERT_ENTRY, entries)
             self._many(cur, schema.UPSERT_OFFSET, offsets)
             self._many(cur, schema.INSERT_HISTORY, history)
@@ -195,6 +197,14 @@ class SqlStore:
             cur.execute(self._sql("DELETE FROM journal WHERE scope = ? AND seq <= ?"), (scope, seq))
 
         await self._run(work)
+
+    async def ruleset(self, digest: str) -> bytes | None:
+        def work(cur: Cursor) -> bytes | None:
+            cur.execute(self._sql("SELECT texts FROM rulesets WHERE digest = ?"), (digest,))
+            row = cur.fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._run(work)
 
     async def sink_position(self, sink: str, scope: str) -> int:
         def work(cur: Cursor) -> int:

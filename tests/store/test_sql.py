@@ -153,3 +153,30 @@ async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None
     with pytest.raises(StoreError, match="schema version 99"):
         await newer.open()
     await newer.close()
+
+
+async def test_rule_sets_are_stored_once_by_digest(store: SqlStore) -> None:
+    """The rule texts a journal was processed under, kept by digest (a repeat is a no-op)."""
+    assert await store.ruleset("abc") is None
+    await store.commit(Batch("s", [Entry(1, 1.0, "rules", b"abc")], rulesets={"abc": b"{}"}))
+    await store.commit(Batch("s", [Entry(2, 2.0, "rules", b"abc")], rulesets={"abc": b"{}"}))
+    assert await store.ruleset("abc") == b"{}"
+    assert [e.data for e in (await store.load("s")).entries] == [b"abc", b"abc"]
+
+
+async def test_an_older_schema_is_migrated_forward(store_url: str) -> None:
+    """A database at version 1 (before rule sets were stored) gains the later tables."""
+    old = open_store(store_url)
+    await old.open()
+    await old._run(lambda cur: cur.execute("DROP TABLE rulesets"))
+    await old._run(lambda cur: cur.execute("UPDATE schema_version SET version = 1"))
+    await old.commit(Batch("s", _entries(1, 1)))
+    await old.close()
+    new = open_store(store_url)
+    await new.open()
+    try:
+        assert await new.schema_version() == CURRENT_VERSION == 2
+        assert await new.ruleset("x") is None
+        assert [e.seq for e in (await new.load("s")).entries] == [1]
+    finally:
+        await new.close()
