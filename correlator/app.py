@@ -12,19 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
+import structlog
 import uvicorn
 from prometheus_client import CollectorRegistry
 
 from correlator.api.http import create_api
 from correlator.config import Config, DeadLetterConfig
 from correlator.engine import Engine
+from correlator.errors import RuleSetError
 from correlator.observability.metrics import DaemonCollector, commit_histogram
 from correlator.pipeline import Pipeline
-from correlator.ruleset.loader import load_rules
+from correlator.ruleset.loader import RuleSet
+from correlator.ruleset.version import RuleVersion
 from correlator.sinks.base import Sink
 from correlator.sinks.dead_letter import (
     DeadLetterFile,
@@ -40,6 +44,9 @@ from correlator.sources.file import FileSource
 from correlator.sources.kafka import KafkaSource
 from correlator.sources.mqtt import MqttSource
 from correlator.store.sql import open_store
+from correlator.watch import RuleWatcher
+
+log = structlog.get_logger("correlator")
 
 SCOPE = "default"  # one engine per daemon until scale-out keys state by partition set
 
@@ -53,17 +60,14 @@ class App:
         self.max_body_bytes = config.http.max_body_bytes
         self.store = open_store(config.state.url, synchronous=config.state.synchronous)
         self.registry = CollectorRegistry()
-        self.engine = Engine(
-            load_rules(Path(config.rules)),
-            max_lateness=config.engine.max_lateness,
-            delete_cleared_after=config.engine.delete_cleared_after,
-        )
+        self.reloads: Counter[str] = Counter()  # by result: success, failure
         self.sources: list[Source] = [_source(i, spec) for i, spec in enumerate(config.sources)]
         self.sinks: list[Sink] = [_sink(i, spec) for i, spec in enumerate(config.sinks)]
         self.publisher = Publisher(self.sinks, self.store, SCOPE)
         self.dead_letter = _dead_letter(config.dead_letter)
         self.pipeline = Pipeline(
-            self.engine,
+            RuleVersion.read(config.rules),
+            self._engine,
             self.store,
             scope=SCOPE,
             clock=self.now,
@@ -73,9 +77,57 @@ class App:
             commit_interval=config.state.commit_interval,
             commit_max_events=config.state.commit_max_events,
         )
-        self.registry.register(DaemonCollector(self.pipeline, self._connected, self.publisher.lag))
+        self.registry.register(
+            DaemonCollector(self.pipeline, self._connected, self.publisher.lag, self.reloads)
+        )
         self.restored = False
         self._stopping = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._reload_requests: asyncio.Queue[None] = asyncio.Queue()
+
+    def _engine(self, rules: RuleSet) -> Engine:
+        engine = self.config.engine
+        return Engine(
+            rules,
+            max_lateness=engine.max_lateness,
+            delete_cleared_after=engine.delete_cleared_after,
+        )
+
+    @property
+    def engine(self) -> Engine:
+        return self.pipeline.engine
+
+    # -- reload ----------------------------------------------------------------------
+
+    async def reload(self) -> str:
+        """Load and validate the rules directory, then swap it in; raise RuleSetError.
+
+        A broken rule set is refused with its `file:line:col` errors and the
+        running rules stay. One reload at a time (SIGHUP, `POST /-/reload`, a
+        file change).
+        """
+        async with self._reload_lock:
+            try:
+                version = await asyncio.to_thread(RuleVersion.read, self.config.rules)
+            except RuleSetError as exc:
+                self.reloads["failure"] += 1
+                log.error("reload refused", errors=[str(e) for e in exc.errors])
+                raise
+            if version.digest != self.pipeline.rules.digest:
+                await self.pipeline.reload(version)
+            self.reloads["success"] += 1
+            log.info("rules reloaded", summary=version.ruleset.summary())
+            return version.ruleset.summary()
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload in the background (the outcome is logged and counted)."""
+        self._reload_requests.put_nowait(None)
+
+    async def _reloading(self) -> None:
+        while True:
+            await self._reload_requests.get()
+            with contextlib.suppress(RuleSetError):
+                await self.reload()
 
     # -- what the HTTP layer reads ----------------------------------------------
 
@@ -121,7 +173,11 @@ class App:
         server = _http_server(self)
         serving = asyncio.create_task(server.serve())
         stopping = asyncio.create_task(self._stopping.wait())
-        watched = {committing, publishing, serving, stopping, *sources}
+        helpers = [asyncio.create_task(self._reloading())]
+        if self.config.watch_rules:
+            watcher = RuleWatcher(Path(self.config.rules), self.request_reload)
+            helpers.append(asyncio.create_task(watcher.run()))
+        watched = {committing, publishing, serving, stopping, *sources, *helpers}
         try:
             while True:
                 done, watched = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
@@ -132,6 +188,9 @@ class App:
         finally:
             server.should_exit = True  # 1. intake: HTTP first, then the brokers
             await _settle(serving)
+            for task in helpers:
+                task.cancel()
+                await _settle(task)
             for task in sources:
                 task.cancel()
                 await _settle(task)

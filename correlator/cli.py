@@ -152,6 +152,7 @@ def _run(config_path: str | None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, app.stop)
+        loop.add_signal_handler(signal.SIGHUP, app.request_reload)
         await app.run()
 
     asyncio.run(serve())

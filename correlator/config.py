@@ -188,6 +188,7 @@ class Config(BaseSettings):
     auth: AuthConfig | None = None
     engine: EngineConfig = EngineConfig()
     shutdown_timeout: Duration = 10.0
+    watch_rules: bool = True  # reload when a rule file changes (besides SIGHUP and /-/reload)
 
     @classmethod
     def settings_customise_sources(

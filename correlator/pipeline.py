@@ -29,15 +29,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import structlog
 
 from correlator.engine import Engine
-from correlator.errors import EventError
+from correlator.errors import EventError, RuleSetError
 from correlator.model import DELETED, NOTIFICATION, Change
+from correlator.ruleset.loader import RuleSet
+from correlator.ruleset.version import RuleVersion
 from correlator.sinks.base import Record
 from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink
 from correlator.sources.base import Durable, Received, Rejected
-from correlator.store.base import EVENT, TICK, Batch, Entry, OffsetKey, Store
+from correlator.store.base import EVENT, RULES, TICK, Batch, Entry, OffsetKey, Store
 from correlator.store.history import history_record
+
+log = structlog.get_logger("correlator.pipeline")
 
 
 @dataclass(slots=True)
@@ -45,6 +50,7 @@ class _Submitted:
     messages: list[Received]
     durable: Durable
     rejected: list[Rejected] = field(default_factory=list)
+    rules: RuleVersion | None = None  # a reload: these rules from here on
 
 
 @dataclass(slots=True)
@@ -63,7 +69,8 @@ class Pipeline:
 
     def __init__(
         self,
-        engine: Engine,
+        rules: RuleVersion,
+        make_engine: Callable[[RuleSet], Engine],
         store: Store,
         *,
         scope: str = "default",
@@ -75,7 +82,10 @@ class Pipeline:
         commit_max_events: int = 2000,
         queue_size: int = 64,
     ) -> None:
-        self.engine = engine
+        self.rules = rules  # the version in force (live)
+        self.make_engine = make_engine
+        self.engine = make_engine(rules.ruleset)  # `restore` rebuilds it from the journal
+        self._unjournaled: RuleVersion | None = None  # in force, but not journaled yet
         self.store = store
         self.scope = scope
         self.clock = clock
@@ -104,15 +114,55 @@ class Pipeline:
     # -- restart ---------------------------------------------------------------
 
     async def restore(self) -> list[Record]:
-        """Replay the stored journal into the (fresh) engine; return the records it made."""
+        """Rebuild the engine from the journal; return the change records it made.
+
+        Each input is replayed under the rules that processed it (the journal
+        says when a version came into force); then the current rules are
+        loaded with reload semantics, and journaled before the next input.
+        """
         restored = await self.store.load(self.scope)
         self.offsets = dict(restored.offsets)
+        entries = restored.entries
+        current = self.rules
+        first = entries[0] if entries and entries[0].kind == RULES else None
+        in_force = current if first is None else await self._version(first.data.decode())
+        self.engine = self.make_engine(in_force.ruleset)
         records: list[Record] = []
-        for entry in restored.entries:
+        for entry in entries:
+            self._seq = entry.seq
+            if entry.kind == RULES:
+                if entry.data.decode() != in_force.digest:
+                    in_force = await self._version(entry.data.decode())
+                    self.engine.load(in_force.ruleset)
+                continue
             changes = self.engine.tick(entry.at) if entry.kind == TICK else self._fold_stored(entry)
             self._records(changes, records, None)
-            self._seq = entry.seq
+        if in_force.digest != current.digest:
+            self.engine.load(current.ruleset)
+        if first is None or in_force.digest != current.digest:
+            self._unjournaled = current
         return records
+
+    async def _version(self, digest: str) -> RuleVersion:
+        """A journaled rule set; the current one if it is gone or no longer loads."""
+        blob = await self.store.ruleset(digest)
+        if blob is None:
+            log.warning(
+                "journaled rule set missing: replaying under the current rules", digest=digest
+            )
+            return self.rules
+        try:
+            return RuleVersion.of(blob)
+        except RuleSetError as exc:  # written by an older correlator whose rules this one refuses
+            log.warning("journaled rule set no longer loads: replaying under the current rules",
+                        digest=digest, errors=str(exc))  # fmt: skip
+            return self.rules
+
+    async def reload(self, rules: RuleVersion) -> None:
+        """Swap in a loaded rule set between two inputs; return once that is journaled."""
+        durable: Durable = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Submitted([], durable, rules=rules))
+        await durable
 
     def _fold_stored(self, entry: Entry) -> list[Change]:
         try:
@@ -151,6 +201,9 @@ class Pipeline:
         """Wait for the first input or a due timer, then take what comes within the interval."""
         first = await self._queue.get()  # None: a timer came due
         now = self.clock()
+        if self._unjournaled is not None:  # the rules in force come first in the journal
+            self._journal_rules(commit, now, self._unjournaled)
+            self._unjournaled = None
         self._tick(commit, now)
         if first is not None:
             self._fold(commit, first, now)
@@ -175,6 +228,10 @@ class Pipeline:
 
     def _fold(self, commit: _Commit, item: _Submitted, now: float) -> None:
         commit.waiting.append(item)
+        if item.rules is not None:
+            self.engine.load(item.rules.ruleset)
+            self.rules = item.rules
+            self._journal_rules(commit, now, item.rules)
         for index, message in enumerate(item.messages):
             commit.events += 1
             if message.offset_key is not None:
@@ -203,6 +260,10 @@ class Pipeline:
             return exc.reason, str(exc)
         self._records(changes, commit.records, commit.batch)
         return "", ""
+
+    def _journal_rules(self, commit: _Commit, now: float, rules: RuleVersion) -> None:
+        commit.batch.rulesets[rules.digest] = rules.blob
+        self._journal(commit, RULES, now, rules.digest.encode())
 
     def _journal(self, commit: _Commit, kind: str, now: float, data: bytes) -> None:
         self._seq += 1

@@ -15,7 +15,7 @@ import pytest
 
 from correlator.engine import Engine
 from correlator.pipeline import Pipeline
-from correlator.ruleset.loader import RuleSet
+from correlator.ruleset.version import RuleVersion
 from correlator.sinks.base import Record
 from correlator.sinks.dead_letter import DeadLetterFile
 from correlator.sources.base import Received
@@ -50,13 +50,21 @@ def _event(n: int, at: float) -> bytes:
     return orjson.dumps(body)
 
 
+def _rules(tmp_path: Path, text: str) -> RuleVersion:
+    """The rule set in `text`, as the daemon reads it from its rules directory."""
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / "rules.yaml").write_text(text)
+    return RuleVersion.read(folder)
+
+
 def _table(engine: Engine) -> list[dict[str, Any]]:
     return [row.to_dict() for row in sorted(engine.table.rows.values(), key=lambda r: r.serial)]
 
 
 @contextlib.asynccontextmanager
 async def _pipeline(
-    rules: RuleSet, store: SqlStore, clock: Callable[[], float], tmp_path: Path
+    rules: RuleVersion, store: SqlStore, clock: Callable[[], float], tmp_path: Path
 ) -> AsyncIterator[tuple[Pipeline, list[Record]]]:
     published: list[Record] = []
 
@@ -64,7 +72,8 @@ async def _pipeline(
         published.extend(records)
 
     pipeline = Pipeline(
-        Engine(rules),
+        rules,
+        Engine,
         store,
         clock=clock,
         dead_letter=DeadLetterFile(tmp_path / "dead-letter.jsonl"),
@@ -85,12 +94,10 @@ async def _store(tmp_path: Path) -> SqlStore:
     return store
 
 
-async def test_a_restart_rebuilds_the_table_exactly(
-    ruleset: Callable[[str], RuleSet], tmp_path: Path
-) -> None:
+async def test_a_restart_rebuilds_the_table_exactly(tmp_path: Path) -> None:
     """Inputs committed in batches; a fresh engine restored from the journal has the same
     table, counters and change records as the one that ran (tallies exact)."""
-    rules = ruleset(RULES)
+    rules = _rules(tmp_path, RULES)
     clock = FakeTime()
     store = await _store(tmp_path)
     try:
@@ -112,15 +119,13 @@ async def test_a_restart_rebuilds_the_table_exactly(
         await store.close()
 
 
-async def test_bad_input_is_dead_lettered_with_its_reason_and_acknowledged(
-    ruleset: Callable[[str], RuleSet], tmp_path: Path
-) -> None:
+async def test_bad_input_is_dead_lettered_with_its_reason_and_acknowledged(tmp_path: Path) -> None:
     """Not JSON, not an object, missing a required field: each a dead letter with the raw
     bytes; the batch is still durable (its offsets advance) and the good events are in."""
     clock = FakeTime()
     store = await _store(tmp_path)
     try:
-        async with _pipeline(ruleset(RULES), store, clock, tmp_path) as (pipeline, _):
+        async with _pipeline(_rules(tmp_path, RULES), store, clock, tmp_path) as (pipeline, _):
             batch = [
                 Received(b"{oops", "mqtt"),
                 Received(b"[1, 2]", "mqtt"),
@@ -161,14 +166,13 @@ class _FailingStore:
         raise OSError("database or disk is full")
 
 
-async def test_a_failed_commit_acknowledges_nothing_and_stops_the_pipeline(
-    ruleset: Callable[[str], RuleSet], tmp_path: Path
-) -> None:
+async def test_a_failed_commit_acknowledges_nothing_and_stops_the_pipeline(tmp_path: Path) -> None:
     """The submitter's future fails with the store's error; the committer task ends with it."""
     store = await _store(tmp_path)
     try:
         pipeline = Pipeline(
-            Engine(ruleset(RULES)),
+            _rules(tmp_path, RULES),
+            Engine,
             _FailingStore(store),  # type: ignore[arg-type]
             clock=FakeTime(),
             dead_letter=DeadLetterFile(tmp_path / "dl.jsonl"),
@@ -183,14 +187,12 @@ async def test_a_failed_commit_acknowledges_nothing_and_stops_the_pipeline(
         await store.close()
 
 
-async def test_timers_fire_on_the_wall_clock_and_are_journaled(
-    ruleset: Callable[[str], RuleSet], tmp_path: Path
-) -> None:
+async def test_timers_fire_on_the_wall_clock_and_are_journaled(tmp_path: Path) -> None:
     """An expiry comes due without any new input; the tick is journaled, so a restart
     rebuilds the cleared row at the recorded time."""
     store = await _store(tmp_path)
     try:
-        async with _pipeline(ruleset("{}"), store, time.time, tmp_path) as (live, _):
+        async with _pipeline(_rules(tmp_path, "{}"), store, time.time, tmp_path) as (live, _):
             body = {"node": "n1", "alertgroup": "Heartbeat", "expire_after": "200ms"}
             await (await live.submit([Received(orjson.dumps(body), "http")]))
             row = live.engine.table.get("n1:Heartbeat::")
@@ -199,7 +201,36 @@ async def test_timers_fire_on_the_wall_clock_and_are_journaled(
                 while row.status != "cleared":  # noqa: ASYNC110 - the daemon's own timer
                     await asyncio.sleep(0.02)
             live_table = _table(live.engine)
-        async with _pipeline(ruleset("{}"), store, time.time, tmp_path) as (restored, _):
+        async with _pipeline(_rules(tmp_path, "{}"), store, time.time, tmp_path) as (restored, _):
             assert _table(restored.engine) == live_table
+    finally:
+        await store.close()
+
+
+RULES_B = RULES.replace("count: 3", "count: 2")
+
+
+async def test_inputs_replay_under_the_rules_that_processed_them(tmp_path: Path) -> None:
+    """A reload mid-run, then a restart with yet other rules on disk: the restored table is
+    the one that ran (each input replayed under its rules); the current rules then load."""
+    clock = FakeTime()
+    store = await _store(tmp_path)
+    try:
+        async with _pipeline(_rules(tmp_path, RULES), store, clock, tmp_path) as (live, _):
+            for n in range(40):
+                clock.now += 20.0 if n == 20 else 1.0
+                if n == 20:  # from here on two NodeDown in 5m raise the outage
+                    await live.reload(_rules(tmp_path, RULES_B))
+                await (await live.submit([Received(_event(n, clock.now), "http")]))
+            live_table = _table(live.engine)
+        assert any(row["manager"] == "correlator" for row in live_table)
+        current = _rules(tmp_path, RULES.replace("count: 3", "count: 9"))
+        async with _pipeline(current, store, clock, tmp_path) as (restored, _):
+            assert _table(restored.engine) == live_table
+            assert restored.engine.operators["site-outage"].spec.count == 9
+            await (await restored.submit([Received(_event(99, clock.now), "http")]))
+        entries = (await store.load("default")).entries
+        kinds = [e.kind for e in entries if e.kind == "rules"]
+        assert kinds == ["rules", "rules", "rules"]  # A at the start, B by reload, then current
     finally:
         await store.close()

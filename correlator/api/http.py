@@ -18,17 +18,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from correlator.api.alertmanager import BadAlert, to_event
 from correlator.api.filters import select
 from correlator.engine import Engine
+from correlator.errors import RuleSetError
 from correlator.sources.base import Durable, Received, Rejected
 
 
 class Service(Protocol):
     """What the HTTP layer needs from the running daemon."""
 
-    engine: Engine
     registry: CollectorRegistry
     max_body_bytes: int
 
+    @property
+    def engine(self) -> Engine: ...
+
     def now(self) -> float: ...
+
+    async def reload(self) -> str:
+        """Load the rules directory and swap it in; raise RuleSetError (the old rules stay)."""
+        ...
 
     async def submit(self, messages: list[Received]) -> Durable: ...
 
@@ -84,6 +91,16 @@ def create_api(service: Service) -> FastAPI:
             except BadAlert as exc:
                 refused[index] = str(exc)
         return await _ingest(service, events, refused, positions)
+
+    @api.post("/-/reload")
+    async def reload() -> Response:
+        """200 with what loaded, or 400 with every `file:line:col` error (nothing changes)."""
+        try:
+            loaded = await service.reload()
+        except RuleSetError as exc:
+            errors = [str(error) for error in exc.errors]
+            return _ORJSONResponse({"errors": errors}, status_code=400)
+        return _ORJSONResponse({"loaded": loaded})
 
     @api.get("/api/v1/alerts")
     async def list_alerts(

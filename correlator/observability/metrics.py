@@ -15,6 +15,7 @@ Exported:
 - `correlator_rule_events_total{rule, what}`: rule hits and `cap_hit`s;
 - `correlator_alerts{severity, status}`: rows in the table now;
 - `correlator_source_connected{source}`, `correlator_sink_queued_batches{sink}`;
+- `correlator_reloads_total{result}`: rule reloads, `success` or `failure`;
 - `correlator_journal_commit_seconds`: histogram of group-commit latency.
 """
 
@@ -52,10 +53,12 @@ class DaemonCollector(Collector):
         pipeline: Counted,
         sources: Callable[[], Mapping[str, bool]],
         sink_queues: Callable[[], Mapping[str, int]],
+        reloads: Mapping[str, int],
     ) -> None:
         self._pipeline = pipeline
         self._sources = sources
         self._sink_queues = sink_queues
+        self._reloads = reloads
 
     def collect(self) -> Iterator[Metric]:
         pipeline = self._pipeline
@@ -87,6 +90,10 @@ class DaemonCollector(Collector):
         for name, size in sorted(self._sink_queues().items()):
             queued.add_metric([name], size)
         yield queued
+        reloads = CounterMetricFamily("correlator_reloads", "Rule reloads", labels=["result"])
+        for result in ("success", "failure"):
+            reloads.add_metric([result], self._reloads.get(result, 0))
+        yield reloads
 
 
 def _engine_counters(engine: Engine) -> Iterator[Metric]:

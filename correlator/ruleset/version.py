@@ -1,0 +1,34 @@
+"""A rule set together with the exact texts it was loaded from, and their digest.
+
+The daemon journals which version was in force from which point on, so a
+restart replays every input under the rules that processed it, then reloads
+the current ones (reload semantics: unchanged rules keep their state).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from correlator.ruleset.loader import RuleSet, load_rule_texts, rule_texts
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVersion:
+    ruleset: RuleSet
+    blob: bytes  # the texts as JSON `{path: text}`, keys sorted
+    digest: str
+
+    @classmethod
+    def read(cls, root: str | Path) -> RuleVersion:
+        """Read and load the rule files under `root`; raise RuleSetError."""
+        return cls.of(orjson.dumps(rule_texts(root), option=orjson.OPT_SORT_KEYS))
+
+    @classmethod
+    def of(cls, blob: bytes) -> RuleVersion:
+        """Load the texts a journal stored; raise RuleSetError."""
+        ruleset = load_rule_texts(orjson.loads(blob))
+        return cls(ruleset, blob, hashlib.sha256(blob).hexdigest())
