@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from support.brokers import mosquitto, tansu
+from support.postgres import throwaway_cluster
 
 from correlator.engine import Engine
 from correlator.ruleset.loader import RuleSet, load_rules
@@ -56,3 +58,24 @@ def mqtt_port() -> Iterator[int]:
     """A real mosquitto broker for one test module."""
     with mosquitto() as port:
         yield port
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for the whole test session."""
+    with throwaway_cluster() as url:
+        yield url
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str) -> str:
+    """A new empty database on the session's cluster, for one test."""
+    import psycopg
+
+    name = f"test_{next(_databases)}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{postgres_url.rsplit('/', 1)[0]}/{name}"

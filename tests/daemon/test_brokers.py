@@ -10,6 +10,7 @@ import aiomqtt
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from conftest import Running
+from support.brokers import mosquitto
 
 
 async def _until(condition: object, seconds: float = 30.0) -> None:
@@ -101,3 +102,29 @@ async def test_mqtt_in_retained_mqtt_out(daemon: Running, mqtt_port: int) -> Non
                     assert isinstance(message.payload, bytes)
                     retained[str(message.topic)] = orjson.loads(message.payload)["alert"]["tally"]
     assert retained == {f"correlator/alerts/n{n}:Down::": 5 for n in range(4)}
+
+
+async def test_readiness_follows_the_broker(daemon: Running) -> None:
+    """Broker stopped: /readyz 503 naming the source; broker back on its port: 200, and
+    what is published then arrives."""
+    first = contextlib.ExitStack()
+    port = first.enter_context(mosquitto())
+    try:
+        source = {"url": f"mqtt://127.0.0.1:{port}", "topics": ["events/#"], "client_id": "ready"}
+        async with daemon(sources=[{"mqtt": source}]) as (app, client):
+            await _until(lambda: all(s.connected for s in app.sources))
+            assert (await client.get("/readyz")).status_code == 200
+            first.close()  # the broker goes away
+            await _until(lambda: not app.sources[0].connected)
+            down = await client.get("/readyz")
+            assert down.status_code == 503
+            assert down.json()["checks"]["source:mqtt-0"] is False
+            with mosquitto(port=port):
+                await _until(lambda: app.sources[0].connected)
+                assert (await client.get("/readyz")).status_code == 200
+                async with aiomqtt.Client("127.0.0.1", port) as publisher:
+                    event = {"node": "n1", "alertgroup": "Down"}
+                    await publisher.publish("events/1", orjson.dumps(event), qos=1)
+                await _until(lambda: len(app.engine.table) == 1)
+    finally:
+        first.close()

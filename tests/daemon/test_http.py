@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from conftest import Running
 
 
@@ -12,10 +13,17 @@ def _rows(body: dict[str, object]) -> list[dict[str, object]]:
     return rows
 
 
-async def test_events_in_alerts_out_and_a_restart_keeps_the_table(daemon: Running) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_events_in_alerts_out_and_a_restart_keeps_the_table(
+    daemon: Running, backend: str, request: pytest.FixtureRequest
+) -> None:
     """POST one event and an array; GET the table with a filter; after a restart the same
-    table (tallies exact) is served."""
-    async with daemon() as (_, client):
+    table (tallies exact) is served, from SQLite and from PostgreSQL."""
+    state = {}
+    if backend == "postgresql":
+        state = {"state": {"url": request.getfixturevalue("postgres_database")}}
+    async with daemon(**state) as (app, client):
+        assert app.store.dialect.name == backend
         one = await client.post("/api/v1/events", json={"node": "db1", "alertgroup": "Disk"})
         assert (one.status_code, one.json()) == (200, {"accepted": 1, "rejected": []})
         many = await client.post(
@@ -26,7 +34,7 @@ async def test_events_in_alerts_out_and_a_restart_keeps_the_table(daemon: Runnin
         listed = (await client.get("/api/v1/alerts", params={"filter": 'node="db1"'})).json()
         assert listed["total"] == 1 and _rows(listed)[0]["tally"] == 2
         before = (await client.get("/api/v1/alerts", params={"sort": "serial"})).json()
-    async with daemon() as (_, client):
+    async with daemon(**state) as (_, client):
         after = (await client.get("/api/v1/alerts", params={"sort": "serial"})).json()
         assert after == before
         one = (await client.get("/api/v1/alerts/web1:Load::")).json()

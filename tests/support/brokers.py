@@ -63,8 +63,11 @@ def tansu() -> Iterator[str]:
 
 
 @contextmanager
-def mosquitto(*, persistence: Path | None = None, port: int | None = None) -> Iterator[int]:
-    """A mosquitto broker on 127.0.0.1; yields its port. `persistence` keeps sessions on disk."""
+def mosquitto(
+    *, persistence: Path | None = None, port: int | None = None, extra: tuple[str, ...] = ()
+) -> Iterator[int]:
+    """A mosquitto broker on 127.0.0.1; yields its port. `persistence` keeps sessions on disk;
+    `extra` adds configuration lines."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="correlator-mosquitto-") as tmp:
@@ -72,6 +75,6 @@ def mosquitto(*, persistence: Path | None = None, port: int | None = None) -> It
         lines = [f"listener {port} 127.0.0.1", "allow_anonymous true"]
         if persistence is not None:
             lines += ["persistence true", f"persistence_location {persistence}/"]
-        conf.write_text("\n".join(lines) + "\n")
+        conf.write_text("\n".join([*lines, *extra]) + "\n")
         with _process([binary, "-c", str(conf)], port, "mosquitto", Path(tmp)):
             yield port
