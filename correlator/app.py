@@ -137,6 +137,9 @@ class App:
     async def submit(self, messages: list[Received]) -> Durable:
         return await self.pipeline.submit(messages)
 
+    async def act(self, action: str, identifier: str, who: str, value: str = "") -> str | None:
+        return await self.pipeline.act(action, identifier, who, value)
+
     def readiness(self) -> dict[str, bool]:
         checks = {"state_restored": self.restored}
         checks.update({f"source:{s.name}": s.connected for s in self.sources})

@@ -22,11 +22,13 @@ from correlator.model import (
     CLEARED_KIND,
     CREATED,
     DELETED,
+    SEVERITY_NAMES,
     SUPPRESSED,
     UNSUPPRESSED,
     UPDATED,
     Alert,
     Change,
+    parse_severity,
 )
 from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.loader import RuleSet
@@ -36,6 +38,8 @@ from correlator.stats import Stats
 from correlator.table.table import AlertTable
 from correlator.timeparse import format_duration
 from correlator.timers import TimerHeap
+
+OPERATOR_ACTIONS: Final = ("ack", "unack", "assign", "journal", "clear", "severity")
 
 PUBLIC_KIND: Final = {
     "created": CREATED,
@@ -190,9 +194,41 @@ class Engine:
         return self._timers.next_due()
 
     def acknowledge(self, identifier: str, who: str, now: float) -> list[Change]:
+        return self.operate("ack", identifier, who, now)
+
+    def operate(
+        self, action: str, identifier: str, who: str, now: float, value: str = ""
+    ) -> list[Change]:
+        """An operator's action on a row, journaled as `who` did it; each is a change.
+
+        `ack`, `unack`, `assign` (value: the owner), `journal` (value: the text),
+        `clear`, `severity` (value: a name or 0-5). KeyError: no such row;
+        ValueError: a bad action or value (nothing changed).
+        """
         row = self.table.get(identifier)
-        if row is not None:
+        if row is None:
+            raise KeyError(identifier)
+        if action not in OPERATOR_ACTIONS:
+            raise ValueError(f"unknown action {action!r}: one of {', '.join(OPERATOR_ACTIONS)}")
+        level = parse_severity(value) if action == "severity" else 0
+        if action in ("assign", "journal") and not value.strip():
+            raise ValueError(f"{action} needs a non-empty value")
+        self._start(now)
+        if action == "ack":
             self.table.acknowledge(row, now, who)
+        elif action == "unack":
+            self.table.unacknowledge(row, now, who)
+        elif action == "clear":
+            self.table.clear(row, now, who, "by an operator")
+        elif action == "journal":
+            row.note(now, who, value)
+            self._transition("modified", row, now)
+        elif action == "assign":
+            row.owner = value
+            self.modify(row, now, who, f"assigned to {value}")
+        else:
+            row.severity = level
+            self.modify(row, now, who, f"severity set to {SEVERITY_NAMES[level]}")
         return self._drain()
 
     # -- plumbing ------------------------------------------------------------

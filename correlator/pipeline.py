@@ -39,7 +39,7 @@ from correlator.ruleset.version import RuleVersion
 from correlator.sinks.base import Record
 from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink
 from correlator.sources.base import Durable, Received, Rejected
-from correlator.store.base import EVENT, RULES, TICK, Batch, Entry, OffsetKey, Store
+from correlator.store.base import ACTION, EVENT, RULES, TICK, Batch, Entry, OffsetKey, Store
 from correlator.store.history import history_record
 
 log = structlog.get_logger("correlator.pipeline")
@@ -51,6 +51,7 @@ class _Submitted:
     durable: Durable
     rejected: list[Rejected] = field(default_factory=list)
     rules: RuleVersion | None = None  # a reload: these rules from here on
+    action: dict[str, str] | None = None  # an operator's action (Engine.operate's arguments)
 
 
 @dataclass(slots=True)
@@ -135,7 +136,12 @@ class Pipeline:
                     in_force = await self._version(entry.data.decode())
                     self.engine.load(in_force.ruleset)
                 continue
-            changes = self.engine.tick(entry.at) if entry.kind == TICK else self._fold_stored(entry)
+            if entry.kind == TICK:
+                changes = self.engine.tick(entry.at)
+            elif entry.kind == ACTION:
+                changes = self.engine.operate(**orjson.loads(entry.data), now=entry.at)
+            else:
+                changes = self._fold_stored(entry)
             self._records(changes, records, None)
         if in_force.digest != current.digest:
             self.engine.load(current.ruleset)
@@ -157,6 +163,14 @@ class Pipeline:
             log.warning("journaled rule set no longer loads: replaying under the current rules",
                         digest=digest, errors=str(exc))  # fmt: skip
             return self.rules
+
+    async def act(self, action: str, identifier: str, who: str, value: str = "") -> str | None:
+        """An operator's action between two inputs, once journaled; the error, if refused."""
+        durable: Durable = asyncio.get_running_loop().create_future()
+        act = {"action": action, "identifier": identifier, "who": who, "value": value}
+        await self._queue.put(_Submitted([], durable, action=act))
+        refused = await durable
+        return refused[0][1] if refused else None
 
     async def reload(self, rules: RuleVersion) -> None:
         """Swap in a loaded rule set between two inputs; return once that is journaled."""
@@ -232,6 +246,8 @@ class Pipeline:
             self.engine.load(item.rules.ruleset)
             self.rules = item.rules
             self._journal_rules(commit, now, item.rules)
+        if item.action is not None:
+            self._act(commit, item, item.action, now)
         for index, message in enumerate(item.messages):
             commit.events += 1
             if message.offset_key is not None:
@@ -244,6 +260,18 @@ class Pipeline:
                 self.dead_letters[reason] += 1
             else:
                 self.counts[(message.source, "accepted")] += 1
+
+    def _act(self, commit: _Commit, item: _Submitted, action: dict[str, str], now: float) -> None:
+        try:
+            changes = self.engine.operate(**action, now=now)
+        except KeyError:
+            item.rejected.append((0, f"no alert {action['identifier']!r}"))
+            return
+        except ValueError as exc:
+            item.rejected.append((0, str(exc)))
+            return
+        self._journal(commit, ACTION, now, orjson.dumps(action))
+        self._records(changes, commit.records, commit.batch)
 
     def _event(self, commit: _Commit, message: Received, now: float) -> tuple[str, str]:
         """Fold one message; the dead-letter reason and message when it cannot be an alert."""

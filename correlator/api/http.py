@@ -8,6 +8,7 @@ durable; a bad item is rejected with its index and reason and the rest kept
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Protocol
 
 import orjson
@@ -33,6 +34,10 @@ class Service(Protocol):
 
     def now(self) -> float: ...
 
+    async def act(self, action: str, identifier: str, who: str, value: str = "") -> str | None:
+        """An operator's action, journaled; the reason when refused."""
+        ...
+
     async def reload(self) -> str:
         """Load the rules directory and swap it in; raise RuleSetError (the old rules stay)."""
         ...
@@ -47,6 +52,23 @@ class Service(Protocol):
 class _ORJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+Acting = Callable[[Request, str, str, str], Awaitable[Response]]
+
+
+def _route(act: Acting, action: str, key: str) -> Callable[[Request, str], Awaitable[Response]]:
+    """One endpoint per action (a closure, so `action` is not a request parameter)."""
+
+    async def route(request: Request, identifier: str) -> Response:
+        return await act(request, identifier, action, key)
+
+    return route
+
+
+def who(request: Request) -> str:
+    """Who acted, for the journal: the token's name, or `api` without auth."""
+    return str(getattr(request.state, "who", "api"))
 
 
 def create_api(service: Service) -> FastAPI:
@@ -122,6 +144,29 @@ def create_api(service: Service) -> FastAPI:
         if row is None:
             raise HTTPException(404, f"no alert {identifier!r}")
         return row.to_dict()
+
+    async def act(request: Request, identifier: str, action: str, key: str = "") -> Response:
+        value = ""
+        if key:
+            body = await _json_body(request, service.max_body_bytes)
+            if not isinstance(body, dict) or key not in body:
+                raise HTTPException(400, f"expected a JSON object with {key!r}")
+            value = str(body[key])
+        refused = await service.act(action, identifier, who(request), value)
+        if refused is not None:
+            raise HTTPException(404 if refused.startswith("no alert") else 400, refused)
+        row = service.engine.table.get(identifier)
+        return _ORJSONResponse(row.to_dict() if row is not None else {"identifier": identifier})
+
+    for action, key in (("ack", ""), ("unack", ""), ("assign", "owner"), ("journal", "text"),
+                        ("clear", ""), ("severity", "severity")):  # fmt: skip
+        api.add_api_route(
+            f"/api/v1/alerts/{{identifier:path}}/{action}",
+            _route(act, action, key),
+            methods=["POST"],
+            name=f"alert_{action}",
+            summary=f"{action} an alert (a journal line with who and when, a change on the sinks)",
+        )
 
     @api.exception_handler(HTTPException)
     async def _error(request: Request, exc: HTTPException) -> Response:

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-# journal entry kinds: an event, a timer tick, the rule set in force from here on
+# journal entry kinds: an event, a timer tick, an operator's action, the rule set in force
 EVENT: Final = "event"
 TICK: Final = "tick"
+ACTION: Final = "action"  # data: {"action", "identifier", "who", "value"} as JSON
 RULES: Final = "rules"  # data: the rule set's digest (its texts are in `rulesets`)
 
 OffsetKey = tuple[str, str, int]  # (source name, topic, partition)

@@ -261,6 +261,15 @@ class AlertTable:
         row.note(now, who, "acknowledged")
         self._notify("acknowledged", row, now)
 
+    def unacknowledge(self, row: Alert, now: float, who: str) -> None:
+        """Back to open (the owner stays): an operator hands the alert back."""
+        if row.status != ACKNOWLEDGED:
+            return
+        row.status = OPEN
+        row.state_change = now
+        row.note(now, who, "unacknowledged")
+        self._notify("modified", row, now)
+
     def delete(self, row: Alert, now: float) -> None:
         if self.rows.get(row.identifier) is row:
             del self.rows[row.identifier]

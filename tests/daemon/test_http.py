@@ -117,3 +117,34 @@ async def test_probes_and_metrics(daemon: Running) -> None:
     assert 'correlator_alerts{severity="critical",status="cleared"} 0.0' in text
     assert "correlator_engine_dedup_hits_total 0.0" in text
     assert "correlator_journal_commit_seconds_count" in text
+
+
+async def test_operators_act_on_alerts_and_a_restart_keeps_what_they_did(
+    daemon: Running,
+) -> None:
+    """ack, unack, assign, journal, severity, clear: each a journal line with who, the row
+    back, a change; unknown rows 404, bad values 400; the actions survive a restart."""
+    ident = "db1:Disk::"
+    async with daemon() as (_, client):
+        await client.post("/api/v1/events", json={"node": "db1", "alertgroup": "Disk"})
+        acked = (await client.post(f"/api/v1/alerts/{ident}/ack")).json()
+        assert (acked["status"], acked["owner"]) == ("acknowledged", "api")
+        assert (await client.post(f"/api/v1/alerts/{ident}/unack")).json()["status"] == "open"
+        owner = await client.post(f"/api/v1/alerts/{ident}/assign", json={"owner": "alice"})
+        assert owner.json()["owner"] == "alice"
+        note = await client.post(f"/api/v1/alerts/{ident}/journal", json={"text": "on it"})
+        assert note.json()["journal"][-1]["text"] == "on it"
+        severity = await client.post(f"/api/v1/alerts/{ident}/severity", json={"severity": "major"})
+        assert severity.json()["severity"] == 4
+        bad = await client.post(f"/api/v1/alerts/{ident}/severity", json={"severity": "huge"})
+        assert bad.status_code == 400
+        assert (await client.post("/api/v1/alerts/nope/ack")).status_code == 404
+        assert (await client.post(f"/api/v1/alerts/{ident}/assign", json={})).status_code == 400
+        cleared = (await client.post(f"/api/v1/alerts/{ident}/clear")).json()
+        assert cleared["status"] == "cleared"
+        before = (await client.get(f"/api/v1/alerts/{ident}")).json()
+    texts = [entry["text"] for entry in before["journal"]]
+    assert texts == ["acknowledged", "unacknowledged", "assigned to alice", "on it",
+                     "severity set to major", "cleared: by an operator"]  # fmt: skip
+    async with daemon() as (_, client):
+        assert (await client.get(f"/api/v1/alerts/{ident}")).json() == before
