@@ -21,6 +21,7 @@ import structlog
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from correlator.api.auth import Token
 from correlator.api.http import create_api
 from correlator.config import Config, DeadLetterConfig
 from correlator.engine import Engine
@@ -58,6 +59,8 @@ class App:
         """Build every part (a bad rule set raises RuleSetError here); no I/O yet."""
         self.config = config
         self.max_body_bytes = config.http.max_body_bytes
+        tokens = config.auth.tokens if config.auth is not None else []
+        self.tokens = [Token(t.name, t.role, t.secret()) for t in tokens]
         self.store = open_store(config.state.url, synchronous=config.state.synchronous)
         self.registry = CollectorRegistry()
         self.reloads: Counter[str] = Counter()  # by result: success, failure

@@ -158,7 +158,13 @@ class Token(Section):
     def secret(self) -> str:
         """The token itself: `${ENV}` references expanded, or the file's first line."""
         if self.token_file is not None:
-            return self.token_file.read_text().strip()
+            try:
+                return self.token_file.read_text().strip()
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                raise ConfigError(
+                    f"auth token {self.name}: cannot read {self.token_file}: {why}"
+                ) from None
         assert self.token is not None
         return expand_env(self.token)
 

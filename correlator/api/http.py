@@ -16,7 +16,9 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from correlator.api import auth
 from correlator.api.alertmanager import BadAlert, to_event
+from correlator.api.auth import Token
 from correlator.api.filters import select
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
@@ -28,6 +30,7 @@ class Service(Protocol):
 
     registry: CollectorRegistry
     max_body_bytes: int
+    tokens: list[Token]
 
     @property
     def engine(self) -> Engine: ...
@@ -73,6 +76,7 @@ def who(request: Request) -> str:
 
 def create_api(service: Service) -> FastAPI:
     api = FastAPI(title="correlator", default_response_class=_ORJSONResponse)
+    api.middleware("http")(auth.middleware(service.tokens))
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
