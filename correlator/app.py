@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,10 @@ class App:
     @property
     def engine(self) -> Engine:
         return self.pipeline.engine
+
+    @property
+    def incidents(self) -> Mapping[str, dict[str, Any]]:
+        return self.pipeline.incidents
 
     # -- reload ----------------------------------------------------------------------
 

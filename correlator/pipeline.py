@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +43,8 @@ from correlator.store.base import ACTION, EVENT, RULES, TICK, Batch, Entry, Offs
 from correlator.store.history import history_record
 
 log = structlog.get_logger("correlator.pipeline")
+
+MAX_INCIDENTS = 10_000  # closed incidents kept for the API beyond the open ones
 
 
 @dataclass(slots=True)
@@ -98,6 +100,8 @@ class Pipeline:
         self.offsets: dict[OffsetKey, int] = {}
         self.counts: Counter[tuple[str, str]] = Counter()  # (source, accepted|dead_lettered)
         self.dead_letters: Counter[str] = Counter()  # by reason
+        # incidents as last published, by id: every open one and the latest closed ones
+        self.incidents: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._queue: asyncio.Queue[_Submitted | None] = asyncio.Queue(queue_size)
         self._timer: asyncio.TimerHandle | None = None
         self._stopping = False
@@ -302,6 +306,8 @@ class Pipeline:
         for change in changes:
             if change.kind == NOTIFICATION:
                 continue  # for receivers, not for the change stream
+            if change.incident is not None:
+                self._remember_incident(change.incident)
             self._change_seq += 1
             body: dict[str, Any] = change.to_dict()
             body["seq"] = self._change_seq
@@ -310,6 +316,15 @@ class Pipeline:
             out.append(Record(self._change_seq, identifier, change.kind, orjson.dumps(body)))
             if batch is not None and change.kind == DELETED and alert is not None:
                 batch.history.append(history_record(alert, change.at))
+
+    def _remember_incident(self, view: dict[str, Any]) -> None:
+        incidents = self.incidents
+        incidents[str(view["id"])] = view
+        incidents.move_to_end(str(view["id"]))
+        if len(incidents) > MAX_INCIDENTS:  # forget the oldest closed one
+            closed = next((k for k, v in incidents.items() if v["status"] == "closed"), None)
+            if closed is not None:
+                del incidents[closed]
 
     async def _commit(self, commit: _Commit) -> None:
         batch = commit.batch

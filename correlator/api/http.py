@@ -8,7 +8,7 @@ durable; a bad item is rejected with its index and reason and the rest kept
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Protocol
 
 import orjson
@@ -34,6 +34,11 @@ class Service(Protocol):
 
     @property
     def engine(self) -> Engine: ...
+
+    @property
+    def incidents(self) -> Mapping[str, dict[str, Any]]:
+        """Incidents as last published, by id (open ones and the latest closed ones)."""
+        ...
 
     def now(self) -> float: ...
 
@@ -171,6 +176,21 @@ def create_api(service: Service) -> FastAPI:
             name=f"alert_{action}",
             summary=f"{action} an alert (a journal line with who and when, a change on the sinks)",
         )
+
+    @api.get("/api/v1/incidents")
+    async def list_incidents(
+        status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+    ) -> dict[str, Any]:
+        found = [i for i in service.incidents.values() if status is None or i["status"] == status]
+        found.reverse()  # most recently changed first
+        return {"incidents": found, "total": len(found)}
+
+    @api.get("/api/v1/incidents/{incident_id:path}")
+    async def get_incident(incident_id: str) -> dict[str, Any]:
+        incident = service.incidents.get(incident_id)
+        if incident is None:
+            raise HTTPException(404, f"no incident {incident_id!r}")
+        return incident
 
     @api.exception_handler(HTTPException)
     async def _error(request: Request, exc: HTTPException) -> Response:

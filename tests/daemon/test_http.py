@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
-from conftest import Running
+from conftest import Running, write_rules
 
 
 def _rows(body: dict[str, object]) -> list[dict[str, object]]:
@@ -148,3 +150,38 @@ async def test_operators_act_on_alerts_and_a_restart_keeps_what_they_did(
                      "severity set to major", "cleared: by an operator"]  # fmt: skip
     async with daemon() as (_, client):
         assert (await client.get(f"/api/v1/alerts/{ident}")).json() == before
+
+
+async def test_incidents_are_listed_open_and_closed(daemon: Running, rules_dir: Path) -> None:
+    """An incident rule's incidents: listed by status, one by id, kept after a restart."""
+    write_rules(
+        rules_dir,
+        """
+        correlate:
+          - name: db-incident
+            kind: incident
+            match: ['alertgroup="Down"']
+            group_by: [labels.service]
+            window: 5m
+        """,
+    )
+    down = {"alertgroup": "Down", "labels": {"service": "db"}}
+    async with daemon() as (_, client):
+        await client.post("/api/v1/events", json=[{"node": "a", **down}, {"node": "b", **down}])
+        listed = (await client.get("/api/v1/incidents", params={"status": "open"})).json()
+        (incident,) = listed["incidents"]
+        assert sorted(incident["members"]) == ["a:Down::", "b:Down::"]
+        one = await client.get(f"/api/v1/incidents/{incident['id']}")
+        assert one.json() == incident
+        for node in "ab":
+            await client.post("/api/v1/events", json={"node": node, "type": "resolution", **down})
+        closed = (await client.get("/api/v1/incidents", params={"status": "closed"})).json()
+        assert [i["id"] for i in closed["incidents"]] == [incident["id"]]
+        assert (await client.get("/api/v1/incidents", params={"status": "open"})).json() == {
+            "incidents": [],
+            "total": 0,
+        }
+        assert (await client.get("/api/v1/incidents/nope")).status_code == 404
+    async with daemon() as (_, client):
+        after = (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
+        assert after["status"] == "closed"
