@@ -56,6 +56,17 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of rule files")
 
+    alerts = sub.add_parser("alerts", help="list and act on alerts of a running daemon")
+    alerts.add_argument(
+        "action", choices=["list", "ack", "unack", "assign", "journal", "clear", "severity"]
+    )
+    alerts.add_argument(
+        "args", nargs="*", help="list: matchers; others: IDENTIFIER [OWNER|TEXT|SEVERITY]"
+    )
+    alerts.add_argument("--url", help="the daemon (default $CORRELATOR_URL or 127.0.0.1:8080)")
+    alerts.add_argument("--token", help="bearer token (default $CORRELATOR_TOKEN)")
+    alerts.add_argument("--json", action="store_true", help="print the API's JSON")
+
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("-c", "--config", help="configuration file (default: the embedded defaults)")
     return parser
@@ -71,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _replay(args)
     if args.command == "run":
         return _run(args.config)
+    if args.command == "alerts":
+        return _alerts(args)
     if args.command == "schema":
         from correlator.ruleset.document import json_schema
 
@@ -157,3 +170,18 @@ def _run(config_path: str | None) -> int:
 
     asyncio.run(serve())
     return 0
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    import os
+
+    from correlator import client
+
+    needs = {"list": 0, "assign": 2, "journal": 2, "severity": 2}.get(args.action, 1)
+    if len(args.args) < needs or (args.action in ("ack", "unack", "clear") and len(args.args) != 1):
+        print(f"correlator alerts {args.action}: expected IDENTIFIER" + (
+            " and a value" if needs == 2 else ""), file=sys.stderr)  # fmt: skip
+        return 2
+    url = args.url or client.default_url()
+    token = args.token or os.environ.get("CORRELATOR_TOKEN")
+    return client.run(url, token, args.action, args.args, as_json=args.json, out=sys.stdout)
