@@ -75,7 +75,7 @@ class App:
             scope=SCOPE,
             clock=self.now,
             dead_letter=self.dead_letter,
-            publish=self.publisher.publish,
+            publish=self.publisher.publish if self.sinks else None,
             observe_commit=commit_histogram(self.registry).observe,
             commit_interval=config.state.commit_interval,
             commit_max_events=config.state.commit_max_events,

@@ -309,11 +309,12 @@ class Pipeline:
             if change.incident is not None:
                 self._remember_incident(change.incident)
             self._change_seq += 1
-            body: dict[str, Any] = change.to_dict()
-            body["seq"] = self._change_seq
             alert = change.alert
-            identifier = alert.identifier if alert is not None else _incident_id(change)
-            out.append(Record(self._change_seq, identifier, change.kind, orjson.dumps(body)))
+            if self.publish is not None:  # no sink: the seq still counts, nothing is built
+                body: dict[str, Any] = change.to_dict()
+                body["seq"] = self._change_seq
+                identifier = alert.identifier if alert is not None else _incident_id(change)
+                out.append(Record(self._change_seq, identifier, change.kind, orjson.dumps(body)))
             if batch is not None and change.kind == DELETED and alert is not None:
                 batch.history.append(history_record(alert, change.at))
 
