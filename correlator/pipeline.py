@@ -279,10 +279,12 @@ class Pipeline:
 
     def _event(self, commit: _Commit, message: Received, now: float) -> tuple[str, str]:
         """Fold one message; the dead-letter reason and message when it cannot be an alert."""
-        try:
-            event = orjson.loads(message.value)
-        except orjson.JSONDecodeError as exc:
-            return "not_json", str(exc)
+        event = message.event
+        if event is None:
+            try:
+                event = orjson.loads(message.value)
+            except orjson.JSONDecodeError as exc:
+                return "not_json", str(exc)
         if not isinstance(event, dict):
             return "not_object", "an event must be a JSON object"
         self._journal(commit, EVENT, now, message.value)

@@ -82,22 +82,31 @@ def parse_timestamp(value: object) -> float:
         raise ValueError(f"not a timestamp: {value!r}")
     if isinstance(value, int | float):
         return check_timestamp(float(value), value)
+    if isinstance(value, str):
+        return _parse_text_timestamp(value)
     if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            pass
-        else:
-            return check_timestamp(number, value)
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"not a timestamp: {value!r} (epoch seconds or RFC 3339)") from None
+        return _from_datetime(value, value)
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+@lru_cache(maxsize=4096)
+def _parse_text_timestamp(value: str) -> float:
+    """Sources repeat stamps (Prometheus re-sends one `startsAt` per alert): parsed once each."""
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
     else:
-        raise ValueError(f"not a timestamp: {value!r}")
+        return check_timestamp(number, value)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a timestamp: {value!r} (epoch seconds or RFC 3339)") from None
+    return _from_datetime(moment, value)
+
+
+def _from_datetime(moment: datetime, value: object) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return check_timestamp(moment.timestamp(), value)

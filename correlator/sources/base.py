@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from correlator.store.base import OffsetKey
 
@@ -28,6 +28,8 @@ class Received:
     offset_key: OffsetKey | None = None  # Kafka: (source, topic, partition)
     offset: int = -1  # Kafka: the message's offset (the next one to read is offset + 1)
     key: bytes | None = None
+    # the value already parsed (HTTP ingest parses the whole body once); `value` is journaled
+    event: dict[str, Any] | None = None
 
 
 # a message the pipeline dead-lettered: its index in the submitted batch and why
