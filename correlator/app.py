@@ -172,8 +172,8 @@ class App:
                 await self.dead_letter.stop()
             await self.store.close()
 
-    def _connected(self) -> dict[str, bool]:
-        return {s.name: s.connected for s in self.sources}
+    def _connected(self) -> dict[str, tuple[bool, int]]:
+        return {s.name: (s.connected, s.lag()) for s in self.sources}
 
     async def _serve(self, pipeline: Pipeline, publishing: asyncio.Task[None]) -> None:
         committing = asyncio.create_task(pipeline.run())

@@ -14,7 +14,8 @@ Exported:
 - `correlator_normalize_discarded_total{rule}`;
 - `correlator_rule_events_total{rule, what}`: rule hits and `cap_hit`s;
 - `correlator_alerts{severity, status}`: rows in the table now;
-- `correlator_source_connected{source}`, `correlator_sink_queued_batches{sink}`;
+- `correlator_source_connected{source}`, `correlator_source_lag{source}` (Kafka:
+  messages behind the high watermark), `correlator_sink_queued_batches{sink}`;
 - `correlator_reloads_total{result}`: rule reloads, `success` or `failure`;
 - `correlator_journal_commit_seconds`: histogram of group-commit latency.
 """
@@ -51,7 +52,7 @@ class DaemonCollector(Collector):
     def __init__(
         self,
         pipeline: Counted,
-        sources: Callable[[], Mapping[str, bool]],
+        sources: Callable[[], Mapping[str, tuple[bool, int]]],
         sink_queues: Callable[[], Mapping[str, int]],
         reloads: Mapping[str, int],
     ) -> None:
@@ -81,9 +82,14 @@ class DaemonCollector(Collector):
         connected = GaugeMetricFamily(
             "correlator_source_connected", "1 while the source is connected", labels=["source"]
         )
-        for name, up in sorted(self._sources().items()):
+        lag = GaugeMetricFamily(
+            "correlator_source_lag", "Messages waiting at the broker", labels=["source"]
+        )
+        for name, (up, behind) in sorted(self._sources().items()):
             connected.add_metric([name], 1.0 if up else 0.0)
+            lag.add_metric([name], behind)
         yield connected
+        yield lag
         queued = GaugeMetricFamily(
             "correlator_sink_queued_batches", "Batches waiting per sink", labels=["sink"]
         )

@@ -48,5 +48,8 @@ class Source(Protocol):
     def connected(self) -> bool:
         """Whether the source is connected to its broker now (readiness)."""
 
+    def lag(self) -> int:
+        """Messages waiting at the broker for this source (0 where the broker cannot tell)."""
+
     async def run(self, submit: Submit, offsets: Mapping[OffsetKey, int]) -> None:
         """Read until cancelled, starting at the stored `offsets` where the source has them."""

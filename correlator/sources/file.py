@@ -32,6 +32,9 @@ class FileSource:
     def connected(self) -> bool:
         return self._connected
 
+    def lag(self) -> int:
+        return 0  # the broker (or the file) does not say how much is waiting
+
     async def run(self, submit: Submit, offsets: Mapping[OffsetKey, int]) -> None:
         path = self.config.path
         if path == "-":

@@ -49,10 +49,15 @@ class KafkaSource:
         self.max_batch = max_batch
         self.consumer: AIOKafkaConsumer | None = None
         self._connected = False
+        self._lag: dict[tuple[str, int], int] = {}  # (topic, partition) → messages behind
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    def lag(self) -> int:
+        """Messages not yet read, over the assigned partitions (as of the last batch)."""
+        return sum(self._lag.values())
 
     async def run(self, submit: Submit, offsets: Mapping[OffsetKey, int]) -> None:
         consumer = AIOKafkaConsumer(
@@ -94,5 +99,9 @@ class KafkaSource:
         ]
         await (await submit(batch))
         positions = {tp: messages[-1].offset + 1 for tp, messages in fetched.items() if messages}
+        for tp, position in positions.items():  # the fetch's own high watermark: no request
+            high = consumer.highwater(tp)
+            if high is not None:
+                self._lag[(tp.topic, tp.partition)] = max(0, high - position)
         with contextlib.suppress(KafkaError):  # for lag dashboards: the store's offsets count
             await consumer.commit(positions)

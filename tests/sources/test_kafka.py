@@ -8,9 +8,10 @@ from collections.abc import Mapping
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from conftest import Committer
+from conftest import Committer, until
 
 from correlator.config import KafkaSource as KafkaConfig
+from correlator.sources.base import Durable, Received
 from correlator.sources.kafka import KafkaSource
 from correlator.store.base import OffsetKey
 
@@ -90,3 +91,32 @@ async def test_the_store_wins_over_the_offsets_committed_to_kafka(kafka_bootstra
     stored = {("kafka", "replayed", 0): 6, ("kafka", "replayed", 1): 10}
     again = await _consume(kafka_bootstrap, "replayed", stored, 4)
     assert _numbers(again) == [12, 14, 16, 18]  # partition 0 holds the even numbers
+
+
+async def test_lag_is_what_the_partitions_still_hold(kafka_bootstrap: str) -> None:
+    """Messages behind each partition's high watermark, as of the last batch; 0 at the end."""
+    await _create(kafka_bootstrap, "lagging")
+    await _produce(kafka_bootstrap, "lagging", range(100))
+    config = KafkaConfig(
+        bootstrap_servers=kafka_bootstrap,
+        topics=["lagging"],
+        heartbeat_interval=0.1,
+        session_timeout=1.0,
+    )
+    source = KafkaSource("kafka", config, max_batch=10)
+    seen: list[int] = []
+    pipeline = Committer()
+
+    async def submit(batch: list[Received]) -> Durable:
+        seen.append(source.lag())
+        return await pipeline.submit(batch)
+
+    task = asyncio.create_task(source.run(submit, {}))
+    try:
+        await pipeline.wait_for(100)
+        await until(lambda: source.lag() == 0)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert max(seen) >= 40  # a partition of 50 read 10 at a time: 40 behind after the first
