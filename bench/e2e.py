@@ -1,0 +1,131 @@
+"""Kafka → daemon → Kafka: sustained events/s with the journal on, and latency at 5,000/s.
+
+Starts tansu (in-memory Kafka) and `correlator run` as its own process
+(SQLite journal, a Kafka source and a Kafka sink, no rules). Throughput:
+N events are produced first, then the daemon consumes them; the figure is N
+over the time from its first to its last change record on the sink topic.
+Latency: events produced at a steady rate, each stamped when sent; the time
+until its change record is read back from the sink topic, p50 and p99.
+
+Run: `.venv/bin/python bench/e2e.py [--events N] [--rate R] [--seconds S]`; the
+last line is one JSON object with `events_per_second`, `p50_ms`, `p99_ms`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from engine import calibration_ms  # bench/engine.py: the machine's speed right now
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.brokers import tansu
+from support.postgres import free_port
+
+
+def _config(tmp: str, bootstrap: str, port: int) -> Path:
+    rules = Path(tmp) / "rules"
+    rules.mkdir()
+    (rules / "rules.yaml").write_text("{}\n")
+    config = Path(tmp) / "correlator.yaml"
+    source = {"bootstrap_servers": bootstrap, "topics": ["events"],
+              "heartbeat_interval": 0.1, "session_timeout": 1.0}  # fmt: skip
+    config.write_text(json.dumps({
+        "rules": str(rules), "state": {"url": f"sqlite:///{tmp}/state.db"},
+        "http": {"listen": f"127.0.0.1:{port}"}, "watch_rules": False,
+        "sources": [{"kafka": source}],
+        "sinks": [{"kafka": {"bootstrap_servers": bootstrap, "topic": "alerts"}}],
+        "engine": {"max_lateness": "1d"},
+    }))  # fmt: skip
+    return config
+
+
+async def _produce(producer: AIOKafkaProducer, n: int, rate: float | None) -> None:
+    start = time.perf_counter()
+    for i in range(n):
+        if rate is not None and i % 50 == 0:  # pace in steps of 50 events
+            ahead = start + i / rate - time.perf_counter()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        event = {"node": f"n{i % 20_000}", "alertgroup": "Down", "severity": "major",
+                 "annotations": {"sent": repr(time.time())}}  # fmt: skip
+        await producer.send("events", orjson.dumps(event))
+    await producer.flush()
+
+
+async def _read(consumer: AIOKafkaConsumer, n: int, arrivals: list[tuple[float, float]]) -> None:
+    """Read `n` change records: (time read, time the event was sent)."""
+    while len(arrivals) < n:
+        for messages in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
+            now = time.time()
+            for m in messages:
+                alert = orjson.loads(m.value)["alert"]
+                arrivals.append((now, float(alert["annotations"]["sent"])))
+
+
+async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, float]:
+    port = free_port()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    consumer = AIOKafkaConsumer("alerts", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id="bench", fetch_max_bytes=64 * 2**20)  # fmt: skip
+    await producer.start()
+    await consumer.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        correlator = Path(sys.executable).with_name("correlator")
+        config = _config(tmp, bootstrap, port)
+        await _produce(producer, args.events, None)  # prefilled: the daemon reads flat out
+        daemon = await asyncio.create_subprocess_exec(str(correlator), "run", "-c", str(config))
+        try:
+            throughput: list[tuple[float, float]] = []
+            await _read(consumer, args.events, throughput)
+            first, last = throughput[0][0], throughput[-1][0]
+            steady = int(args.rate * args.seconds)
+            latency: list[tuple[float, float]] = []
+            await asyncio.gather(
+                _produce(producer, steady, args.rate), _read(consumer, steady, latency)
+            )
+            async with httpx.AsyncClient() as client:
+                total = (await client.get(f"http://127.0.0.1:{port}/api/v1/alerts?limit=0")).json()
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(daemon.wait(), 60)
+            await consumer.stop()
+            await producer.stop()
+    delays = sorted((read - sent) * 1000 for read, sent in latency)
+    return {
+        "events": args.events,
+        "events_per_second": round(args.events / (last - first)),
+        "rate": args.rate,
+        "p50_ms": round(delays[len(delays) // 2], 1),
+        "p99_ms": round(delays[int(len(delays) * 0.99)], 1),
+        "alerts": total["total"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=5_000)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    before = calibration_ms()
+    with tansu() as bootstrap:
+        result = asyncio.run(_run(args, bootstrap))
+    result["calibration_ms"] = [round(before, 2), round(calibration_ms(), 2)]
+    print(f"{result['events_per_second']:,} events/s sustained (journal on, Kafka in and out); "
+          f"at {args.rate:,.0f}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
+          f"calibration {result['calibration_ms']} ms")  # fmt: skip
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
