@@ -109,11 +109,8 @@ def _test(files: list[str]) -> int:
 
     try:
         return run_test_files(files, sys.stdout)
-    except TestFileError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except RuleSetError as exc:
-        print(exc, file=sys.stderr)  # one `file:line:col: message` line per error
+    except (TestFileError, RuleSetError) as exc:
+        print(exc, file=sys.stderr)  # `file:line:col: message`, one line per error
         return 2
 
 
@@ -154,11 +151,8 @@ def _run(config_path: str | None) -> int:
     try:
         config = load_config(Path(config_path) if config_path else None)
         app = App(config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except RuleSetError as exc:
-        print(exc, file=sys.stderr)  # one `file:line:col: message` line per error
+    except (ConfigError, RuleSetError) as exc:
+        print(exc, file=sys.stderr)  # one line per problem, located where it can be
         return 2
 
     async def serve() -> None:

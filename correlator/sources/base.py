@@ -53,3 +53,19 @@ class Source(Protocol):
 
     async def run(self, submit: Submit, offsets: Mapping[OffsetKey, int]) -> None:
         """Read until cancelled, starting at the stored `offsets` where the source has them."""
+
+
+class SourceBase:
+    """What every source keeps: its name and whether it is connected (readiness)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def lag(self) -> int:
+        """Messages waiting at the broker; 0 where the broker (or the file) does not say."""
+        return 0

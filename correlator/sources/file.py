@@ -14,26 +14,18 @@ from collections.abc import Mapping
 from typing import BinaryIO
 
 from correlator.config import FileSource as FileConfig
-from correlator.sources.base import Received, Submit
+from correlator.sources.base import Received, SourceBase, Submit
 from correlator.store.base import OffsetKey
 
 
-class FileSource:
+class FileSource(SourceBase):
     def __init__(
         self, name: str, config: FileConfig, *, max_batch: int = 5000, poll: float = 1.0
     ) -> None:
-        self.name = name
+        super().__init__(name)
         self.config = config
         self.max_batch = max_batch
         self.poll = poll
-        self._connected = False
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    def lag(self) -> int:
-        return 0  # the broker (or the file) does not say how much is waiting
 
     async def run(self, submit: Submit, offsets: Mapping[OffsetKey, int]) -> None:
         path = self.config.path

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from correlator.config import KafkaSource as KafkaConfig
-from correlator.sources.base import Received, Submit
+from correlator.sources.base import Received, SourceBase, Submit
 from correlator.store.base import OffsetKey
 
 
@@ -40,20 +40,15 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
                 consumer.seek(tp, stored)
 
 
-class KafkaSource:
+class KafkaSource(SourceBase):
     """Reads JSON values in `getmany` batches; the message key is kept."""
 
     def __init__(self, name: str, config: KafkaConfig, *, max_batch: int = 5000) -> None:
-        self.name = name
+        super().__init__(name)
         self.config = config
         self.max_batch = max_batch
         self.consumer: AIOKafkaConsumer | None = None
-        self._connected = False
         self._lag: dict[tuple[str, int], int] = {}  # (topic, partition) → messages behind
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
 
     def lag(self) -> int:
         """Messages not yet read, over the assigned partitions (as of the last batch)."""

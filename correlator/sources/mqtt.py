@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from correlator.config import MqttSource as MqttConfig
-from correlator.sources.base import Durable, Received, Submit
+from correlator.sources.base import Durable, Received, SourceBase, Submit
 from correlator.store.base import OffsetKey
 
 
@@ -50,7 +50,7 @@ def broker_address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or 1883
 
 
-class MqttSource:
+class MqttSource(SourceBase):
     """Subscribes at QoS 1 (shared when configured) and reconnects with backoff."""
 
     def __init__(
@@ -61,19 +61,11 @@ class MqttSource:
         max_batch: int = 5000,
         backoff: tuple[float, float] = (0.5, 30.0),
     ) -> None:
-        self.name = name
+        super().__init__(name)
         self.config = config
         self.max_batch = max_batch
         self.backoff = backoff
-        self._connected = False
         self._session = 0  # a PUBACK names a message id of the connection that received it
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    def lag(self) -> int:
-        return 0  # the broker (or the file) does not say how much is waiting
 
     async def run(self, submit: Submit, offsets: Mapping[OffsetKey, int]) -> None:
         delay = self.backoff[0]
