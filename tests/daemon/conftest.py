@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support.daemon import Running
 from support.postgres import free_port
 
 from correlator.app import App
 from correlator.config import Config
-
-Running = Callable[..., contextlib.AbstractAsyncContextManager[tuple[App, httpx.AsyncClient]]]
 
 
 @pytest.fixture
@@ -26,10 +24,6 @@ def rules_dir(tmp_path: Path) -> Path:
     path.mkdir()
     (path / "rules.yaml").write_text("{}\n")
     return path
-
-
-def write_rules(rules_dir: Path, text: str) -> None:
-    (rules_dir / "rules.yaml").write_text(textwrap.dedent(text))
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 import shutil
 
 import pytest
-from conftest import Running
+from support.daemon import Running
 
 
 def _amtool() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Running
+from support.daemon import Running
 
 from correlator.app import App
 from correlator.config import Config, ConfigError

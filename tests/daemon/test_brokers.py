@@ -9,8 +9,8 @@ from typing import Any
 import aiomqtt
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from conftest import Running
 from support.brokers import mosquitto
+from support.daemon import Running
 
 
 async def _until(condition: object, seconds: float = 30.0) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
-from conftest import Running
+from support.daemon import Running
 
 from correlator.cli import main
 from correlator.client import run

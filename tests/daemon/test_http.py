@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import Running, write_rules
+from support.daemon import Running, write_rules
 
 
 def _rows(body: dict[str, object]) -> list[dict[str, object]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import Running, write_rules
+from support.daemon import Running, write_rules
 
 DOWN_RAISES = """
 correlate:

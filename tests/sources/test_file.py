@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
-from conftest import Committer
+from support.committer import Committer
 
 from correlator.config import FileSource as FileConfig
 from correlator.sources.file import FileSource

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from conftest import Committer, until
+from support.committer import Committer, until
 
 from correlator.config import KafkaSource as KafkaConfig
 from correlator.sources.base import Durable, Received

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import aiomqtt
 import pytest
-from conftest import Committer, until
 from support.brokers import mosquitto
+from support.committer import Committer, until
 
 from correlator.config import MqttSource as MqttConfig
 from correlator.sources.mqtt import MqttSource, broker_address, manual_ack

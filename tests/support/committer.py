@@ -1,4 +1,4 @@
-"""A stand-in for the pipeline: what the sources submit, made "durable" at once."""
+"""A stand-in for the pipeline in the source tests: what a source submits, made "durable" at once."""
 
 from __future__ import annotations
 
