@@ -25,28 +25,18 @@ from pathlib import Path
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from daemon_process import free_port, write_config
 from engine import calibration_ms  # bench/engine.py: the machine's speed right now
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.brokers import tansu
-from support.postgres import free_port
 
 
 def _config(tmp: str, bootstrap: str, port: int) -> Path:
-    rules = Path(tmp) / "rules"
-    rules.mkdir()
-    (rules / "rules.yaml").write_text("{}\n")
-    config = Path(tmp) / "correlator.yaml"
     source = {"bootstrap_servers": bootstrap, "topics": ["events"],
               "heartbeat_interval": 0.1, "session_timeout": 1.0}  # fmt: skip
-    config.write_text(json.dumps({
-        "rules": str(rules), "state": {"url": f"sqlite:///{tmp}/state.db"},
-        "http": {"listen": f"127.0.0.1:{port}"}, "watch_rules": False,
-        "sources": [{"kafka": source}],
-        "sinks": [{"kafka": {"bootstrap_servers": bootstrap, "topic": "alerts"}}],
-        "engine": {"max_lateness": "1d"},
-    }))  # fmt: skip
-    return config
+    sink = {"bootstrap_servers": bootstrap, "topic": "alerts"}
+    return write_config(Path(tmp), port, sources=[{"kafka": source}], sinks=[{"kafka": sink}])
 
 
 async def _produce(producer: AIOKafkaProducer, n: int, rate: float | None) -> None:

@@ -17,22 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from daemon_process import free_port, running, write_config
 from engine import calibration_ms  # bench/engine.py: the machine's speed right now
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rss(pid: int) -> int:
@@ -73,36 +64,16 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1_000)
     args = parser.parse_args()
-    port = _free_port()
+    port = free_port()
     before = calibration_ms()
     with tempfile.TemporaryDirectory() as tmp:
-        rules = Path(tmp) / "rules"
-        rules.mkdir()
-        (rules / "rules.yaml").write_text("{}\n")
-        config = Path(tmp) / "correlator.yaml"
-        config.write_text(json.dumps({
-            "rules": str(rules), "state": {"url": f"sqlite:///{tmp}/state.db"},
-            "http": {"listen": f"127.0.0.1:{port}"}, "watch_rules": False,
-            "engine": {"max_lateness": "1d"},
-        }))  # fmt: skip
-        correlator = Path(sys.executable).with_name("correlator")
-        daemon = subprocess.Popen([str(correlator), "run", "-c", str(config)])  # noqa: S603
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-                while True:
-                    try:
-                        if client.get("/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.05)
-                idle = _rss(daemon.pid)
-                first = _post_all(client, args.alerts, args.batch)
-                loaded = _rss(daemon.pid)
-                again = _post_all(client, args.alerts, args.batch)
-                total = client.get("/api/v1/alerts", params={"limit": 0}).json()["total"]
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=60)
+        config = write_config(Path(tmp), port)
+        with running(config, port) as (daemon, client):
+            idle = _rss(daemon.pid)
+            first = _post_all(client, args.alerts, args.batch)
+            loaded = _rss(daemon.pid)
+            again = _post_all(client, args.alerts, args.batch)
+            total = client.get("/api/v1/alerts", params={"limit": 0}).json()["total"]
     assert total == args.alerts, total
     result = {
         "alerts": args.alerts,

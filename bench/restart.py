@@ -15,23 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import orjson
+from daemon_process import free_port, running, write_config
 from engine import calibration_ms  # bench/engine.py: the machine's speed right now
 
 from correlator.ruleset.version import RuleVersion
 from correlator.store.base import EVENT, RULES, Batch, Entry
 from correlator.store.sql import open_store
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support.postgres import free_port
 
 
 def _event(seq: int, now: float) -> bytes:
@@ -66,30 +60,13 @@ def main() -> None:
         rules_dir = Path(tmp) / "rules"
         rules_dir.mkdir()
         (rules_dir / "rules.yaml").write_text("{}\n")
-        url = f"sqlite:///{tmp}/state.db"
-        asyncio.run(_fill(url, RuleVersion.read(rules_dir), args.alerts))
+        asyncio.run(_fill(f"sqlite:///{tmp}/state.db", RuleVersion.read(rules_dir), args.alerts))
         port = free_port()
-        config = Path(tmp) / "correlator.yaml"
-        config.write_text(json.dumps({
-            "rules": str(rules_dir), "state": {"url": url}, "watch_rules": False,
-            "http": {"listen": f"127.0.0.1:{port}"}, "engine": {"max_lateness": "1d"},
-        }))  # fmt: skip
-        correlator = Path(sys.executable).with_name("correlator")
+        config = write_config(Path(tmp), port)
         started = time.perf_counter()
-        daemon = subprocess.Popen([str(correlator), "run", "-c", str(config)])  # noqa: S603
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-                while True:
-                    try:
-                        if client.get("/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.05)
-                ready = time.perf_counter() - started
-                total = client.get("/api/v1/alerts", params={"limit": 0}).json()["total"]
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=120)
+        with running(config, port) as (_, client):
+            ready = time.perf_counter() - started
+            total = client.get("/api/v1/alerts", params={"limit": 0}).json()["total"]
     assert total == args.alerts, total
     result = {"alerts": args.alerts, "seconds_to_ready": round(ready, 1),
               "calibration_ms": [round(before, 2), round(calibration_ms(), 2)]}  # fmt: skip
