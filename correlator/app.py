@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -143,6 +144,26 @@ class App:
 
     async def submit(self, messages: list[Received]) -> Durable:
         return await self.pipeline.submit(messages)
+
+    async def history(
+        self, since: float, until: float, identifier: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        records = await self.store.history(since, until, identifier=identifier, limit=limit)
+        return [
+            {
+                "identifier": r.identifier,
+                "serial": r.serial,
+                "first_occurrence": r.first_occurrence,
+                "last_occurrence": r.last_occurrence,
+                "tally": r.tally,
+                "acknowledged_by": r.acknowledged_by,
+                "acknowledged_at": r.acknowledged_at,
+                "cleared_at": r.cleared_at,
+                "deleted_at": r.deleted_at,
+                "alert": orjson.loads(r.alert),
+            }
+            for r in records
+        ]
 
     async def act(self, action: str, identifier: str, who: str, value: str = "") -> str | None:
         return await self.pipeline.act(action, identifier, who, value)

@@ -46,6 +46,12 @@ class Service(Protocol):
         """An operator's action, journaled; the reason when refused."""
         ...
 
+    async def history(
+        self, since: float, until: float, identifier: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Deleted rows in [since, until), oldest first (the store's history)."""
+        ...
+
     async def reload(self) -> str:
         """Load the rules directory and swap it in; raise RuleSetError (the old rules stay)."""
         ...
@@ -176,6 +182,17 @@ def create_api(service: Service) -> FastAPI:
             name=f"alert_{action}",
             summary=f"{action} an alert (a journal line with who and when, a change on the sinks)",
         )
+
+    @api.get("/api/v1/history")
+    async def history(
+        since: float = 0.0,
+        until: float = float("inf"),
+        identifier: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> dict[str, Any]:
+        """Rows deleted in [since, until) (epoch seconds), oldest first: for MTTA/MTTR reports."""
+        rows = await service.history(since, min(until, 1e18), identifier, limit)
+        return {"history": rows}
 
     @api.get("/api/v1/incidents")
     async def list_incidents(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
@@ -185,3 +186,23 @@ async def test_incidents_are_listed_open_and_closed(daemon: Running, rules_dir: 
     async with daemon() as (_, client):
         after = (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
         assert after["status"] == "closed"
+
+
+async def test_deleted_rows_are_kept_in_the_history(daemon: Running) -> None:
+    """Who acknowledged it and when, when it cleared, its last fields: queried by time."""
+    async with daemon(engine={"delete_cleared_after": "200ms"}) as (app, client):
+        await client.post("/api/v1/events", json={"node": "db1", "alertgroup": "Disk"})
+        await client.post("/api/v1/alerts/db1:Disk::/ack")
+        await client.post("/api/v1/alerts/db1:Disk::/clear")
+        async with asyncio.timeout(10):
+            while len(app.engine.table):  # noqa: ASYNC110 - the daemon's own deletion timer
+                await asyncio.sleep(0.05)
+        await client.post(
+            "/api/v1/events", json={"node": "web1", "alertgroup": "Load"}
+        )  # after the deletion commits
+        (row,) = (await client.get("/api/v1/history", params={"since": 0})).json()["history"]
+        assert (row["identifier"], row["acknowledged_by"], row["tally"]) == ("db1:Disk::", "api", 1)
+        assert row["acknowledged_at"] <= row["cleared_at"] <= row["deleted_at"]
+        assert row["alert"]["status"] == "cleared"
+        later = await client.get("/api/v1/history", params={"since": row["deleted_at"] + 1})
+        assert later.json() == {"history": []}
