@@ -196,3 +196,25 @@ async def _publish(port: int, events: int, nodes: int) -> None:
         for n in range(events):
             event = {"node": f"n{n % nodes}", "alertgroup": "Down", "timestamp": time.time()}
             await client.publish(f"crash/{n}", orjson.dumps(event), qos=1)
+
+
+async def test_sighup_reloads_the_rules(tmp_path: Path) -> None:
+    """`kill -HUP` makes the running daemon load the rules directory (file watching off)."""
+    port = free_port()
+    config = _config(tmp_path, port, [])
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        daemon = _start(config, tmp_path)
+        try:
+            await _until_ready(client)
+            (tmp_path / "rules" / "rules.yaml").write_text(
+                "correlate:\n  - {name: storm, kind: threshold, count: 1, window: 1m}\n"
+            )
+            daemon.send_signal(signal.SIGHUP)
+            async with asyncio.timeout(20):
+                while 'result="success"} 1.0' not in (await client.get("/metrics")).text:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            await client.post("/api/v1/events", json={"node": "a", "alertgroup": "X"})
+            assert "correlator:storm" in await _tally(client)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(timeout=20) == 0
