@@ -1,6 +1,8 @@
 """Hands each committed batch of change records to every sink, in order, at least once.
 
-One task per sink drains its own bounded queue, so a slow sink delays only
+Within a committed batch, an `alert.updated` that another update of the same
+alert follows is dropped (`coalesce`): a storm of repeats costs one record per
+alert per batch. One task per sink drains its own bounded queue, so a slow sink delays only
 itself until its queue is full; then the committer waits (backpressure: the
 sources stop reading) instead of dropping records. A failed publish is
 retried with exponential backoff; after each published batch the sink's
@@ -15,8 +17,27 @@ import contextlib
 import random
 from collections.abc import Sequence
 
+from correlator.model import UPDATED
 from correlator.sinks.base import Record, Sink
 from correlator.store.base import Store
+
+
+def coalesce(records: list[Record]) -> list[Record]:
+    """Drop an `alert.updated` followed, in the batch, by another of the same alert.
+
+    The later record carries the whole row, so a consumer loses nothing but a
+    step (a gap in `seq`); created, cleared, deleted and every record that
+    comes between two updates of an alert are kept, in order.
+    """
+    later: dict[str, str] = {}  # identifier → kind of its next record in the batch
+    kept: list[Record] = []
+    for record in reversed(records):
+        if record.kind == UPDATED and later.get(record.identifier) == UPDATED:
+            continue
+        later[record.identifier] = record.kind
+        kept.append(record)
+    kept.reverse()
+    return kept
 
 
 class _Lane:
@@ -55,6 +76,7 @@ class Publisher:
 
     async def publish(self, records: list[Record]) -> None:
         """Queue a batch for every sink (waits while a sink's queue is full)."""
+        records = coalesce(records)
         for lane in self._lanes:
             fresh = [r for r in records if r.seq > lane.position]
             if fresh:
