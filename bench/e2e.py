@@ -52,13 +52,17 @@ async def _produce(producer: AIOKafkaProducer, n: int, rate: float | None) -> No
     await producer.flush()
 
 
-async def _read(consumer: AIOKafkaConsumer, n: int, arrivals: list[tuple[float, float]]) -> None:
-    """Read `n` change records: (time read, time the event was sent)."""
-    while len(arrivals) < n:
+async def _read(
+    consumer: AIOKafkaConsumer, n: int, arrivals: list[tuple[float, float]], tally: dict[str, int]
+) -> None:
+    """Read change records until the alerts' tallies add up to `n` events; note for each
+    record (time read, time its newest event was sent). Repeats may come coalesced."""
+    while sum(tally.values()) < n:
         for messages in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
             now = time.time()
             for m in messages:
                 alert = orjson.loads(m.value)["alert"]
+                tally[alert["identifier"]] = alert["tally"]
                 arrivals.append((now, float(alert["annotations"]["sent"])))
 
 
@@ -76,12 +80,14 @@ async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, float]:
         daemon = await asyncio.create_subprocess_exec(str(correlator), "run", "-c", str(config))
         try:
             throughput: list[tuple[float, float]] = []
-            await _read(consumer, args.events, throughput)
+            tally: dict[str, int] = {}
+            await _read(consumer, args.events, throughput, tally)
             first, last = throughput[0][0], throughput[-1][0]
             steady = int(args.rate * args.seconds)
             latency: list[tuple[float, float]] = []
             await asyncio.gather(
-                _produce(producer, steady, args.rate), _read(consumer, steady, latency)
+                _produce(producer, steady, args.rate),
+                _read(consumer, args.events + steady, latency, tally),
             )
             async with httpx.AsyncClient() as client:
                 total = (await client.get(f"http://127.0.0.1:{port}/api/v1/alerts?limit=0")).json()
