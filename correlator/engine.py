@@ -34,11 +34,13 @@ from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.matchers import Predicate
 from correlator.ruleset.sandbox import LIMITS
+from correlator.snapshot import ALERT_FIELDS, Decoder, Encoder, SnapshotError
 from correlator.stats import Stats
-from correlator.table.table import AlertTable
+from correlator.table.table import AlertTable, Resolved
 from correlator.timeparse import format_duration
 from correlator.timers import TimerHeap
 
+SNAPSHOT_FORMAT: Final = 1  # bumped when a change makes older snapshots unreadable
 OPERATOR_ACTIONS: Final = ("ack", "unack", "assign", "journal", "clear", "severity")
 
 PUBLIC_KIND: Final = {
@@ -230,6 +232,83 @@ class Engine:
             row.severity = level
             self.modify(row, now, who, f"severity set to {SEVERITY_NAMES[level]}")
         return self._drain()
+
+    # -- snapshots -------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain data (`correlator.snapshot`), for `restore`.
+
+        Taken between two entry points, once the rules a load brought are
+        started (they start at the next entry point: snapshot after one).
+        """
+        if self._unstarted or self._retired:
+            raise RuntimeError("a snapshot needs the loaded rules started: take it after a tick")
+        table, operators = self.table, self.operators
+        timers: list[tuple[float, int, int, str | None, Hashable]] = []
+        for when, rank, order, owner, key in self._timers.entries():
+            if owner is table:
+                timers.append((when, rank, order, None, key))
+            elif isinstance(owner, Operator) and operators.get(owner.name) is owner:
+                timers.append((when, rank, order, owner.name, key))  # others would do nothing
+        state = {
+            "rows": list(table.rows.values()),  # first: every other mention is a reference
+            "table": table.state(),
+            "parents": self.parents.state(),
+            "suppressors": self._suppressors,
+            "newest": self._newest,
+            "timers": timers,
+            "operators": {
+                name: (op.kind, {attr: getattr(op, attr) for attr in op.state})
+                for name, op in operators.items()
+            },
+        }
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "alert_fields": list(ALERT_FIELDS),
+            "state": Encoder(self._state_types()).encode(state),
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Load a snapshot into this fresh engine, built with the rules it was taken under.
+
+        Rules the snapshot does not know start afresh at the next entry point.
+        SnapshotError: a snapshot this version cannot read.
+        """
+        if snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise SnapshotError(
+                f"snapshot format {snapshot.get('format')!r} is not {SNAPSHOT_FORMAT}"
+            )
+        decoder = Decoder(self._state_types(), snapshot.get("alert_fields", ALERT_FIELDS))
+        state = decoder.decode(snapshot["state"])
+        self.table.restore(state["rows"], state["table"])
+        self.parents.restore(state["parents"])
+        self._suppressors = state["suppressors"]
+        self._newest = state["newest"]
+        restored: set[str] = set()
+        for name, (kind, values) in state["operators"].items():
+            op = self.operators.get(name)
+            if op is None or op.kind != kind:
+                continue
+            for attr in op.state:
+                if attr in values:
+                    setattr(op, attr, values[attr])
+            restored.add(name)
+        self._unstarted = [op for op in self._unstarted if op.name not in restored]
+        owners: dict[str | None, Any] = {name: self.operators[name] for name in restored}
+        owners[None] = self.table
+        self._timers.restore(
+            [
+                (when, rank, order, owners[owner], key)
+                for when, rank, order, owner, key in state["timers"]
+                if owner in owners
+            ]
+        )
+
+    def _state_types(self) -> list[type]:
+        types: list[type] = [Resolved, ParentLink]
+        for op in self.operators.values():
+            types.extend(t for t in op.state_types if t not in types)
+        return types
 
     # -- plumbing ------------------------------------------------------------
 

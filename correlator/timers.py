@@ -31,6 +31,16 @@ class TimerHeap:
     def next_due(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 
+    def entries(self) -> list[tuple[float, int, int, Any, Hashable]]:
+        """Every pending timer as (when, rank, order, owner, key), in firing order (snapshots)."""
+        return sorted(self._heap)  # `order` is unique: owners and keys are never compared
+
+    def restore(self, entries: list[tuple[float, int, int, Any, Hashable]]) -> None:
+        """Replace the timers with `entries` (from `entries`); new ones are set after them."""
+        self._heap = list(entries)
+        heapq.heapify(self._heap)
+        self._seq = count(max((entry[2] for entry in entries), default=-1) + 1)
+
     def pop_due(
         self, now: float, *, inclusive: bool = True
     ) -> Iterator[tuple[float, Any, Hashable]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from contextlib import suppress
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,19 @@ NODES = ["core", "sw1", "sw2", "h1", "h2", "h3", "x"]
 GROUPS = ["Down", "Site", "Lat", "JobStart", "JobEnd", "Deploy", "Up", "HB"]
 WEIGHTED = [*GROUPS, "Down", "Down", "Down", "Lat"]  # the alerts parents are set on, more often
 HOLDING = ("inhibit", "topology", "maintenance")
+
+
+def random_event(rng: random.Random, now: float) -> dict[str, Any]:
+    """An event on the small graph: any kind, severity and type, some stamped late."""
+    return {
+        "node": rng.choice(NODES),
+        "alertgroup": rng.choice(WEIGHTED),
+        "alertkey": rng.choice(["", "k"]),
+        "severity": rng.choice(["clear", "indeterminate", "minor", "major", "critical"]),
+        "type": rng.choice(["problem", "problem", "resolution", "info"]),
+        "timestamp": now - rng.choice([0, 0, 0, 10, 100]),
+        "labels": {"site": rng.choice(["a", "b", ""])},
+    }
 
 
 def check(eng: Engine) -> None:
@@ -131,15 +145,7 @@ def test_holds_agree_and_state_drains(ruleset: Callable[[str], RuleSet], seed: i
         if rng.random() < 0.03 and eng.table.rows:
             eng.acknowledge(rng.choice(sorted(eng.table.rows)), "op", now)
             continue
-        event = {
-            "node": rng.choice(NODES),
-            "alertgroup": rng.choice(WEIGHTED),
-            "alertkey": rng.choice(["", "k"]),
-            "severity": rng.choice(["clear", "indeterminate", "minor", "major", "critical"]),
-            "type": rng.choice(["problem", "problem", "resolution", "info"]),
-            "timestamp": now - rng.choice([0, 0, 0, 10, 100]),
-            "labels": {"site": rng.choice(["a", "b", ""])},
-        }
+        event = random_event(rng, now)
         with suppress(EventError):  # late beyond max_lateness: dead-lettered
             feed(eng, event, now=now)
         check(eng)

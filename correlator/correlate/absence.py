@@ -99,6 +99,8 @@ def _expected_keys(spec: AbsenceRule) -> list[Key]:
 
 
 class AbsenceOperator(Operator):
+    state = ("_watches", "_raised_key")
+    state_types = (_Watch,)
     kind = "absence"
     transitions = frozenset((CLEARED,))
 

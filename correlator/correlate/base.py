@@ -124,6 +124,10 @@ class Operator:
     pauses_escalation: ClassVar[bool] = False  # its suppressions stop escalation clocks
     resets_on_reopen: ClassVar[bool] = False  # undoes its changes when a row reopens
     clears_on_transition: ClassVar[bool] = False  # may clear a row it is told about: told last
+    # what the rule has learnt, by attribute name: a snapshot saves exactly these and
+    # restores them into the same rule freshly built (the rest comes from its spec)
+    state: ClassVar[tuple[str, ...]] = ()
+    state_types: ClassVar[tuple[type, ...]] = ()  # the record classes found in `state`
 
     def __init__(self, name: str, spec: Any) -> None:
         self.name = name

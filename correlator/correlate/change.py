@@ -70,6 +70,8 @@ class _Born:
 
 
 class ChangeOperator(Operator):
+    state = ("_windows", "_born")
+    state_types = (_Change, _Born)
     kind = "change"
     transitions = frozenset((CREATED, REOPENED))
 

@@ -63,6 +63,8 @@ class _Seen:
 
 
 class ClearOperator(Operator):
+    state = ("_open", "_key_of", "_seen")
+    state_types = (_Seen,)
     kind = "clear"
     transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
     clears_on_transition = True

@@ -133,6 +133,8 @@ _CHANGES: Final = frozenset((CREATED, UPDATED, MODIFIED, SUPPRESSED, UNSUPPRESSE
 
 
 class EscalateOperator(Operator):
+    state = ("_clocks", "_done")
+    state_types = (_Clock, _Escalated)
     kind = "escalate"
     resets_on_reopen = True  # puts back the labels it set, before other rules see the reopen
     transitions = frozenset(

@@ -70,6 +70,8 @@ class _Track:
 
 
 class FlappingOperator(Operator):
+    state = ("_rows", "_rechecking")
+    state_types = (_Track,)
     kind = "flapping"
     transitions = frozenset((CREATED, REOPENED, CLEARED, DELETED, UPDATED, MODIFIED))
 

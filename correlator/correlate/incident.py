@@ -134,6 +134,8 @@ def _better(a: _Member, b: _Member) -> bool:
 
 
 class IncidentOperator(Operator):
+    state = ("_groups", "_of", "_live", "_issued", "_issued_at", "_newest")
+    state_types = (_Member, _Incident, _Group)
     kind = "incident"
     transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
 

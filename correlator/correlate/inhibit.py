@@ -174,6 +174,8 @@ class _Member:
 
 
 class InhibitOperator(Operator):
+    state = ("_members", "_sources", "_targets", "_held")
+    state_types = (_Sources, _Member)
     kind = "inhibit"
     # acknowledged too: matchers may read `status` (`status="open"`: only unhandled alerts)
     transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, ACKNOWLEDGED, CLEARED, DELETED))

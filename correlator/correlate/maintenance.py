@@ -229,6 +229,7 @@ class Schedule:
 
 
 class MaintenanceOperator(Operator):
+    state = ("_open", "_held", "_armed", "_rechecking")
     kind = "maintenance"
     transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
     pauses_escalation = True

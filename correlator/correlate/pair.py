@@ -103,6 +103,8 @@ def _snapshot(occ: Alert) -> Alert:
 
 
 class PairOperator(Operator):
+    state = ("_pending", "_raised", "_raised_key", "_seconds")
+    state_types = (_Pending, _Raised, _Second)
     kind = "pair"
     transitions = frozenset((CLEARED, DELETED))
 

@@ -27,7 +27,7 @@ cleaned when a row is deleted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from correlator.correlate.base import ParentLink
 from correlator.model import CLEARED, Alert
@@ -49,6 +49,14 @@ class ParentLinks:
         self._count = count
         self.links: dict[str, ParentLink] = {}  # row identifier → who set its parent
         self._children: dict[str, set[str]] = {}  # parent identifier → rows linked to it
+
+    def state(self) -> dict[str, object]:
+        """The links and their reverse index, for snapshots."""
+        return {"links": self.links, "children": self._children}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.links = state["links"]
+        self._children = state["children"]
 
     def get(self, alert: Alert) -> ParentLink | None:
         return self.links.get(alert.identifier)

@@ -99,6 +99,8 @@ def group_text(names: list[str]) -> str:
 
 
 class ThresholdOperator(Operator):
+    state = ("_groups", "_raised_key")
+    state_types = (_Group,)
     kind = "threshold"
     transitions = frozenset((CLEARED,))
 

@@ -151,6 +151,7 @@ def compile_graph(graph: Mapping[str, Sequence[str]]) -> Graph:
 
 
 class TopologyOperator(Operator):
+    state = ("_open", "_joined", "_joins", "_node_of", "_root_of", "_symptoms", "_held", "_before")
     kind = "topology"
     transitions = frozenset((CREATED, REOPENED, UPDATED, MODIFIED, CLEARED, DELETED))
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from correlator.model import (
     ACKNOWLEDGED,
@@ -45,7 +45,7 @@ MAX_REMEMBERED: Final = 100_000  # resolutions remembered at once; past it they 
 
 
 @dataclass(slots=True)
-class _Resolved:
+class Resolved:
     """The newest remembered clear of an identifier: its event time, kept until `until`."""
 
     at: float
@@ -74,7 +74,7 @@ class AlertTable:
         self.delete_cleared_after = delete_cleared_after
         self.max_lateness = max_lateness
         self.max_remembered = MAX_REMEMBERED
-        self._resolved: dict[str, _Resolved] = {}  # identifier → its newest timed clear
+        self._resolved: dict[str, Resolved] = {}  # identifier → its newest timed clear
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -221,7 +221,7 @@ class AlertTable:
             if len(self._resolved) >= self.max_remembered:
                 self._stats.resolutions_cap_hit += 1
                 return
-            known = self._resolved[identifier] = _Resolved(at, until, landed)
+            known = self._resolved[identifier] = Resolved(at, until, landed)
         else:
             known.at = max(known.at, at)
             known.landed = known.landed or landed
@@ -283,6 +283,17 @@ class AlertTable:
         if armed is None or at < armed:  # later expiries wait for the armed timer to re-arm
             self._expiring[row.identifier] = at
             self._schedule(at, self, (_EXPIRE, row.identifier))
+
+    def state(self) -> dict[str, Any]:
+        """What the table knows beside its rows (its timers are the engine's), for snapshots."""
+        return {"serial": self._serial, "expiring": self._expiring, "resolved": self._resolved}
+
+    def restore(self, rows: list[Alert], state: dict[str, Any]) -> None:
+        """Load rows (in their order) and `state` from a snapshot into an empty table."""
+        self.rows = {row.identifier: row for row in rows}
+        self._serial = state["serial"]
+        self._expiring = state["expiring"]
+        self._resolved = state["resolved"]
 
     def on_timer(self, key: Hashable, now: float) -> None:
         """Expire or delete a row if the timer still applies (rows move on)."""

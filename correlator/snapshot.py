@@ -1,0 +1,237 @@
+"""The engine's state as plain data (JSON-ready) and back: what snapshots are made of.
+
+A snapshot must restore the very object graph the engine ran on: a rule's
+window and the table may hold the same row, an incident's root is one of its
+members. So the encoding keeps identity as pickle does, with a memo: every
+mutable object (list, dict, set, deque, alert row, state record) is numbered
+in the order it is first met, and met again it is written as a reference to
+that number. The decoder numbers objects in the same order as it creates them,
+before their contents (so cycles decode too).
+
+Unlike pickle, the output is plain data (`orjson` writes it as is) and
+decoding builds only the classes it is given: a snapshot read from a shared
+database cannot run code. Records are written by field name, so a snapshot
+written before a field was added still loads (the field takes its default).
+
+Tags (a JSON object with one of these keys; anything else is a scalar or a list):
+`d` dict as [key, value, ...], `t` tuple, `s` set, `q` deque, `fs` frozenset,
+`f` a float JSON cannot hold (inf, -inf, nan), `r` a reference to the n-th
+object, `a` an alert row, `o` a record (`c` its class, `v` its fields by name),
+`n` a named tuple (`c` its class, `v` its values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from correlator.model import Alert, Elided, JournalEntry
+
+ALERT_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Alert))
+_JOURNAL: Final = ALERT_FIELDS.index("journal")
+_FLOAT_FIELDS: Final = tuple(
+    i for i, f in enumerate(dataclasses.fields(Alert)) if "float" in str(f.type)
+)
+_MAP_FIELDS: Final = tuple(
+    i for i, f in enumerate(dataclasses.fields(Alert)) if str(f.type).startswith("dict")
+)
+_FLOAT_NAMES: Final = tuple(ALERT_FIELDS[i] for i in _FLOAT_FIELDS)
+
+_SPECIAL_FLOATS: Final = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def type_name(cls: type) -> str:
+    """A record class's name in snapshots: its module's last part and its own name."""
+    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
+
+
+class SnapshotError(ValueError):
+    """A snapshot that cannot be decoded (corrupt, or a class this version does not know)."""
+
+
+class Encoder:
+    """Turns objects into plain data; one encoder per snapshot (its memo spans all of it)."""
+
+    def __init__(self, types: Iterable[type]) -> None:
+        self._names = {cls: type_name(cls) for cls in types}
+        self._memo: dict[int, int] = {}
+        self._keep: list[object] = []  # what the memo numbers stays alive (ids are not reused)
+
+    def _seen(self, value: object) -> int | None:
+        """The reference number of an object met before; else number it now (None)."""
+        key = id(value)
+        number = self._memo.get(key)
+        if number is None:
+            self._memo[key] = len(self._memo)
+            self._keep.append(value)
+        return number
+
+    def encode(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            return value
+        if kind is float:
+            return value if math.isfinite(value) else {"f": repr(value)}
+        if kind is tuple:
+            return {"t": [self.encode(v) for v in value]}
+        if kind is frozenset:
+            return {"fs": [self.encode(v) for v in value]}
+        number = self._seen(value)
+        if number is not None:
+            return {"r": number}
+        if kind is list:
+            return [self.encode(v) for v in value]
+        if kind is dict:
+            flat: list[Any] = []
+            for key, item in value.items():
+                flat.append(self.encode(key))
+                flat.append(self.encode(item))
+            return {"d": flat}
+        if kind is set:
+            return {"s": [self.encode(v) for v in value]}
+        if kind is deque:
+            return {"q": [self.encode(v) for v in value]}
+        if kind is Alert:
+            return {"a": self._alert(value)}
+        name = self._names.get(kind)
+        if name is None:
+            raise TypeError(f"cannot snapshot a {kind.__qualname__}: not a registered state type")
+        if dataclasses.is_dataclass(value):
+            fields = {
+                f.name: self.encode(getattr(value, f.name)) for f in dataclasses.fields(value)
+            }
+            return {"o": fields, "c": name}
+        # a named tuple (immutable: numbered like the rest, never referenced twice in practice)
+        return {"n": [self.encode(v) for v in value], "c": name}
+
+    def _alert(self, row: Alert) -> list[Any]:
+        """A row as its field values in `ALERT_FIELDS` order (its maps are its own)."""
+        values: list[Any] = [getattr(row, name) for name in ALERT_FIELDS]
+        for i in _MAP_FIELDS:  # copied: the plain form must not change with the engine
+            if values[i] is not None:
+                values[i] = dict(values[i])
+        for i in _FLOAT_FIELDS:
+            v = values[i]
+            if v is not None and not math.isfinite(v):
+                values[i] = repr(v)
+        values[_JOURNAL] = [
+            [e.at, e.who, e.text, e.dropped] if type(e) is Elided else [e.at, e.who, e.text]
+            for e in row.journal
+        ]
+        return values
+
+
+class Decoder:
+    """Plain data back into objects, building only the given record classes."""
+
+    def __init__(self, types: Iterable[type], alert_fields: Iterable[str] = ALERT_FIELDS) -> None:
+        self._types: dict[str, type[Any]] = {type_name(cls): cls for cls in types}
+        self._memo: list[Any] = []
+        fields = tuple(alert_fields)
+        unknown = set(fields) - set(ALERT_FIELDS)
+        if unknown:
+            raise SnapshotError(f"alert fields this version does not know: {sorted(unknown)}")
+        self._alert_fields = fields
+        self._tags: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+            "r": self._ref,
+            "d": self._dict,
+            "t": lambda v, _: tuple([self.decode(x) for x in v]),
+            "s": self._set,
+            "q": self._deque,
+            "fs": lambda v, _: frozenset(self.decode(x) for x in v),
+            "f": lambda v, _: _SPECIAL_FLOATS[v],
+            "a": lambda v, _: self._alert(v),
+            "o": self._record,
+            "n": self._named,
+        }
+
+    def decode(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is list:
+            out: list[Any] = []
+            self._memo.append(out)
+            out.extend([self.decode(v) for v in value])
+            return out
+        if kind is not dict:
+            return value
+        for tag, body in value.items():
+            if tag != "c":
+                try:
+                    return self._tags[tag](body, value)
+                except (KeyError, IndexError, TypeError) as exc:
+                    raise SnapshotError(f"bad {tag!r} entry in snapshot: {exc!r}") from exc
+        raise SnapshotError(f"untagged object in snapshot: {sorted(value)}")
+
+    def _ref(self, number: int, _: dict[str, Any]) -> Any:
+        return self._memo[number]
+
+    def _dict(self, flat: list[Any], _: dict[str, Any]) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        self._memo.append(out)
+        decode = self.decode
+        for i in range(0, len(flat), 2):
+            key = decode(flat[i])
+            out[key] = decode(flat[i + 1])
+        return out
+
+    def _set(self, items: list[Any], _: dict[str, Any]) -> set[Any]:
+        out: set[Any] = set()
+        self._memo.append(out)
+        out.update([self.decode(v) for v in items])
+        return out
+
+    def _deque(self, items: list[Any], _: dict[str, Any]) -> deque[Any]:
+        out: deque[Any] = deque()
+        self._memo.append(out)
+        out.extend([self.decode(v) for v in items])
+        return out
+
+    def _class(self, whole: dict[str, Any]) -> type[Any]:
+        cls = self._types.get(whole.get("c", ""))
+        if cls is None:
+            raise SnapshotError(f"unknown state type {whole.get('c')!r} in snapshot")
+        return cls
+
+    def _record(self, fields: dict[str, Any], whole: dict[str, Any]) -> Any:
+        cls = self._class(whole)
+        known = {f.name for f in dataclasses.fields(cls)}
+        record = object.__new__(cls)
+        self._memo.append(record)
+        values = {name: self.decode(v) for name, v in fields.items() if name in known}
+        missing = known - values.keys()
+        if missing:  # written before these fields existed: build the defaults the normal way
+            for f in dataclasses.fields(cls):
+                if f.name in missing:
+                    if f.default is not dataclasses.MISSING:
+                        values[f.name] = f.default
+                    elif f.default_factory is not dataclasses.MISSING:
+                        values[f.name] = f.default_factory()
+                    else:
+                        raise SnapshotError(f"{whole['c']} in snapshot lacks field {f.name!r}")
+        for name, v in values.items():
+            object.__setattr__(record, name, v)
+        return record
+
+    def _named(self, items: list[Any], whole: dict[str, Any]) -> Any:
+        cls = self._class(whole)
+        self._memo.append(None)  # numbered by the encoder too; filled below
+        slot = len(self._memo) - 1
+        value = cls(*[self.decode(v) for v in items])
+        self._memo[slot] = value
+        return value
+
+    def _alert(self, values: list[Any]) -> Alert:
+        fields = dict(zip(self._alert_fields, values, strict=True))
+        fields["journal"] = [
+            JournalEntry(e[0], e[1], e[2]) if len(e) == 3 else Elided(e[0], e[1], e[2], e[3])
+            for e in fields.get("journal", ())
+        ]
+        for name in _FLOAT_NAMES:
+            if type(fields.get(name)) is str:  # inf, -inf or nan
+                fields[name] = _SPECIAL_FLOATS[fields[name]]
+        row = Alert(**fields)
+        self._memo.append(row)
+        return row
