@@ -80,6 +80,9 @@ class App:
             observe_commit=commit_histogram(self.registry).observe,
             commit_interval=config.state.commit_interval,
             commit_max_events=config.state.commit_max_events,
+            snapshot_entries=config.state.snapshot_entries,
+            snapshot_interval=config.state.snapshot_interval,
+            caught_up=self.publisher.caught_up if self.sinks else None,
         )
         self.registry.register(
             DaemonCollector(self.pipeline, self._connected, self.publisher.lag, self.reloads)
@@ -229,6 +232,11 @@ class App:
             await _settle(committing)
             await self.publisher.stop()  # 3. the sinks publish what is queued
             await _settle(publishing, self.config.shutdown_timeout)
+            if not committing.cancelled() and committing.exception() is None:
+                # 4. a snapshot, so the next start replays no journal
+                await _settle(
+                    asyncio.create_task(pipeline.final_snapshot()), self.config.shutdown_timeout
+                )
             stopping.cancel()
 
 

@@ -59,6 +59,10 @@ class StateConfig(Section):
     synchronous: Literal["normal", "full"] = "normal"
     commit_interval: Duration = 0.005  # group commit: at most this long, or …
     commit_max_events: Annotated[int, Field(ge=1)] = 2000  # … this many events per batch
+    # a snapshot of the engine every this many journal entries or seconds (and at shutdown):
+    # a restart replays at most that much journal
+    snapshot_entries: Annotated[int, Field(ge=1)] = 100_000
+    snapshot_interval: Duration = 300.0
 
 
 class HttpConfig(Section):
@@ -89,6 +93,9 @@ class MqttSource(Section):
     protocol: Literal["5", "3.1.1"] = "5"
     shared_group: str | None = None  # subscribe as `$share/<group>/<topic>`
     session_expiry: Duration = 86400.0  # v5: how long the broker keeps unacknowledged messages
+    # v5: messages the broker may send before we acknowledge: the most a crash can deliver
+    # twice, and what the daemon holds when its queue is full (3.1.1: the broker's setting)
+    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 1000
 
 
 class FileSource(Section):

@@ -235,13 +235,17 @@ class Engine:
 
     # -- snapshots -------------------------------------------------------------
 
+    @property
+    def settled(self) -> bool:
+        """Whether the rules a load brought have started (at the next entry point)."""
+        return not (self._unstarted or self._retired)
+
     def snapshot(self) -> dict[str, Any]:
         """The whole state as plain data (`correlator.snapshot`), for `restore`.
 
-        Taken between two entry points, once the rules a load brought are
-        started (they start at the next entry point: snapshot after one).
+        Taken between two entry points, once `settled`.
         """
-        if self._unstarted or self._retired:
+        if not self.settled:
             raise RuntimeError("a snapshot needs the loaded rules started: take it after a tick")
         table, operators = self.table, self.operators
         timers: list[tuple[float, int, int, str | None, Hashable]] = []

@@ -13,18 +13,24 @@ the engine and makes them durable together. Per commit, in this order:
 
 A failed commit fails its futures (nothing is acknowledged) and stops the
 pipeline: the engine has moved past what is stored, so the daemon restarts
-from the store rather than run on. `restore` rebuilds the engine by replaying
-the journal with the recorded `now` values, and re-publishes the records a
-sink had not confirmed.
+from the store rather than run on.
+
+Every `snapshot_entries` journal entries or `snapshot_interval` seconds (and
+at shutdown) the committer snapshots the engine between two batches; the
+snapshot is saved, and the journal it covers dropped, once every sink has
+published the records made before it (they could not be made again).
+`restore` loads the last snapshot and replays the journal after it with the
+recorded `now` values, and re-publishes the records a sink had not confirmed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +90,9 @@ class Pipeline:
         commit_interval: float = 0.005,
         commit_max_events: int = 2000,
         queue_size: int = 64,
+        snapshot_entries: int = 100_000,
+        snapshot_interval: float = 300.0,
+        caught_up: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.rules = rules  # the version in force (live)
         self.make_engine = make_engine
@@ -107,6 +116,13 @@ class Pipeline:
         self._stopping = False
         self._seq = 0  # journal entries
         self._change_seq = 0  # published records
+        self.snapshot_entries = snapshot_entries
+        self.snapshot_interval = snapshot_interval
+        self.caught_up = caught_up  # waits until the sinks have published up to a seq
+        self.snapshot_seq = 0  # the journal entry the stored snapshot covers
+        self._snapshot_at = time.monotonic()
+        self._saving: asyncio.Task[None] | None = None
+        self.last_snapshot: tuple[float, int] = (0.0, 0)  # seconds to take it, bytes
 
     # -- the source side -------------------------------------------------------
 
@@ -119,39 +135,58 @@ class Pipeline:
     # -- restart ---------------------------------------------------------------
 
     async def restore(self) -> list[Record]:
-        """Rebuild the engine from the journal; return the change records it made.
+        """Rebuild the engine from the snapshot and journal; return the records replay made.
 
         Each input is replayed under the rules that processed it (the journal
-        says when a version came into force); then the current rules are
-        loaded with reload semantics, and journaled before the next input.
+        says when a version came into force; the snapshot, which one it was
+        taken under); then the current rules are loaded with reload
+        semantics, and journaled before the next input.
         """
         restored = await self.store.load(self.scope)
         self.offsets = dict(restored.offsets)
         entries = restored.entries
         current = self.rules
-        first = entries[0] if entries and entries[0].kind == RULES else None
-        in_force = current if first is None else await self._version(first.data.decode())
-        self.engine = self.make_engine(in_force.ruleset)
-        records: list[Record] = []
-        for entry in entries:
-            self._seq = entry.seq
-            if entry.kind == RULES:
-                if entry.data.decode() != in_force.digest:
-                    in_force = await self._version(entry.data.decode())
-                    self.engine.load(in_force.ruleset)
-                continue
-            if entry.kind == TICK:
-                changes = self.engine.tick(entry.at)
-            elif entry.kind == ACTION:
-                changes = self.engine.operate(**orjson.loads(entry.data), now=entry.at)
+        with _gc_paused():
+            if restored.snapshot is not None:
+                in_force = await self._from_snapshot(restored.snapshot, restored.snapshot_seq)
             else:
-                changes = self._fold_stored(entry)
-            self._records(changes, records, None)
+                first = entries[0] if entries and entries[0].kind == RULES else None
+                in_force = current if first is None else await self._version(first.data.decode())
+                self.engine = self.make_engine(in_force.ruleset)
+            records: list[Record] = []
+            for entry in entries:
+                self._seq = entry.seq
+                if entry.kind == RULES:
+                    if entry.data.decode() != in_force.digest:
+                        in_force = await self._version(entry.data.decode())
+                        self.engine.load(in_force.ruleset)
+                    continue
+                if entry.kind == TICK:
+                    changes = self.engine.tick(entry.at)
+                elif entry.kind == ACTION:
+                    changes = self.engine.operate(**orjson.loads(entry.data), now=entry.at)
+                else:
+                    changes = self._fold_stored(entry)
+                self._records(changes, records, None)
+        gc.freeze()  # the restored state lives long: spare it from every full collection
         if in_force.digest != current.digest:
             self.engine.load(current.ruleset)
-        if first is None or in_force.digest != current.digest:
+        if self._seq == 0 or in_force.digest != current.digest:
             self._unjournaled = current
         return records
+
+    async def _from_snapshot(self, data: bytes, seq: int) -> RuleVersion:
+        """Load the engine from a stored snapshot; return the rules it was taken under."""
+        saved = orjson.loads(data)
+        in_force = await self._version(saved["rules"])
+        self.engine = self.make_engine(in_force.ruleset)
+        self.engine.restore(saved["engine"])
+        self._seq = self.snapshot_seq = seq
+        self._change_seq = saved["change_seq"]
+        for view in saved["incidents"]:
+            self.incidents[str(view["id"])] = view
+        log.info("snapshot loaded", seq=seq, bytes=len(data), alerts=len(self.engine.table))
+        return in_force
 
     async def _version(self, digest: str) -> RuleVersion:
         """A journaled rule set; the current one if it is gone or no longer loads."""
@@ -198,6 +233,8 @@ class Pipeline:
                 commit = _Commit(Batch(self.scope))
                 await self._gather(commit)
                 await self._commit(commit)
+                if self._snapshot_due():
+                    await self._snapshot()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -353,6 +390,70 @@ class Pipeline:
             await self.publish(commit.records)
         self._arm()
 
+    # -- snapshots -------------------------------------------------------------------
+
+    @property
+    def journal_tail(self) -> int:
+        """Journal entries after the last saved snapshot: what a restart would replay."""
+        return self._seq - self.snapshot_seq
+
+    def _snapshot_due(self) -> bool:
+        if self._saving is not None and not self._saving.done():
+            return False  # one at a time
+        since = self.journal_tail
+        return since >= self.snapshot_entries or (
+            since > 0 and time.monotonic() - self._snapshot_at >= self.snapshot_interval
+        )
+
+    async def _snapshot(self) -> None:
+        """Encode the state between two batches; save it in the background.
+
+        Encoding runs in a thread while the committer waits (nothing else
+        changes the engine), so the event loop goes on serving HTTP.
+        """
+        if self._unjournaled is not None or not self.engine.settled:
+            return  # the next batch journals the rules and starts them
+        started = time.perf_counter()
+        seq, change_seq = self._seq, self._change_seq
+        try:
+            data = await asyncio.to_thread(self._encode)
+        except Exception:
+            log.exception("snapshot failed: the journal is kept")
+            return
+        self._snapshot_at = time.monotonic()
+        self.last_snapshot = (time.perf_counter() - started, len(data))
+        self._saving = asyncio.create_task(self._save(seq, change_seq, data))
+
+    def _encode(self) -> bytes:
+        state = {
+            "rules": self.rules.digest,
+            "change_seq": self._change_seq,
+            "incidents": list(self.incidents.values()),
+            "engine": self.engine.snapshot(),
+        }
+        return orjson.dumps(state)
+
+    async def _save(self, seq: int, change_seq: int, data: bytes) -> None:
+        """Store the snapshot once the sinks have published what came before it."""
+        try:
+            if self.caught_up is not None:
+                await self.caught_up(change_seq)
+            await self.store.save_snapshot(self.scope, seq, data, self.clock())
+        except Exception:
+            log.exception("saving the snapshot failed: the journal is kept")
+            return
+        self.snapshot_seq = seq
+        log.info("snapshot saved", seq=seq, bytes=len(data))
+
+    async def final_snapshot(self) -> None:
+        """At shutdown, after `run` ended and the sinks published: a snapshot for a quick start."""
+        if self._saving is not None:
+            await self._saving
+        if self._seq > self.snapshot_seq:
+            await self._snapshot()
+            if self._saving is not None:
+                await self._saving
+
     def _arm(self) -> None:
         """One `call_later` on the engine's next due timer (no polling loop)."""
         if self._timer is not None:
@@ -367,6 +468,16 @@ class Pipeline:
         """A timer came due: wake the committer (a full queue wakes it anyway)."""
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic collection while millions of long-lived objects are built at once."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _incident_id(change: Change) -> str:

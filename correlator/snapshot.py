@@ -26,11 +26,14 @@ import dataclasses
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 from typing import Any, Final
 
 from correlator.model import Alert, Elided, JournalEntry
 
-ALERT_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Alert))
+_ALERT_DATACLASS_FIELDS: Final = dataclasses.fields(Alert)
+ALERT_FIELDS: Final = tuple(f.name for f in _ALERT_DATACLASS_FIELDS)
+_ALERT_VALUES: Final = attrgetter(*ALERT_FIELDS)
 _JOURNAL: Final = ALERT_FIELDS.index("journal")
 _FLOAT_FIELDS: Final = tuple(
     i for i, f in enumerate(dataclasses.fields(Alert)) if "float" in str(f.type)
@@ -109,7 +112,7 @@ class Encoder:
 
     def _alert(self, row: Alert) -> list[Any]:
         """A row as its field values in `ALERT_FIELDS` order (its maps are its own)."""
-        values: list[Any] = [getattr(row, name) for name in ALERT_FIELDS]
+        values: list[Any] = list(_ALERT_VALUES(row))
         for i in _MAP_FIELDS:  # copied: the plain form must not change with the engine
             if values[i] is not None:
                 values[i] = dict(values[i])
@@ -135,6 +138,7 @@ class Decoder:
         if unknown:
             raise SnapshotError(f"alert fields this version does not know: {sorted(unknown)}")
         self._alert_fields = fields
+        self._positional = fields == ALERT_FIELDS
         self._tags: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
             "r": self._ref,
             "d": self._dict,
@@ -202,15 +206,9 @@ class Decoder:
         self._memo.append(record)
         values = {name: self.decode(v) for name, v in fields.items() if name in known}
         missing = known - values.keys()
-        if missing:  # written before these fields existed: build the defaults the normal way
-            for f in dataclasses.fields(cls):
-                if f.name in missing:
-                    if f.default is not dataclasses.MISSING:
-                        values[f.name] = f.default
-                    elif f.default_factory is not dataclasses.MISSING:
-                        values[f.name] = f.default_factory()
-                    else:
-                        raise SnapshotError(f"{whole['c']} in snapshot lacks field {f.name!r}")
+        for f in dataclasses.fields(cls):  # written before these fields existed: defaults
+            if f.name in missing:
+                values[f.name] = _default(f)
         for name, v in values.items():
             object.__setattr__(record, name, v)
         return record
@@ -224,14 +222,27 @@ class Decoder:
         return value
 
     def _alert(self, values: list[Any]) -> Alert:
-        fields = dict(zip(self._alert_fields, values, strict=True))
-        fields["journal"] = [
-            JournalEntry(e[0], e[1], e[2]) if len(e) == 3 else Elided(e[0], e[1], e[2], e[3])
-            for e in fields.get("journal", ())
+        if self._positional:
+            values = list(values)  # the plain form stays as it was
+        else:  # written by a version with other fields: by name
+            fields = dict(zip(self._alert_fields, values, strict=True))
+            values = [
+                fields[f.name] if f.name in fields else _default(f) for f in _ALERT_DATACLASS_FIELDS
+            ]
+        values[_JOURNAL] = [
+            JournalEntry(*e) if len(e) == 3 else Elided(*e) for e in values[_JOURNAL] or ()
         ]
-        for name in _FLOAT_NAMES:
-            if type(fields.get(name)) is str:  # inf, -inf or nan
-                fields[name] = _SPECIAL_FLOATS[fields[name]]
-        row = Alert(**fields)
+        for i in _FLOAT_FIELDS:
+            if type(values[i]) is str:  # inf, -inf or nan
+                values[i] = _SPECIAL_FLOATS[values[i]]
+        row = Alert(*values)
         self._memo.append(row)
         return row
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise SnapshotError(f"the snapshot lacks field {f.name!r}, which has no default")

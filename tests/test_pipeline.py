@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from test_snapshot import canonical
 
 from correlator.engine import Engine
 from correlator.pipeline import Pipeline
@@ -64,7 +65,11 @@ def _table(engine: Engine) -> list[dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def _pipeline(
-    rules: RuleVersion, store: SqlStore, clock: Callable[[], float], tmp_path: Path
+    rules: RuleVersion,
+    store: SqlStore,
+    clock: Callable[[], float],
+    tmp_path: Path,
+    **options: Any,
 ) -> AsyncIterator[tuple[Pipeline, list[Record]]]:
     published: list[Record] = []
 
@@ -78,6 +83,7 @@ async def _pipeline(
         clock=clock,
         dead_letter=DeadLetterFile(tmp_path / "dead-letter.jsonl"),
         publish=publish,
+        **options,
     )
     published.extend(await pipeline.restore())
     task = asyncio.create_task(pipeline.run())
@@ -232,5 +238,95 @@ async def test_inputs_replay_under_the_rules_that_processed_them(tmp_path: Path)
         entries = (await store.load("default")).entries
         kinds = [e.kind for e in entries if e.kind == "rules"]
         assert kinds == ["rules", "rules", "rules"]  # A at the start, B by reload, then current
+    finally:
+        await store.close()
+
+
+async def _stream(live: Pipeline, clock: FakeTime, events: range, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    for n in events:
+        clock.now += rng.choice((0.0, 0.5, 20.0))
+        msg = Received(_event(n, clock.now), "kafka", ("kafka", "events", 0), n)
+        await (await live.submit([msg]))
+
+
+async def test_snapshots_bound_the_journal_and_restore_exactly(tmp_path: Path) -> None:
+    """A snapshot every 40 entries: the journal after it stays short, and a restart from
+    snapshot + journal has the table, offsets and record numbers of the run."""
+    rules = _rules(tmp_path, RULES)
+    clock = FakeTime()
+    store = await _store(tmp_path)
+    try:
+        async with _pipeline(rules, store, clock, tmp_path, snapshot_entries=40) as (live, out):
+            await _stream(live, clock, range(300))
+            live_table = _table(live.engine)
+            assert live._saving is not None
+            await live._saving
+        live_records = list(out)
+        stored = await store.load("default")
+        assert stored.snapshot is not None and stored.snapshot_seq >= 240
+        assert [e.seq for e in stored.entries] == list(
+            range(stored.snapshot_seq + 1, stored.snapshot_seq + 1 + len(stored.entries))
+        )
+        assert any(row["manager"] == "correlator" for row in live_table)  # the rule fired
+        async with _pipeline(rules, store, clock, tmp_path) as (restored, published):
+            replayed = list(published)
+            assert _table(restored.engine) == live_table
+            assert restored.offsets == {("kafka", "events", 0): 300}
+            # only the journal after the snapshot is replayed, under the numbers it had
+            assert replayed and live_records[-1] == replayed[-1]
+            assert replayed == live_records[len(live_records) - len(replayed) :]
+            await _stream(restored, clock, range(300, 310))
+            assert restored._change_seq > replayed[-1].seq
+    finally:
+        await store.close()
+
+
+async def test_a_snapshot_is_saved_only_once_the_sinks_published_what_came_before(
+    tmp_path: Path,
+) -> None:
+    """Records made before a snapshot cannot be made again: it waits for the sinks."""
+    clock = FakeTime()
+    store = await _store(tmp_path)
+    release = asyncio.Event()
+    waited: list[int] = []
+
+    async def caught_up(seq: int) -> None:
+        waited.append(seq)
+        await release.wait()
+
+    try:
+        rules = _rules(tmp_path, RULES)
+        options = {"snapshot_entries": 10, "caught_up": caught_up}
+        async with _pipeline(rules, store, clock, tmp_path, **options) as (live, _):
+            await _stream(live, clock, range(30))
+            assert waited and (await store.load("default")).snapshot is None
+            release.set()
+            assert live._saving is not None
+            await live._saving
+            assert (await store.load("default")).snapshot_seq > 0
+    finally:
+        await store.close()
+
+
+async def test_a_snapshot_under_older_rules_restores_then_reloads_the_current(
+    tmp_path: Path,
+) -> None:
+    """Saved at shutdown under RULES, restarted with RULES_B on disk: the state is the one
+    that ran, then RULES_B load as a reload would load them on the running engine."""
+    clock = FakeTime()
+    store = await _store(tmp_path)
+    try:
+        async with _pipeline(_rules(tmp_path, RULES), store, clock, tmp_path) as (live, _):
+            await _stream(live, clock, range(100))
+        await live.final_snapshot()
+        stored = await store.load("default")
+        assert stored.entries == [] and stored.snapshot_seq == live._seq
+        live.engine.load(_rules(tmp_path, RULES_B).ruleset)  # what a reload would do
+        live.engine.tick(clock.now)
+        async with _pipeline(_rules(tmp_path, RULES_B), store, clock, tmp_path) as (restored, _):
+            assert restored.engine.operators["site-outage"].spec.count == 2
+            restored.engine.tick(clock.now)
+            assert canonical(restored.engine.snapshot()) == canonical(live.engine.snapshot())
     finally:
         await store.close()

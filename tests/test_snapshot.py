@@ -25,7 +25,7 @@ from correlator.engine import Engine
 from correlator.errors import EventError
 from correlator.model import Alert
 from correlator.ruleset.loader import RuleSet
-from correlator.snapshot import Decoder, Encoder, SnapshotError
+from correlator.snapshot import ALERT_FIELDS, Decoder, Encoder, SnapshotError
 from correlator.testing import feed
 
 
@@ -243,3 +243,15 @@ def test_state_lists_everything_a_rule_learns(ruleset: Callable[[str], RuleSet],
                     continue
                 assert _plain(value) == _plain(vars(fresh[name])[attr]), (name, attr)
     assert {kind for kind, _ in seen} >= {op.kind for op in eng.operators.values() if op.state}
+
+
+def test_rows_written_before_a_field_existed_still_load() -> None:
+    row = Alert("a:b::", "a", "b", tally=3, pinned={"severity": 5})
+    plain = Encoder([]).encode(row)
+    fields = list(ALERT_FIELDS)
+    at = fields.index("pinned")
+    older = {"a": plain["a"][:at] + plain["a"][at + 1 :]}  # as if `pinned` were new
+    back = Decoder([], [f for f in fields if f != "pinned"]).decode(older)
+    assert (back.tally, back.pinned, back.identifier) == (3, None, "a:b::")
+    with pytest.raises(SnapshotError, match="does not know"):
+        Decoder([], [*fields, "colour"])

@@ -44,6 +44,10 @@ class Counted(Protocol):
     engine: Engine
     counts: Counter[tuple[str, str]]  # (source, outcome)
     dead_letters: Counter[str]  # by reason
+    last_snapshot: tuple[float, int]  # seconds to take it, bytes
+
+    @property
+    def journal_tail(self) -> int: ...
 
 
 class DaemonCollector(Collector):
@@ -96,6 +100,18 @@ class DaemonCollector(Collector):
         for name, size in sorted(self._sink_queues().items()):
             queued.add_metric([name], size)
         yield queued
+        seconds, size = pipeline.last_snapshot
+        yield GaugeMetricFamily(
+            "correlator_journal_tail_entries",
+            "Journal entries after the last saved snapshot (what a restart replays)",
+            value=pipeline.journal_tail,
+        )
+        yield GaugeMetricFamily(
+            "correlator_snapshot_seconds", "Time the last snapshot took to take", value=seconds
+        )
+        yield GaugeMetricFamily(
+            "correlator_snapshot_bytes", "Size of the last snapshot", value=size
+        )
         reloads = CounterMetricFamily("correlator_reloads", "Rule reloads", labels=["result"])
         for result in ("success", "failure"):
             reloads.add_metric([result], self._reloads.get(result, 0))

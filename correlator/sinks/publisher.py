@@ -66,6 +66,7 @@ class Publisher:
         self.queue_size = queue_size
         self.backoff = backoff
         self._lanes: list[_Lane] = []
+        self._moved = asyncio.Condition()  # a lane's position moved
 
     async def start(self) -> None:
         """Start every sink and load how far each has published."""
@@ -81,6 +82,11 @@ class Publisher:
             fresh = [r for r in records if r.seq > lane.position]
             if fresh:
                 await lane.queue.put(fresh)
+
+    async def caught_up(self, seq: int) -> None:
+        """Return once every sink has published every record up to `seq` (a snapshot waits)."""
+        async with self._moved:
+            await self._moved.wait_for(lambda: all(lane.position >= seq for lane in self._lanes))
 
     def lag(self) -> dict[str, int]:
         """Batches waiting per sink (a metric)."""
@@ -116,5 +122,7 @@ class Publisher:
                 lane.failures += 1
                 await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
                 delay = min(delay * 2, self.backoff[1])
-        lane.position = records[-1].seq
-        await self.store.set_sink_position(lane.sink.name, self.scope, lane.position)
+        await self.store.set_sink_position(lane.sink.name, self.scope, records[-1].seq)
+        async with self._moved:
+            lane.position = records[-1].seq
+            self._moved.notify_all()

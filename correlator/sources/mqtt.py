@@ -88,7 +88,7 @@ class MqttSource(SourceBase):
         if v5:  # keep the session (and its unacknowledged messages) across restarts
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = int(self.config.session_expiry)
-            properties.ReceiveMaximum = 65535
+            properties.ReceiveMaximum = self.config.receive_maximum
         client = aiomqtt.Client(
             host,
             port,

@@ -120,6 +120,7 @@ async def test_probes_and_metrics(daemon: Running) -> None:
     assert 'correlator_alerts{severity="critical",status="cleared"} 0.0' in text
     assert "correlator_engine_dedup_hits_total 0.0" in text
     assert "correlator_journal_commit_seconds_count" in text
+    assert "correlator_journal_tail_entries 3.0" in text  # the rules, then two events
 
 
 async def test_operators_act_on_alerts_and_a_restart_keeps_what_they_did(
