@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Coroutine, Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,12 @@ from correlator.api.http import create_api
 from correlator.config import Config, DeadLetterConfig
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
+from correlator.model import Alert
 from correlator.observability.metrics import DaemonCollector, commit_histogram
 from correlator.pipeline import Pipeline
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.version import RuleVersion
+from correlator.scopes import Scopes
 from correlator.sinks.base import Sink
 from correlator.sinks.dead_letter import (
     DeadLetterFile,
@@ -50,8 +53,6 @@ from correlator.watch import RuleWatcher
 
 log = structlog.get_logger("correlator")
 
-SCOPE = "default"  # one engine per daemon until scale-out keys state by partition set
-
 
 class App:
     """One daemon; embeddable in tests (`await app.run()` in a task, `app.stop()`)."""
@@ -67,30 +68,44 @@ class App:
         self.reloads: Counter[str] = Counter()  # by result: success, failure
         self.sources: list[Source] = [_source(i, spec) for i, spec in enumerate(config.sources)]
         self.sinks: list[Sink] = [_sink(i, spec) for i, spec in enumerate(config.sinks)]
-        self.publisher = Publisher(self.sinks, self.store, SCOPE)
+        self.publisher = Publisher(self.sinks, self.store)
         self.dead_letter = _dead_letter(config.dead_letter)
-        self.pipeline = Pipeline(
-            RuleVersion.read(config.rules),
-            self._engine,
-            self.store,
-            scope=SCOPE,
-            clock=self.now,
-            dead_letter=self.dead_letter,
-            publish=self.publisher.publish if self.sinks else None,
-            observe_commit=commit_histogram(self.registry).observe,
-            commit_interval=config.state.commit_interval,
-            commit_max_events=config.state.commit_max_events,
-            snapshot_entries=config.state.snapshot_entries,
-            snapshot_interval=config.state.snapshot_interval,
-            caught_up=self.publisher.caught_up if self.sinks else None,
+        self.rules = RuleVersion.read(config.rules)  # the rules in force
+        self._observe_commit = commit_histogram(self.registry).observe
+        self.default_scope = config.state.scope
+        self.pipeline = self._pipeline(self.default_scope)  # HTTP, MQTT, files, shared Kafka
+        self.scopes = Scopes(
+            self._pipeline, self.publisher if self.sinks else None, timeout=config.shutdown_timeout
         )
         self.registry.register(
-            DaemonCollector(self.pipeline, self._connected, self.publisher.lag, self.reloads)
+            DaemonCollector(self.scopes, self._connected, self.publisher.lag, self.reloads)
         )
         self.restored = False
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reload_requests: asyncio.Queue[None] = asyncio.Queue()
+
+    def _pipeline(self, scope: str) -> Pipeline:
+        """The pipeline of a scope (the default one is built once, with the app)."""
+        if scope == self.default_scope and hasattr(self, "pipeline"):
+            return self.pipeline
+        state = self.config.state
+        publishing = bool(self.sinks)
+        return Pipeline(
+            self.rules,
+            self._engine,
+            self.store,
+            scope=scope,
+            clock=self.now,
+            dead_letter=self.dead_letter,
+            publish=partial(self.publisher.publish, scope) if publishing else None,
+            observe_commit=self._observe_commit,
+            commit_interval=state.commit_interval,
+            commit_max_events=state.commit_max_events,
+            snapshot_entries=state.snapshot_entries,
+            snapshot_interval=state.snapshot_interval,
+            caught_up=partial(self.publisher.caught_up, scope) if publishing else None,
+        )
 
     def _engine(self, rules: RuleSet) -> Engine:
         engine = self.config.engine
@@ -106,7 +121,18 @@ class App:
 
     @property
     def incidents(self) -> Mapping[str, dict[str, Any]]:
-        return self.pipeline.incidents
+        return self.scopes.incidents()
+
+    @property
+    def max_lateness(self) -> float:
+        return self.config.engine.max_lateness
+
+    def rows(self) -> Iterable[Alert]:
+        return self.scopes.rows()
+
+    def row(self, identifier: str) -> Alert | None:
+        pipeline = self.scopes.holding(identifier)
+        return None if pipeline is None else pipeline.engine.table.get(identifier)
 
     # -- reload ----------------------------------------------------------------------
 
@@ -124,8 +150,10 @@ class App:
                 self.reloads["failure"] += 1
                 log.error("reload refused", errors=[str(e) for e in exc.errors])
                 raise
-            if version.digest != self.pipeline.rules.digest:
-                await self.pipeline.reload(version)
+            self.rules = version
+            for pipeline in self.scopes:
+                if version.digest != pipeline.rules.digest:
+                    await pipeline.reload(version)
             self.reloads["success"] += 1
             log.info("rules reloaded", summary=version.ruleset.summary())
             return version.ruleset.summary()
@@ -169,7 +197,8 @@ class App:
         ]
 
     async def act(self, action: str, identifier: str, who: str, value: str = "") -> str | None:
-        return await self.pipeline.act(action, identifier, who, value)
+        pipeline = self.scopes.holding(identifier) or self.pipeline
+        return await pipeline.act(action, identifier, who, value)
 
     def readiness(self) -> dict[str, bool]:
         checks = {"state_restored": self.restored}
@@ -187,9 +216,9 @@ class App:
             await self.dead_letter.start()
             await self.publisher.start()
             publishing = asyncio.create_task(self.publisher.run())
-            await self.publisher.publish(await self.pipeline.restore())
+            await self.scopes.open(self.default_scope)
             self.restored = True
-            await self._serve(self.pipeline, publishing)
+            await self._serve(publishing)
         finally:
             await self.publisher.close()
             with contextlib.suppress(Exception):  # closing: a broker gone is not an error
@@ -199,11 +228,16 @@ class App:
     def _connected(self) -> dict[str, tuple[bool, int]]:
         return {s.name: (s.connected, s.lag()) for s in self.sources}
 
-    async def _serve(self, pipeline: Pipeline, publishing: asyncio.Task[None]) -> None:
-        committing = asyncio.create_task(pipeline.run())
-        sources = [
-            asyncio.create_task(s.run(pipeline.submit, pipeline.offsets)) for s in self.sources
-        ]
+    def _read(self, source: Source) -> Coroutine[Any, Any, None]:
+        """A source reads into the default scope, or a partitioned one into its partitions'."""
+        if isinstance(source, KafkaSource) and source.config.partitioned:
+            source.partitions = self.scopes
+            return source.run(self.scopes.submit_partitioned, {})
+        return source.run(self.pipeline.submit, self.pipeline.offsets)
+
+    async def _serve(self, publishing: asyncio.Task[None]) -> None:
+        broken = asyncio.create_task(self.scopes.broken.wait())
+        sources = [asyncio.create_task(self._read(s)) for s in self.sources]
         server = _http_server(self)
         serving = asyncio.create_task(server.serve())
         stopping = asyncio.create_task(self._stopping.wait())
@@ -211,32 +245,27 @@ class App:
         if self.config.watch_rules:
             watcher = RuleWatcher(Path(self.config.rules), self.request_reload)
             helpers.append(asyncio.create_task(watcher.run()))
-        watched = {committing, publishing, serving, stopping, *sources, *helpers}
+        watched = {broken, publishing, serving, stopping, *sources, *helpers}
         try:
             while True:
                 done, watched = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()  # a part failed: stop the rest in order, then raise its error
-                if stopping in done or serving in done or committing in done:
+                if broken in done and self.scopes.error is not None:
+                    raise self.scopes.error  # a committer failed: the store is not usable
+                if stopping in done or serving in done:
                     break  # a source (stdin) or a sink-less publisher may end: the rest goes on
         finally:
+            self.scopes.closing = True
             server.should_exit = True  # 1. intake: HTTP first, then the brokers
             await _settle(serving)
-            for task in helpers:
+            for task in [*helpers, *sources, broken]:
                 task.cancel()
                 await _settle(task)
-            for task in sources:
-                task.cancel()
-                await _settle(task)
-            pipeline.stop()  # 2. commit what the pipeline holds
-            await _settle(committing)
+            await self.scopes.close_all()  # 2. commit what the pipelines hold
             await self.publisher.stop()  # 3. the sinks publish what is queued
             await _settle(publishing, self.config.shutdown_timeout)
-            if not committing.cancelled() and committing.exception() is None:
-                # 4. a snapshot, so the next start replays no journal
-                await _settle(
-                    asyncio.create_task(pipeline.final_snapshot()), self.config.shutdown_timeout
-                )
+            await self.scopes.snapshot_all()  # 4. snapshots: the next start replays nothing
             stopping.cancel()
 
 

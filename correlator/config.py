@@ -63,6 +63,9 @@ class StateConfig(Section):
     # a restart replays at most that much journal
     snapshot_entries: Annotated[int, Field(ge=1)] = 100_000
     snapshot_interval: Duration = 300.0
+    # the scope of this daemon's default engine (HTTP, MQTT, files, Kafka not partitioned):
+    # daemons sharing one PostgreSQL store each need their own
+    scope: Annotated[str, Field(min_length=1)] = "default"
 
 
 class HttpConfig(Section):
@@ -84,6 +87,9 @@ class KafkaSource(Section):
     # how fast the group notices a member gone (rebalance): aiokafka's defaults
     heartbeat_interval: Duration = 3.0
     session_timeout: Duration = 10.0
+    # one engine per partition, restored from the store when the group assigns it (scale-out:
+    # producers key related events alike, so they share a partition); else the default scope
+    partitioned: bool = False
 
 
 class MqttSource(Section):

@@ -8,7 +8,7 @@ durable; a bad item is rejected with its index and reason and the rest kept
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated, Any, Protocol
 
 import orjson
@@ -20,8 +20,8 @@ from correlator.api import auth
 from correlator.api.alertmanager import BadAlert, to_event
 from correlator.api.auth import Token
 from correlator.api.filters import select
-from correlator.engine import Engine
 from correlator.errors import RuleSetError
+from correlator.model import Alert
 from correlator.sources.base import Durable, Received, Rejected
 
 
@@ -33,7 +33,15 @@ class Service(Protocol):
     tokens: list[Token]
 
     @property
-    def engine(self) -> Engine: ...
+    def max_lateness(self) -> float:
+        """The engines' (an Alertmanager alert's `endsAt` is judged by it)."""
+        ...
+
+    def rows(self) -> Iterable[Alert]:
+        """Every row of every engine (scope)."""
+        ...
+
+    def row(self, identifier: str) -> Alert | None: ...
 
     @property
     def incidents(self) -> Mapping[str, dict[str, Any]]:
@@ -117,7 +125,7 @@ def create_api(service: Service) -> FastAPI:
         if not isinstance(body, list):
             raise HTTPException(400, "expected a JSON array of alerts")
         now = service.now()
-        lateness = service.engine.max_lateness
+        lateness = service.max_lateness
         events: list[dict[str, Any]] = []
         refused: dict[int, str] = {}
         positions: list[int] = []
@@ -146,7 +154,7 @@ def create_api(service: Service) -> FastAPI:
         limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> dict[str, Any]:
-        rows_now = service.engine.table.rows.values()
+        rows_now = service.rows()
         try:
             rows, total = select(rows_now, filter or [], sort, limit, offset)
         except ValueError as exc:
@@ -155,7 +163,7 @@ def create_api(service: Service) -> FastAPI:
 
     @api.get("/api/v1/alerts/{identifier:path}")
     async def get_alert(identifier: str) -> dict[str, Any]:
-        row = service.engine.table.get(identifier)
+        row = service.row(identifier)
         if row is None:
             raise HTTPException(404, f"no alert {identifier!r}")
         return row.to_dict()
@@ -170,7 +178,7 @@ def create_api(service: Service) -> FastAPI:
         refused = await service.act(action, identifier, who(request), value)
         if refused is not None:
             raise HTTPException(404 if refused.startswith("no alert") else 400, refused)
-        row = service.engine.table.get(identifier)
+        row = service.row(identifier)
         return _ORJSONResponse(row.to_dict() if row is not None else {"identifier": identifier})
 
     for action, key in (("ack", ""), ("unack", ""), ("assign", "owner"), ("journal", "text"),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -33,8 +33,13 @@ from prometheus_client.registry import Collector
 
 from correlator.engine import Engine
 from correlator.model import SEVERITY_NAMES
+from correlator.stats import Stats
 
 STATUSES = ("open", "acknowledged", "cleared")
+# the engine's plain counters (the labelled ones are Counters)
+_COUNTERS = tuple(
+    f.name for f in dataclasses.fields(Stats) if isinstance(getattr(Stats(), f.name), int)
+)
 OUTCOMES = ("accepted", "dead_lettered")
 
 
@@ -55,34 +60,40 @@ class DaemonCollector(Collector):
 
     def __init__(
         self,
-        pipeline: Counted,
+        pipelines: Iterable[Counted],
         sources: Callable[[], Mapping[str, tuple[bool, int]]],
         sink_queues: Callable[[], Mapping[str, int]],
         reloads: Mapping[str, int],
     ) -> None:
-        self._pipeline = pipeline
+        self._pipelines = pipelines  # one per scope
         self._sources = sources
         self._sink_queues = sink_queues
         self._reloads = reloads
 
     def collect(self) -> Iterator[Metric]:
-        pipeline = self._pipeline
+        pipelines = list(self._pipelines)
+        counts: Counter[tuple[str, str]] = sum((p.counts for p in pipelines), Counter())
+        dead_letters: Counter[str] = sum((p.dead_letters for p in pipelines), Counter())
+        engines = [p.engine for p in pipelines]
         events = CounterMetricFamily(
             "correlator_events", "Inputs by source and outcome", labels=["source", "outcome"]
         )
-        names = {"http", *self._sources()} | {s for s, _ in pipeline.counts}
+        names = {"http", *self._sources()} | {s for s, _ in counts}
         for source in sorted(names):
             for outcome in OUTCOMES:
-                events.add_metric([source, outcome], pipeline.counts[(source, outcome)])
+                events.add_metric([source, outcome], counts[(source, outcome)])
         yield events
         dead = CounterMetricFamily(
             "correlator_dead_letters", "Dead letters by reason", labels=["reason"]
         )
-        for reason, count in sorted(pipeline.dead_letters.items()):
+        for reason, count in sorted(dead_letters.items()):
             dead.add_metric([reason], count)
         yield dead
-        yield from _engine_counters(pipeline.engine)
-        yield _alerts(pipeline.engine)
+        yield from _engine_counters(engines)
+        yield _alerts(engines)
+        yield GaugeMetricFamily(
+            "correlator_scopes", "Engines running (one per scope)", value=len(engines)
+        )
         connected = GaugeMetricFamily(
             "correlator_source_connected", "1 while the source is connected", labels=["source"]
         )
@@ -100,17 +111,20 @@ class DaemonCollector(Collector):
         for name, size in sorted(self._sink_queues().items()):
             queued.add_metric([name], size)
         yield queued
-        seconds, size = pipeline.last_snapshot
         yield GaugeMetricFamily(
             "correlator_journal_tail_entries",
-            "Journal entries after the last saved snapshot (what a restart replays)",
-            value=pipeline.journal_tail,
+            "Journal entries after the last saved snapshots (what a restart replays)",
+            value=sum(p.journal_tail for p in pipelines),
         )
         yield GaugeMetricFamily(
-            "correlator_snapshot_seconds", "Time the last snapshot took to take", value=seconds
+            "correlator_snapshot_seconds",
+            "Time the last snapshot took to take (the longest over scopes)",
+            value=max((p.last_snapshot[0] for p in pipelines), default=0.0),
         )
         yield GaugeMetricFamily(
-            "correlator_snapshot_bytes", "Size of the last snapshot", value=size
+            "correlator_snapshot_bytes",
+            "Size of the last snapshots (summed over scopes)",
+            value=sum(p.last_snapshot[1] for p in pipelines),
         )
         reloads = CounterMetricFamily("correlator_reloads", "Rule reloads", labels=["result"])
         for result in ("success", "failure"):
@@ -118,32 +132,38 @@ class DaemonCollector(Collector):
         yield reloads
 
 
-def _engine_counters(engine: Engine) -> Iterator[Metric]:
-    stats = engine.stats
-    for field in dataclasses.fields(stats):
-        value = getattr(stats, field.name)
-        if isinstance(value, int):
-            yield CounterMetricFamily(
-                f"correlator_engine_{field.name}", f"Engine counter {field.name}", value=value
-            )
+def _engine_counters(engines: list[Engine]) -> Iterator[Metric]:
+    totals: Counter[str] = Counter()
+    discarded_by: Counter[str] = Counter()
+    rule_events: Counter[tuple[str, str]] = Counter()
+    for engine in engines:
+        stats = engine.stats
+        for name in _COUNTERS:
+            totals[name] += getattr(stats, name)
+        discarded_by.update(stats.discarded)
+        rule_events.update(stats.rule_events)
+    for name in _COUNTERS:
+        yield CounterMetricFamily(
+            f"correlator_engine_{name}", f"Engine counter {name}", value=totals[name]
+        )
     discarded = CounterMetricFamily(
         "correlator_normalize_discarded", "Events discarded by rule", labels=["rule"]
     )
-    for rule, count in sorted(stats.discarded.items()):
+    for rule, count in sorted(discarded_by.items()):
         discarded.add_metric([rule], count)
     yield discarded
     rules = CounterMetricFamily(
         "correlator_rule_events", "Rule hits and cap hits", labels=["rule", "what"]
     )
-    for (rule, what), count in sorted(stats.rule_events.items()):
+    for (rule, what), count in sorted(rule_events.items()):
         rules.add_metric([rule, what], count)
     yield rules
 
 
-def _alerts(engine: Engine) -> Metric:
-    """Rows by severity and status: one pass over the table per scrape, not per event."""
+def _alerts(engines: list[Engine]) -> Metric:
+    """Rows by severity and status: one pass over the tables per scrape, not per event."""
     counts: Counter[tuple[int, str]] = Counter(
-        (row.severity, row.status) for row in engine.table.rows.values()
+        (row.severity, row.status) for engine in engines for row in engine.table.rows.values()
     )
     gauge = GaugeMetricFamily(
         "correlator_alerts", "Alerts in the table", labels=["severity", "status"]

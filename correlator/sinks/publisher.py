@@ -41,52 +41,59 @@ def coalesce(records: list[Record]) -> list[Record]:
 
 
 class _Lane:
-    """One sink, its queue and how far it has published."""
+    """One sink, its queue and how far it has published, per scope."""
 
-    def __init__(self, sink: Sink, position: int, size: int) -> None:
+    def __init__(self, sink: Sink, size: int) -> None:
         self.sink = sink
-        self.position = position
-        self.queue: asyncio.Queue[list[Record] | None] = asyncio.Queue(size)
+        self.positions: dict[str, int] = {}  # scope → last published seq
+        self.queue: asyncio.Queue[tuple[str, list[Record]] | None] = asyncio.Queue(size)
         self.failures = 0
 
 
 class Publisher:
+    """Every sink's lane; records are numbered per scope (one engine's partitions)."""
+
     def __init__(
         self,
         sinks: Sequence[Sink],
         store: Store,
-        scope: str,
         *,
         queue_size: int = 256,
         backoff: tuple[float, float] = (0.1, 30.0),
     ) -> None:
         self.sinks = sinks
         self.store = store
-        self.scope = scope
         self.queue_size = queue_size
         self.backoff = backoff
         self._lanes: list[_Lane] = []
         self._moved = asyncio.Condition()  # a lane's position moved
 
     async def start(self) -> None:
-        """Start every sink and load how far each has published."""
+        """Start every sink."""
         for sink in self.sinks:
             await sink.start()
-            position = await self.store.sink_position(sink.name, self.scope)
-            self._lanes.append(_Lane(sink, position, self.queue_size))
+            self._lanes.append(_Lane(sink, self.queue_size))
 
-    async def publish(self, records: list[Record]) -> None:
-        """Queue a batch for every sink (waits while a sink's queue is full)."""
+    async def open(self, scope: str) -> None:
+        """Load how far each sink has published the scope's records (before publishing them)."""
+        for lane in self._lanes:
+            lane.positions[scope] = await self.store.sink_position(lane.sink.name, scope)
+
+    async def publish(self, scope: str, records: list[Record]) -> None:
+        """Queue a scope's batch for every sink (waits while a sink's queue is full)."""
         records = coalesce(records)
         for lane in self._lanes:
-            fresh = [r for r in records if r.seq > lane.position]
+            position = lane.positions.get(scope, 0)
+            fresh = [r for r in records if r.seq > position]
             if fresh:
-                await lane.queue.put(fresh)
+                await lane.queue.put((scope, fresh))
 
-    async def caught_up(self, seq: int) -> None:
-        """Return once every sink has published every record up to `seq` (a snapshot waits)."""
+    async def caught_up(self, scope: str, seq: int) -> None:
+        """Return once every sink has published the scope's records up to `seq` (snapshots)."""
         async with self._moved:
-            await self._moved.wait_for(lambda: all(lane.position >= seq for lane in self._lanes))
+            await self._moved.wait_for(
+                lambda: all(lane.positions.get(scope, 0) >= seq for lane in self._lanes)
+            )
 
     def lag(self) -> dict[str, int]:
         """Batches waiting per sink (a metric)."""
@@ -109,10 +116,10 @@ class Publisher:
                 await lane.sink.stop()
 
     async def _drain(self, lane: _Lane) -> None:
-        while (records := await lane.queue.get()) is not None:
-            await self._send(lane, records)
+        while (item := await lane.queue.get()) is not None:
+            await self._send(lane, *item)
 
-    async def _send(self, lane: _Lane, records: list[Record]) -> None:
+    async def _send(self, lane: _Lane, scope: str, records: list[Record]) -> None:
         delay = self.backoff[0]
         while True:
             try:
@@ -122,7 +129,7 @@ class Publisher:
                 lane.failures += 1
                 await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
                 delay = min(delay * 2, self.backoff[1])
-        await self.store.set_sink_position(lane.sink.name, self.scope, records[-1].seq)
+        await self.store.set_sink_position(lane.sink.name, scope, records[-1].seq)
         async with self._moved:
-            lane.position = records[-1].seq
+            lane.positions[scope] = records[-1].seq
             self._moved.notify_all()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -20,6 +21,16 @@ from aiokafka.errors import KafkaError
 from correlator.config import KafkaSource as KafkaConfig
 from correlator.sources.base import Received, SourceBase, Submit
 from correlator.store.base import OffsetKey
+
+
+class Partitions(Protocol):
+    """Where a partitioned source's partitions live: one engine (scope) each."""
+
+    async def assign(self, key: OffsetKey) -> int | None:
+        """Open the partition's scope (restored from the store); its stored offset."""
+
+    async def revoke(self, key: OffsetKey) -> None:
+        """Commit the partition's scope and hand it over (a snapshot), then drop it."""
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -30,12 +41,19 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         self._offsets = offsets
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        partitions = self._source.partitions
+        if partitions is not None:
+            for tp in sorted(revoked):
+                await partitions.revoke((self._source.name, tp.topic, tp.partition))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        consumer = self._source.consumer
-        for tp in assigned:
-            stored = self._offsets.get((self._source.name, tp.topic, tp.partition))
+        consumer, partitions = self._source.consumer, self._source.partitions
+        for tp in sorted(assigned):
+            key = (self._source.name, tp.topic, tp.partition)
+            if partitions is not None:
+                stored = await partitions.assign(key)
+            else:
+                stored = self._offsets.get(key)
             if consumer is not None and stored is not None:
                 consumer.seek(tp, stored)
 
@@ -48,6 +66,7 @@ class KafkaSource(SourceBase):
         self.config = config
         self.max_batch = max_batch
         self.consumer: AIOKafkaConsumer | None = None
+        self.partitions: Partitions | None = None  # set when the source is `partitioned`
         self._lag: dict[tuple[str, int], int] = {}  # (topic, partition) → messages behind
 
     def lag(self) -> int:
