@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 import structlog
 
+from correlator import snapshot
 from correlator.engine import Engine
 from correlator.errors import EventError, RuleSetError
 from correlator.model import DELETED, NOTIFICATION, Change
@@ -177,7 +178,7 @@ class Pipeline:
 
     async def _from_snapshot(self, data: bytes, seq: int) -> RuleVersion:
         """Load the engine from a stored snapshot; return the rules it was taken under."""
-        saved = orjson.loads(data)
+        saved = snapshot.load(data)
         in_force = await self._version(saved["rules"])
         self.engine = self.make_engine(in_force.ruleset)
         self.engine.restore(saved["engine"])
@@ -431,7 +432,7 @@ class Pipeline:
             "incidents": list(self.incidents.values()),
             "engine": self.engine.snapshot(),
         }
-        return orjson.dumps(state)
+        return snapshot.dump(state)
 
     async def _save(self, seq: int, change_seq: int, data: bytes) -> None:
         """Store the snapshot once the sinks have published what came before it."""

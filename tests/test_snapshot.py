@@ -10,6 +10,7 @@ hold the same state (their own snapshots are equal).
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import orjson
 import pytest
 from test_invariants import EDITS, RULES, random_event
 
+from correlator import snapshot
 from correlator.engine import Engine
 from correlator.errors import EventError
 from correlator.model import Alert
@@ -255,3 +257,14 @@ def test_rows_written_before_a_field_existed_still_load() -> None:
     assert (back.tally, back.pinned, back.identifier) == (3, None, "a:b::")
     with pytest.raises(SnapshotError, match="does not know"):
         Decoder([], [*fields, "colour"])
+
+
+def test_stored_snapshots_hold_plain_data_only(ruleset: Callable[[str], RuleSet]) -> None:
+    eng = Engine(ruleset(RULES))
+    run(eng, traffic(random.Random(3), 100), ruleset)
+    taken = eng.snapshot()
+    assert snapshot.load(snapshot.dump(taken)) == orjson.loads(orjson.dumps(taken))
+    with pytest.raises(SnapshotError, match="names no class"):
+        snapshot.load(pickle.dumps(Alert("a:b::", "a", "b")))
+    with pytest.raises(SnapshotError, match="not a snapshot"):
+        snapshot.load(b"\x80\x05garbage")
