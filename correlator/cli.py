@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("schema", help="print the JSON Schema of rule files")
+    route = sub.add_parser(
+        "route-test", help="the receivers an alert with these labels reaches (amtool's routes test)"
+    )
+    route.add_argument("rules", help="rules directory or file")
+    route.add_argument("labels", nargs="*", metavar="label=value")
 
     alerts = sub.add_parser("alerts", help="list and act on alerts of a running daemon")
     alerts.add_argument(
@@ -84,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "alerts":
         return _alerts(args)
+    if args.command == "route-test":
+        return _route_test(args.rules, args.labels)
     if args.command == "schema":
         from correlator.ruleset.document import json_schema
 
@@ -101,6 +108,32 @@ def _check(rules: str) -> int:
         print(exc)  # one `file:line:col: message` line per error, on stdout like ruff
         return 1
     print(f"ok: {ruleset.summary()}")
+    return 0
+
+
+def _route_test(rules: str, pairs: list[str]) -> int:
+    """Print the receivers an alert with these labels reaches, one per line, in order."""
+    from correlator.model import Alert
+    from correlator.ruleset.loader import load_rules
+
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            print(f"correlator route-test: expected label=value, not {pair!r}", file=sys.stderr)
+            return 2
+        labels[name] = value.strip('"')
+    try:
+        ruleset = load_rules(rules)
+    except RuleSetError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if ruleset.route is None:
+        print(f"correlator route-test: no route in {rules}", file=sys.stderr)
+        return 2
+    alert = Alert("route-test", "", labels.get("alertname", ""), labels=labels)
+    for route in ruleset.route.match(alert):
+        print(route.opts.receiver)
     return 0
 
 

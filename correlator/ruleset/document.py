@@ -8,6 +8,7 @@ from pydantic import Field
 
 from correlator.correlate.inhibit import InhibitRule
 from correlator.correlate.kinds import CorrelateSpec
+from correlator.route.tree import RouteSpec
 from correlator.ruleset.schema import NormalizeRule, Strict
 
 
@@ -18,16 +19,16 @@ class TopologyNode(Strict):
 class RuleFile(Strict):
     """One YAML file; the loader merges many of them into one rule set.
 
-    `policies`, `route`, `receivers`, `time_intervals` and `tables` are accepted
-    here so rule repositories can hold them; the stages that use them validate
-    their contents.
+    `policies`, `receivers`, `time_intervals` and `tables` are accepted here so
+    rule repositories can hold them; the stages that use them validate their
+    contents. `route` is Alertmanager's routing tree (one file may hold it).
     """
 
     normalize: list[NormalizeRule] = []
     correlate: list[CorrelateSpec] = []
     topology: dict[str, TopologyNode] = {}
     policies: list[dict[str, Any]] = []
-    route: dict[str, Any] | None = None
+    route: RouteSpec | None = None
     receivers: list[dict[str, Any]] = []
     inhibit_rules: list[InhibitRule] = []
     time_intervals: list[dict[str, Any]] = []

@@ -20,6 +20,9 @@ from correlator.correlate.kinds import BUILDERS
 from correlator.correlate.topology import find_cycles
 from correlator.errors import RuleError, RuleSetError
 from correlator.normalize.probe import Normalizer
+from correlator.route.tree import Route
+from correlator.route.tree import build as build_route
+from correlator.route.tree import problems as route_problems
 from correlator.ruleset.compiled import Cache, shared
 from correlator.ruleset.document import RuleFile
 from correlator.ruleset.schema import NormalizeRule
@@ -54,6 +57,7 @@ class RuleSet:
     factories: list[Callable[[BuildEnv], Operator]]
     env: BuildEnv
     compiled: Cache = field(default_factory=dict)  # templates compiled by the load, by text
+    route: Route | None = None  # Alertmanager's routing tree, if a file has one
 
     def build_operators(self, max_lateness: float = 300.0) -> list[Operator]:
         """Fresh operators with empty state for an engine with this `max_lateness`."""
@@ -222,6 +226,7 @@ def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
                 errors.append(source.error(at_path, f"correlate[{i}]: {exc}"))
             factories.append(factory)
         factories.extend(partial(build_inhibit, rule) for rule in source.model.inhibit_rules)
+    route = _route(sources, errors)
     if errors:
         raise RuleSetError(errors)
     return RuleSet(
@@ -230,4 +235,29 @@ def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
         normalizer=Normalizer(normalize),
         factories=factories,
         env=env,
+        route=route,
     )
+
+
+def _route(sources: list[_Source], errors: list[RuleError]) -> Route | None:
+    """The one routing tree, checked against the receivers and time intervals of every file."""
+    receivers = {_name(r) for source in sources for r in source.model.receivers}
+    intervals = {_name(t) for source in sources for t in source.model.time_intervals}
+    found = [source for source in sources if source.model.route is not None]
+    for extra in found[1:]:
+        first = found[0].error(("route",), "")
+        where = f"{first.file}:{first.line}:{first.col}"
+        errors.append(extra.error(("route",), f"route: a second routing tree (first at {where})"))
+    if not found:
+        return None
+    source = found[0]
+    spec = source.model.route
+    assert spec is not None
+    problems = list(route_problems(spec, receivers, intervals))
+    for path, message in problems:
+        errors.append(source.error(("route", *path), f"route: {message}"))
+    return None if problems else build_route(spec)
+
+
+def _name(entry: dict[str, object]) -> str:
+    return str(entry.get("name", ""))

@@ -1,0 +1,1 @@
+"""Alertmanager-compatible routing: the route tree, grouping and notification timing."""
