@@ -8,6 +8,7 @@ from pydantic import Field
 
 from correlator.correlate.inhibit import InhibitRule
 from correlator.correlate.kinds import CorrelateSpec
+from correlator.route.intervals import TimeIntervalSpec
 from correlator.route.tree import RouteSpec
 from correlator.ruleset.schema import NormalizeRule, Strict
 
@@ -31,7 +32,8 @@ class RuleFile(Strict):
     route: RouteSpec | None = None
     receivers: list[dict[str, Any]] = []
     inhibit_rules: list[InhibitRule] = []
-    time_intervals: list[dict[str, Any]] = []
+    time_intervals: list[TimeIntervalSpec] = []
+    mute_time_intervals: list[TimeIntervalSpec] = []  # Alertmanager's older name for them
     tables: dict[str, Any] = Field(default_factory=dict)
 
 

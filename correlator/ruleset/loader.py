@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,12 +21,15 @@ from correlator.correlate.kinds import BUILDERS
 from correlator.correlate.topology import find_cycles
 from correlator.errors import RuleError, RuleSetError
 from correlator.normalize.probe import Normalizer
-from correlator.route.tree import Route
+from correlator.route.dispatch import NAME as DISPATCHER
+from correlator.route.dispatch import Dispatcher, sends_resolved
+from correlator.route.intervals import TimeIntervals, TimeIntervalSpec
+from correlator.route.tree import Route, RouteSpec
 from correlator.route.tree import build as build_route
 from correlator.route.tree import problems as route_problems
 from correlator.ruleset.compiled import Cache, shared
 from correlator.ruleset.document import RuleFile
-from correlator.ruleset.schema import NormalizeRule
+from correlator.ruleset.schema import NormalizeRule, Strict
 from correlator.ruleset.yamlpos import Located, YamlError, dotted, load, read_utf8
 
 TEST_FILE_SUFFIXES = ("_test.yaml", "_test.yml")
@@ -227,6 +231,12 @@ def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
             factories.append(factory)
         factories.extend(partial(build_inhibit, rule) for rule in source.model.inhibit_rules)
     route = _route(sources, errors)
+    if route is not None:
+        factories.append(_dispatcher(sources, route))
+    for source in sources:
+        for path, name in _named(source):
+            if name == DISPATCHER:
+                errors.append(source.error(path, f"the rule name {name!r} is reserved (routing)"))
     if errors:
         raise RuleSetError(errors)
     return RuleSet(
@@ -242,7 +252,7 @@ def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
 def _route(sources: list[_Source], errors: list[RuleError]) -> Route | None:
     """The one routing tree, checked against the receivers and time intervals of every file."""
     receivers = {_name(r) for source in sources for r in source.model.receivers}
-    intervals = {_name(t) for source in sources for t in source.model.time_intervals}
+    intervals = {t.name for t in time_intervals(sources)}
     found = [source for source in sources if source.model.route is not None]
     for extra in found[1:]:
         first = found[0].error(("route",), "")
@@ -261,3 +271,30 @@ def _route(sources: list[_Source], errors: list[RuleError]) -> Route | None:
 
 def _name(entry: dict[str, object]) -> str:
     return str(entry.get("name", ""))
+
+
+def time_intervals(sources: list[_Source]) -> list[TimeIntervalSpec]:
+    """Every named time interval of every file (`mute_time_intervals` is the older key)."""
+    return [
+        interval
+        for source in sources
+        for interval in (*source.model.time_intervals, *source.model.mute_time_intervals)
+    ]
+
+
+class RoutingSpec(Strict):
+    """What the dispatcher is built from: a reload keeps its groups while this is unchanged."""
+
+    route: RouteSpec
+    receivers: list[dict[str, Any]]
+    time_intervals: list[TimeIntervalSpec]
+
+
+def _dispatcher(sources: list[_Source], route: Route) -> Callable[[BuildEnv], Operator]:
+    receivers = [r for source in sources for r in source.model.receivers]
+    intervals = time_intervals(sources)
+    tree_spec = next(s.model.route for s in sources if s.model.route is not None)
+    spec = RoutingSpec(route=tree_spec, receivers=receivers, time_intervals=intervals)
+    resolved = {_name(r): sends_resolved(r) for r in receivers}
+    compiled = TimeIntervals(intervals)
+    return lambda env: Dispatcher(spec, route, resolved, compiled)
