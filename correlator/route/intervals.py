@@ -15,14 +15,19 @@ import calendar
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
 
-from correlator.ruleset.schema import Strict
+from correlator.ruleset.schema import Strict, ZoneName
 
 _WEEKDAYS: Final = {name.lower(): i for i, name in enumerate(calendar.day_name)}  # monday 0
 _MONTHS: Final = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
+_BOUNDS: Final[dict[str, tuple[dict[str, int], int, int]]] = {
+    "weekdays": (_WEEKDAYS, 0, 6),
+    "months": (_MONTHS, 1, 12),
+    "years": ({}, 1, 9999),
+}
 
 
 class TimeRange(Strict):
@@ -44,13 +49,14 @@ class IntervalSpec(Strict):
     days_of_month: list[str] = []
     months: list[str] = []
     years: list[str] = []
-    location: str = "UTC"
+    location: ZoneName = "UTC"
 
-    @field_validator("weekdays")
+    @field_validator("weekdays", "months", "years")
     @classmethod
-    def _weekdays(cls, value: list[str]) -> list[str]:
+    def _ranges(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        names, low, high = _BOUNDS[str(info.field_name)]
         for text in value:
-            _range(text, _WEEKDAYS, 0, 6)
+            _range(text, names, low, high)
         return value
 
     @field_validator("days_of_month")
@@ -60,29 +66,6 @@ class IntervalSpec(Strict):
             days = _range(text, {}, -31, 31)
             if 0 in (days[0], days[-1]):
                 raise ValueError("days of the month count from 1 (or back from -1)")
-        return value
-
-    @field_validator("months")
-    @classmethod
-    def _months(cls, value: list[str]) -> list[str]:
-        for text in value:
-            _range(text, _MONTHS, 1, 12)
-        return value
-
-    @field_validator("years")
-    @classmethod
-    def _years(cls, value: list[str]) -> list[str]:
-        for text in value:
-            _range(text, {}, 1, 9999)
-        return value
-
-    @field_validator("location")
-    @classmethod
-    def _location(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
 

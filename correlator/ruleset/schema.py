@@ -8,6 +8,7 @@ The engine never sees these models: `compile` turns them into plain closures.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -66,6 +67,17 @@ DURATION_SCHEMA = {
 }
 
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r} (use an IANA name)") from None
+    return value
+
+
+ZoneName = Annotated[str, AfterValidator(_check_zone)]  # an IANA time zone: Europe/Zurich
 MatcherText = Annotated[str, AfterValidator(_check_matcher)]
 Matchers = Annotated[
     list[MatcherText], BeforeValidator(_one_or_many, json_schema_input_type=OneOrMany)
