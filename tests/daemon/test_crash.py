@@ -63,7 +63,8 @@ def _journaled(tmp_path: Path) -> int:
     """Events durable in the daemon's store (read as a second process would)."""
     with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as db:
         try:
-            return int(db.execute("SELECT count(*) FROM journal").fetchone()[0])
+            rows = "SELECT coalesce(sum(last_seq - first_seq + 1), 0) FROM journal_batches"
+            return int(db.execute(rows).fetchone()[0])
         except sqlite3.OperationalError:  # not created yet
             return 0
 
