@@ -10,13 +10,15 @@ again (at-least-once) and drop it by `seq`, but never misses one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One change, ready to send: `payload` is its JSON."""
+class Record(NamedTuple):
+    """One change, ready to send: `payload` is its JSON.
+
+    A named tuple (one per change): cheap to build, and of atoms only, so the
+    garbage collector stops tracking it while it waits in a sink's queue.
+    """
 
     seq: int
     identifier: str

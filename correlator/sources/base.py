@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from correlator.store.base import OffsetKey
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One raw message: the bytes, which source it came from, and where it sits."""
+class Received(NamedTuple):
+    """One raw message: the bytes, which source it came from, and where it sits.
+
+    A named tuple, not a frozen dataclass: one is made per message, and a frozen
+    dataclass costs 2.5x as much to build.
+    """
 
     value: bytes
     source: str  # the source's name: metrics label and dead-letter field

@@ -6,6 +6,11 @@ consumer seeks to them, so a `kill -9` at any instant neither loses an event
 nor counts one twice. Where the store has no offset for a partition, the
 group's committed offset (else the earliest) is used. After a batch is
 durable its offsets are also committed to Kafka, only for lag dashboards.
+
+Reading does not wait for the previous batch to be durable: up to `IN_FLIGHT`
+batches are submitted ahead, and a second task awaits them in order (then
+commits to Kafka). Before partitions are revoked every batch in flight is
+made durable, so a new assignment seeks to offsets that include them.
 """
 
 from __future__ import annotations
@@ -19,8 +24,15 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from correlator.config import KafkaSource as KafkaConfig
-from correlator.sources.base import Received, SourceBase, Submit
+from correlator.sources.base import Durable, Received, SourceBase, Submit
 from correlator.store.base import OffsetKey
+
+IN_FLIGHT = 2  # batches submitted and not yet durable: one is read while another commits
+# How long a fetch may wait for data. Kafka answers as soon as data is there; a broker
+# that holds every fetch this long (tansu does) would add it to each event's latency.
+FETCH_MAX_WAIT_MS = 10
+
+Pending = asyncio.Queue[tuple[Durable, dict[TopicPartition, int]]]
 
 
 class Partitions(Protocol):
@@ -41,6 +53,7 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         self._offsets = offsets
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._source.settle()
         partitions = self._source.partitions
         if partitions is not None:
             for tp in sorted(revoked):
@@ -68,10 +81,16 @@ class KafkaSource(SourceBase):
         self.consumer: AIOKafkaConsumer | None = None
         self.partitions: Partitions | None = None  # set when the source is `partitioned`
         self._lag: dict[tuple[str, int], int] = {}  # (topic, partition) → messages behind
+        self._keys: dict[TopicPartition, OffsetKey] = {}
+        self._pending: Pending = asyncio.Queue(IN_FLIGHT)
 
     def lag(self) -> int:
-        """Messages not yet read, over the assigned partitions (as of the last batch)."""
+        """Messages not yet read, over the assigned partitions (as of the last durable batch)."""
         return sum(self._lag.values())
+
+    async def settle(self) -> None:
+        """Return once every batch submitted so far is durable (or has failed)."""
+        await self._pending.join()
 
     async def run(self, submit: Submit, offsets: Mapping[OffsetKey, int]) -> None:
         consumer = AIOKafkaConsumer(
@@ -81,20 +100,26 @@ class KafkaSource(SourceBase):
             heartbeat_interval_ms=int(self.config.heartbeat_interval * 1000),
             session_timeout_ms=int(self.config.session_timeout * 1000),
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         self.consumer = consumer
+        self._pending = asyncio.Queue(IN_FLIGHT)
         consumer.subscribe(self.config.topics, listener=_SeekToStored(self, offsets))
         await consumer.start()
         try:
-            while True:
-                await self._poll(consumer, submit)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._acknowledge(consumer))
+                while True:
+                    await self._poll(consumer, submit)
+        except BaseExceptionGroup as failed:  # a failed commit: raised as it came, as before
+            raise failed.exceptions[0] from None
         finally:
             self._connected = False
             await consumer.stop()
             self.consumer = None
 
     async def _poll(self, consumer: AIOKafkaConsumer, submit: Submit) -> None:
-        """One `getmany` batch: submitted, awaited until durable, then committed to Kafka."""
+        """One `getmany` batch, submitted (waiting while IN_FLIGHT batches are not durable)."""
         try:
             fetched = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
         except KafkaError:
@@ -102,20 +127,37 @@ class KafkaSource(SourceBase):
             await asyncio.sleep(0.5)
             return
         self._connected = True
-        if not fetched:
-            return
-        batch = [
-            Received(
-                m.value or b"", self.name, (self.name, tp.topic, tp.partition), m.offset, m.key
+        batch: list[Received] = []
+        positions: dict[TopicPartition, int] = {}
+        for tp, messages in fetched.items():
+            if not messages:
+                continue
+            key = self._keys.get(tp) or self._keys.setdefault(
+                tp, (self.name, tp.topic, tp.partition)
             )
-            for tp, messages in fetched.items()
-            for m in messages
-        ]
-        await (await submit(batch))
-        positions = {tp: messages[-1].offset + 1 for tp, messages in fetched.items() if messages}
-        for tp, position in positions.items():  # the fetch's own high watermark: no request
-            high = consumer.highwater(tp)
-            if high is not None:
-                self._lag[(tp.topic, tp.partition)] = max(0, high - position)
-        with contextlib.suppress(KafkaError):  # for lag dashboards: the store's offsets count
-            await consumer.commit(positions)
+            name = self.name
+            batch += [Received(m.value or b"", name, key, m.offset, m.key) for m in messages]
+            positions[tp] = messages[-1].offset + 1
+        if batch:
+            await self._pending.put((await submit(batch), positions))
+
+    async def _acknowledge(self, consumer: AIOKafkaConsumer) -> None:
+        """Await each batch until durable, in order; then note the lag and commit to Kafka."""
+        pending = self._pending
+        try:
+            while True:
+                durable, positions = await pending.get()
+                try:
+                    await durable  # a failed commit ends the source: nothing more acknowledged
+                finally:
+                    pending.task_done()
+                for tp, position in positions.items():  # the fetch's high watermark: no request
+                    high = consumer.highwater(tp)
+                    if high is not None:
+                        self._lag[(tp.topic, tp.partition)] = max(0, high - position)
+                with contextlib.suppress(KafkaError):  # for lag dashboards: the store's count
+                    await consumer.commit(positions)
+        finally:  # stopping: a rebalance listener waiting in `settle` must not hang
+            while not pending.empty():
+                pending.get_nowait()
+                pending.task_done()

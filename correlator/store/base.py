@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 # journal entry kinds: an event, a timer tick, an operator's action, the rule set in force
 EVENT: Final = "event"
@@ -28,9 +28,12 @@ RULES: Final = "rules"  # data: the rule set's digest (its texts are in `ruleset
 OffsetKey = tuple[str, str, int]  # (source name, topic, partition)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One engine input: `data` is the raw event or action as JSON (empty for a tick)."""
+class Entry(NamedTuple):
+    """One engine input: `data` is the raw event or action as JSON (empty for a tick).
+
+    A named tuple (one per event): cheap to build, and of atoms only, so the
+    garbage collector stops tracking it.
+    """
 
     seq: int
     at: float

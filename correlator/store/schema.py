@@ -54,6 +54,14 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             digest TEXT PRIMARY KEY,
             texts {blob} NOT NULL)""",
     ),
+    (  # 3: the journal as one row per committed batch (`journal` keeps older entries)
+        """CREATE TABLE journal_batches (
+            scope TEXT NOT NULL,
+            first_seq {bigint} NOT NULL,
+            last_seq {bigint} NOT NULL,
+            data {blob} NOT NULL,
+            PRIMARY KEY (scope, first_seq))""",
+    ),
 )
 
 SQLITE_TYPES: Final = {"blob": "BLOB", "real": "REAL", "bigint": "INTEGER"}
@@ -69,7 +77,13 @@ def migrations(types: dict[str, str]) -> list[list[str]]:
 
 CURRENT_VERSION: Final = len(MIGRATIONS)
 
-INSERT_ENTRY: Final = "INSERT INTO journal (scope, seq, at, kind, data) VALUES (?, ?, ?, ?, ?)"
+INSERT_JOURNAL_BATCH: Final = (
+    "INSERT INTO journal_batches (scope, first_seq, last_seq, data) VALUES (?, ?, ?, ?)"
+)
+LAST_JOURNAL_SEQS: Final = (  # the newest entry of either table (two index lookups)
+    "SELECT (SELECT max(seq) FROM journal WHERE scope = ?), (SELECT last_seq FROM "
+    "journal_batches WHERE scope = ? ORDER BY first_seq DESC LIMIT 1)"
+)
 INSERT_HISTORY: Final = (
     "INSERT INTO history (identifier, serial, first_occurrence, last_occurrence, tally, "
     "acknowledged_by, acknowledged_at, cleared_at, deleted_at, alert) "

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from correlator.store import schema
+from correlator.store import journal, schema
 from correlator.store.base import Batch, Entry, HistoryRecord, OffsetKey, Restored, history_rows
 
 T = TypeVar("T")
@@ -162,7 +162,17 @@ class SqlStore:
                 ),
                 (scope, seq),
             )
+            # entries written before schema 3, then the batches (which all come after them)
             entries = [Entry(int(s), float(a), k, bytes(d)) for s, a, k, d in cur.fetchall()]
+            cur.execute(
+                self._sql(
+                    "SELECT data FROM journal_batches WHERE scope = ? AND last_seq > ? "
+                    "ORDER BY first_seq"
+                ),
+                (scope, seq),
+            )
+            for (blob,) in cur.fetchall():
+                entries += [e for e in journal.decode(bytes(blob)) if e.seq > seq]
             cur.execute(
                 self._sql("SELECT source, topic, part, next_offset FROM offsets WHERE scope = ?"),
                 (scope,),
@@ -174,18 +184,29 @@ class SqlStore:
 
     async def commit(self, batch: Batch) -> None:
         scope = batch.scope
-        entries = [(scope, e.seq, e.at, e.kind, e.data) for e in batch.entries]
+        entries = batch.entries
         offsets = [(scope, s, t, p, o) for (s, t, p), o in batch.offsets.items()]
         history = history_rows(batch.history)
         rulesets = list(batch.rulesets.items())
 
         def work(cur: Cursor) -> None:
             self._many(cur, schema.INSERT_RULESET, rulesets)
-            self._many(cur, schema.INSERT_ENTRY, entries)
+            if entries:
+                self._append(cur, scope, entries)
             self._many(cur, schema.UPSERT_OFFSET, offsets)
             self._many(cur, schema.INSERT_HISTORY, history)
 
         await self._run(work)
+
+    def _append(self, cur: Cursor, scope: str, entries: list[Entry]) -> None:
+        """One journal row for the batch; refused unless it follows every stored entry."""
+        first, last = entries[0].seq, entries[-1].seq
+        cur.execute(self._sql(schema.LAST_JOURNAL_SEQS), (scope, scope))
+        stored = max((int(seq) for seq in cur.fetchone() if seq is not None), default=0)
+        if first <= stored:
+            raise StoreError(f"duplicate journal seq: {first} is not after the stored {stored}")
+        row = (scope, first, last, journal.encode(entries))
+        cur.execute(self._sql(schema.INSERT_JOURNAL_BATCH), row)
 
     def _many(self, cur: Cursor, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         if rows:
@@ -195,6 +216,10 @@ class SqlStore:
         def work(cur: Cursor) -> None:
             cur.execute(self._sql(schema.UPSERT_SNAPSHOT), (scope, seq, at, data))
             cur.execute(self._sql("DELETE FROM journal WHERE scope = ? AND seq <= ?"), (scope, seq))
+            cur.execute(  # a batch that straddles `seq` stays: `load` skips its covered entries
+                self._sql("DELETE FROM journal_batches WHERE scope = ? AND last_seq <= ?"),
+                (scope, seq),
+            )
 
         await self._run(work)
 

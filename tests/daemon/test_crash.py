@@ -67,7 +67,7 @@ def _journaled(tmp_path: Path) -> int:
     with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as db:
         try:
             (seq,) = db.execute(
-                "SELECT max(coalesce((SELECT max(seq) FROM journal), 0),"
+                "SELECT max(coalesce((SELECT max(last_seq) FROM journal_batches), 0),"
                 " coalesce((SELECT max(seq) FROM snapshots), 0))"
             ).fetchone()
             return int(seq)

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 
 import aiomqtt
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from correlator.config import KafkaSink as KafkaConfig
 from correlator.config import MqttSink as MqttConfig
 from correlator.model import CREATED, DELETED, UPDATED
 from correlator.sinks.base import Record
-from correlator.sinks.kafka import KafkaSink
+from correlator.sinks.kafka import BATCH_BYTES, KafkaSink, murmur2
 from correlator.sinks.mqtt import MqttSink, alert_topic
 
 _ids = itertools.count()
@@ -52,6 +56,55 @@ async def test_kafka_sink_keys_each_change_by_identifier(kafka_bootstrap: str) -
     for n in range(3):
         seqs = [seq for key, seq in got if key == f"n{n}:Down::".encode()]
         assert seqs == [n + 1, n + 4, n + 7]
+
+
+def test_murmur2_is_kafkas() -> None:
+    """The word-at-a-time murmur2 gives aiokafka's (the Java client's) hash for any key."""
+    rng = random.Random(7)
+    for length in range(200):
+        for _ in range(5):
+            data = rng.randbytes(length)
+            assert murmur2(data) == aiokafka_murmur2(data)
+
+
+async def test_kafka_sink_batches_follow_the_default_partitioner(kafka_bootstrap: str) -> None:
+    """Several batches' worth of records over three partitions: each record once, on the
+    partition Kafka's default partitioner gives its key, in `seq` order per key."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic("spread", num_partitions=3, replication_factor=1)])
+    finally:
+        await admin.close()
+    sink = KafkaSink("kafka", KafkaConfig(bootstrap_servers=kafka_bootstrap, topic="spread"))
+    filler = "x" * 1000
+    records = [
+        Record(seq, f"node-{seq % 50}:Down::", UPDATED, orjson.dumps({"seq": seq, "f": filler}))
+        for seq in range(1, 3 * BATCH_BYTES // 1000)
+    ]
+    await sink.start()
+    try:
+        await sink.publish(records)
+    finally:
+        await sink.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition("spread", p) for p in range(3)]
+        consumer.assign(partitions)
+        got: list[tuple[int, bytes, int]] = []
+        async with asyncio.timeout(20):
+            while len(got) < len(records):
+                for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
+                    got += [(tp.partition, m.key, orjson.loads(m.value)["seq"]) for m in messages]
+    finally:
+        await consumer.stop()
+    assert sorted(seq for _, _, seq in got) == [r.seq for r in records]
+    for partition, key, _ in got:
+        assert partition == DefaultPartitioner()(key, [0, 1, 2], [0, 1, 2])
+    for key in {key for _, key, _ in got}:
+        seqs = [seq for _, k, seq in got if k == key]
+        assert seqs == sorted(seqs)
 
 
 async def test_mqtt_sink_keeps_the_live_table_retained(mqtt_port: int) -> None:

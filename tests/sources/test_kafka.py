@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from support.committer import Committer, until
@@ -36,17 +37,18 @@ async def _create(bootstrap: str, topic: str) -> None:
         await admin.close()
 
 
+def _config(bootstrap: str, topic: str) -> KafkaConfig:
+    return KafkaConfig(
+        bootstrap_servers=bootstrap, topics=[topic], heartbeat_interval=0.1, session_timeout=1.0
+    )
+
+
 async def _consume(
     bootstrap: str, topic: str, offsets: Mapping[OffsetKey, int], expect: int
 ) -> Committer:
     pipeline = Committer()
     pipeline.offsets.update(offsets)
-    source = KafkaSource(
-        "kafka",
-        KafkaConfig(
-            bootstrap_servers=bootstrap, topics=[topic], heartbeat_interval=0.1, session_timeout=1.0
-        ),
-    )
+    source = KafkaSource("kafka", _config(bootstrap, topic))
     task = asyncio.create_task(source.run(pipeline.submit, offsets))
     try:
         await pipeline.wait_for(expect)
@@ -97,13 +99,7 @@ async def test_lag_is_what_the_partitions_still_hold(kafka_bootstrap: str) -> No
     """Messages behind each partition's high watermark, as of the last batch; 0 at the end."""
     await _create(kafka_bootstrap, "lagging")
     await _produce(kafka_bootstrap, "lagging", range(100))
-    config = KafkaConfig(
-        bootstrap_servers=kafka_bootstrap,
-        topics=["lagging"],
-        heartbeat_interval=0.1,
-        session_timeout=1.0,
-    )
-    source = KafkaSource("kafka", config, max_batch=10)
+    source = KafkaSource("kafka", _config(kafka_bootstrap, "lagging"), max_batch=10)
     seen: list[int] = []
     pipeline = Committer()
 
@@ -120,3 +116,17 @@ async def test_lag_is_what_the_partitions_still_hold(kafka_bootstrap: str) -> No
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert max(seen) >= 40  # a partition of 50 read 10 at a time: 40 behind after the first
+
+
+async def test_a_failed_commit_ends_the_source_with_its_error(kafka_bootstrap: str) -> None:
+    """Batches are read ahead of the previous one's commit; a commit that fails still ends
+    `run` with that error (nothing more is acknowledged)."""
+    await _create(kafka_bootstrap, "failing")
+    await _produce(kafka_bootstrap, "failing", range(10))
+    pipeline = Committer()
+    pipeline.fail_next = True
+    source = KafkaSource("kafka", _config(kafka_bootstrap, "failing"))
+    with pytest.raises(OSError, match="disk full"):
+        async with asyncio.timeout(20):
+            await source.run(pipeline.submit, {})
+    assert source.consumer is None and not source.connected

@@ -62,7 +62,7 @@ async def test_a_batch_stores_entries_offsets_and_history_in_one_go(store: SqlSt
 async def test_a_failed_batch_leaves_nothing_behind(store: SqlStore) -> None:
     """A batch is one transaction: a duplicate seq rolls back its offsets too."""
     await store.commit(Batch("s", _entries(1, 2), {("kafka", "t", 0): 2}))
-    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+    with pytest.raises(StoreError, match="duplicate journal seq: 2 is not after the stored 2"):
         await store.commit(Batch("s", _entries(2, 2), {("kafka", "t", 0): 4}))
     restored = await store.load("s")
     assert [e.seq for e in restored.entries] == [1, 2]
@@ -165,18 +165,27 @@ async def test_rule_sets_are_stored_once_by_digest(store: SqlStore) -> None:
 
 
 async def test_an_older_schema_is_migrated_forward(store_url: str) -> None:
-    """A database at version 1 (before rule sets were stored) gains the later tables."""
+    """A database at version 1 (before rule sets, and with a row per journal entry) gains
+    the later tables; its entries are restored before the batches written after it."""
     old = open_store(store_url)
     await old.open()
-    await old._run(lambda cur: cur.execute("DROP TABLE rulesets"))
-    await old._run(lambda cur: cur.execute("UPDATE schema_version SET version = 1"))
-    await old.commit(Batch("s", _entries(1, 1)))
+    insert = old._sql("INSERT INTO journal (scope, seq, at, kind, data) VALUES (?, ?, ?, ?, ?)")
+    for statement in ("DROP TABLE rulesets", "DROP TABLE journal_batches",
+                      "UPDATE schema_version SET version = 1"):  # fmt: skip
+        await old._run(lambda cur, sql=statement: cur.execute(sql))
+    await old._run(lambda cur: cur.executemany(insert, [("s", *e) for e in _entries(1, 2)]))
     await old.close()
     new = open_store(store_url)
     await new.open()
     try:
-        assert await new.schema_version() == CURRENT_VERSION == 2
+        assert await new.schema_version() == CURRENT_VERSION == 3
         assert await new.ruleset("x") is None
-        assert [e.seq for e in (await new.load("s")).entries] == [1]
+        assert (await new.load("s")).entries == _entries(1, 2)
+        with pytest.raises(StoreError, match="duplicate journal seq: 2 is not after the stored 2"):
+            await new.commit(Batch("s", _entries(2, 1)))
+        await new.commit(Batch("s", _entries(3, 2)))
+        assert (await new.load("s")).entries == _entries(1, 4)
+        await new.save_snapshot("s", 3, b"state-after-3", at=200.0)
+        assert (await new.load("s")).entries == _entries(4, 1)
     finally:
         await new.close()
