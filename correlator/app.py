@@ -29,6 +29,8 @@ from correlator.config import Config, DeadLetterConfig
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Alert
+from correlator.notify.deliver import Deliverer, Integration
+from correlator.notify.receivers import integrations
 from correlator.observability.metrics import DaemonCollector, commit_histogram
 from correlator.pipeline import Pipeline
 from correlator.ruleset.loader import RuleSet
@@ -71,6 +73,21 @@ class App:
         self.publisher = Publisher(self.sinks, self.store)
         self.dead_letter = _dead_letter(config.dead_letter)
         self.rules = RuleVersion.read(config.rules)  # the rules in force
+        notify = config.notify
+        host, port = config.http.host_port
+        self.external_url = notify.external_url or f"http://{host}:{port}"
+        self.integrations = self._integrations(self.rules)
+        self.deliverer = Deliverer(
+            self.store,
+            lambda: self.integrations,
+            clock=self.now,
+            dead_letter=self.dead_letter,
+            note=self._note,
+            max_attempts=notify.max_attempts,
+            backoff=(notify.retry_min, notify.retry_max),
+            breaker_failures=notify.breaker_failures,
+            breaker_open=notify.breaker_open,
+        )
         self._observe_commit = commit_histogram(self.registry).observe
         self.default_scope = config.state.scope
         self.pipeline = self._pipeline(self.default_scope)  # HTTP, MQTT, files, shared Kafka
@@ -105,7 +122,21 @@ class App:
             snapshot_entries=state.snapshot_entries,
             snapshot_interval=state.snapshot_interval,
             caught_up=partial(self.publisher.caught_up, scope) if publishing else None,
+            delivers=lambda receiver: len(self.integrations.get(receiver, ())),
+            actions_committed=self.deliverer.wake,
         )
+
+    def _integrations(self, rules: RuleVersion) -> dict[str, list[Integration]]:
+        built, skipped = integrations(rules.ruleset.receivers, self.external_url)
+        for warning in skipped:
+            log.warning("receiver not delivered", problem=warning)
+        return built
+
+    async def _note(self, identifier: str, text: str) -> None:
+        """A journal line on an alert, by correlator (an undeliverable notification)."""
+        pipeline = self.scopes.holding(identifier)
+        if pipeline is not None:
+            await pipeline.act("journal", identifier, "correlator", text)
 
     def _engine(self, rules: RuleSet) -> Engine:
         engine = self.config.engine
@@ -151,6 +182,7 @@ class App:
                 log.error("reload refused", errors=[str(e) for e in exc.errors])
                 raise
             self.rules = version
+            self.integrations = self._integrations(version)
             for pipeline in self.scopes:
                 if version.digest != pipeline.rules.digest:
                     await pipeline.reload(version)
@@ -241,7 +273,10 @@ class App:
         server = _http_server(self)
         serving = asyncio.create_task(server.serve())
         stopping = asyncio.create_task(self._stopping.wait())
-        helpers = [asyncio.create_task(self._reloading())]
+        helpers = [
+            asyncio.create_task(self._reloading()),
+            asyncio.create_task(self.deliverer.run()),
+        ]
         if self.config.watch_rules:
             watcher = RuleWatcher(Path(self.config.rules), self.request_reload)
             helpers.append(asyncio.create_task(watcher.run()))

@@ -68,6 +68,17 @@ class StateConfig(Section):
     scope: Annotated[str, Field(min_length=1)] = "default"
 
 
+class NotifyConfig(Section):
+    """How notifications are delivered (the receivers themselves are in the rules)."""
+
+    external_url: str = ""  # the webhook payload's externalURL (default: http://<http.listen>)
+    max_attempts: Annotated[int, Field(ge=1)] = 8  # then dead-lettered, noted on the alerts
+    retry_min: Duration = 1.0  # backoff doubles from here …
+    retry_max: Duration = 300.0  # … up to here, with jitter
+    breaker_failures: Annotated[int, Field(ge=1)] = 5  # failures in a row that open …
+    breaker_open: Duration = 60.0  # … a receiver's circuit for this long
+
+
 class HttpConfig(Section):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: Annotated[int, Field(ge=1)] = 10 * 1024 * 1024
@@ -206,6 +217,7 @@ class Config(BaseSettings):
     dead_letter: DeadLetterConfig = DeadLetterConfig(file="var/dead-letter.jsonl")
     auth: AuthConfig | None = None
     engine: EngineConfig = EngineConfig()
+    notify: NotifyConfig = NotifyConfig()
     shutdown_timeout: Duration = 10.0
     watch_rules: bool = True  # reload when a rule file changes (besides SIGHUP and /-/reload)
 

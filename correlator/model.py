@@ -204,6 +204,7 @@ class Change:
     receiver: str | None = None
     alerts: list[Alert] | None = None
     snapshot: dict[str, Any] | None = None
+    group: dict[str, Any] | None = None  # a routed notification's group: its key and labels
 
     def sent_alerts(self) -> list[dict[str, Any]]:
         """A notification's alerts as they were sent (recorded with snapshots), else as now."""
@@ -215,6 +216,8 @@ class Change:
         out: dict[str, Any] = {"at": self.at, "kind": self.kind}
         if self.kind == NOTIFICATION:
             out["receiver"] = self.receiver
+            if self.group is not None:
+                out["group"] = self.group
             out["alerts"] = self.sent_alerts()
             return out
         if self.snapshot is not None:

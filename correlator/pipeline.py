@@ -46,7 +46,17 @@ from correlator.ruleset.version import RuleVersion
 from correlator.sinks.base import Record
 from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink
 from correlator.sources.base import Durable, Received, Rejected
-from correlator.store.base import ACTION, EVENT, RULES, TICK, Batch, Entry, OffsetKey, Store
+from correlator.store.base import (
+    ACTION,
+    EVENT,
+    RULES,
+    TICK,
+    Action,
+    Batch,
+    Entry,
+    OffsetKey,
+    Store,
+)
 from correlator.store.history import history_record
 
 log = structlog.get_logger("correlator.pipeline")
@@ -94,6 +104,8 @@ class Pipeline:
         snapshot_entries: int = 100_000,
         snapshot_interval: float = 300.0,
         caught_up: Callable[[int], Awaitable[None]] | None = None,
+        delivers: Callable[[str], int] = lambda receiver: 0,
+        actions_committed: Callable[[], None] | None = None,
     ) -> None:
         self.rules = rules  # the version in force (live)
         self.make_engine = make_engine
@@ -117,6 +129,9 @@ class Pipeline:
         self._stopping = False
         self._seq = 0  # journal entries
         self._change_seq = 0  # published records
+        self._notifications = 0  # numbers the outbox's actions
+        self.delivers = delivers  # a receiver's integrations the daemon delivers to
+        self.actions_committed = actions_committed  # wakes the deliverer
         self.snapshot_entries = snapshot_entries
         self.snapshot_interval = snapshot_interval
         self.caught_up = caught_up  # waits until the sinks have published up to a seq
@@ -184,6 +199,7 @@ class Pipeline:
         self.engine.restore(saved["engine"])
         self._seq = self.snapshot_seq = seq
         self._change_seq = saved["change_seq"]
+        self._notifications = saved.get("notifications", 0)
         for view in saved["incidents"]:
             self.incidents[str(view["id"])] = view
         log.info("snapshot loaded", seq=seq, bytes=len(data), alerts=len(self.engine.table))
@@ -344,8 +360,11 @@ class Pipeline:
     def _records(self, changes: Sequence[Change], out: list[Record], batch: Batch | None) -> None:
         """Serialize each change now (it carries the live row) as a numbered sink record."""
         for change in changes:
-            if change.kind == NOTIFICATION:
-                continue  # for receivers, not for the change stream
+            if change.kind == NOTIFICATION:  # for receivers, not for the change stream
+                self._notifications += 1
+                if batch is not None:
+                    self._outbox(change, batch)
+                continue
             if change.incident is not None:
                 self._remember_incident(change.incident)
             self._change_seq += 1
@@ -357,6 +376,18 @@ class Pipeline:
                 out.append(Record(self._change_seq, identifier, change.kind, orjson.dumps(body)))
             if batch is not None and change.kind == DELETED and alert is not None:
                 batch.history.append(history_record(alert, change.at))
+
+    def _outbox(self, change: Change, batch: Batch) -> None:
+        """One action per integration of the receiver, in this batch's transaction."""
+        receiver = str(change.receiver)
+        count = self.delivers(receiver)
+        if not count:
+            return
+        key = f"{self.scope}:n{self._notifications}"  # the same after a replay: idempotent
+        payload = orjson.dumps(change.to_dict())
+        for i in range(count):
+            action = Action(f"{key}:{i}", self.scope, receiver, payload, change.at, due=change.at)
+            batch.outbox.append(action)
 
     def _remember_incident(self, view: dict[str, Any]) -> None:
         incidents = self.incidents
@@ -371,7 +402,7 @@ class Pipeline:
         batch = commit.batch
         try:
             await self.dead_letter.write(commit.dead)
-            if batch.entries or batch.offsets or batch.history:
+            if batch.entries or batch.offsets or batch.history or batch.outbox:
                 started = time.perf_counter()
                 await self.store.commit(batch)
                 if self.observe_commit is not None:
@@ -384,6 +415,8 @@ class Pipeline:
                     )
             raise
         self.offsets.update(commit.batch.offsets)
+        if batch.outbox and self.actions_committed is not None:
+            self.actions_committed()
         for item in commit.waiting:
             if not item.durable.done():
                 item.durable.set_result(item.rejected)
@@ -429,6 +462,7 @@ class Pipeline:
         state = {
             "rules": self.rules.digest,
             "change_seq": self._change_seq,
+            "notifications": self._notifications,
             "incidents": list(self.incidents.values()),
             "engine": self.engine.snapshot(),
         }

@@ -208,7 +208,9 @@ class Dispatcher(Operator):
             return
         if firing or resolved:  # all resolved, to a receiver that is not told: nothing to send
             receiver = route.opts.receiver
-            ctx.emit(Change(now, NOTIFICATION, receiver=receiver, alerts=[*firing, *resolved]))
+            alerts = [*firing, *resolved]
+            group_view = {"key": group.key, "labels": dict(group.labels)}
+            ctx.emit(Change(now, NOTIFICATION, receiver=receiver, alerts=alerts, group=group_view))
         group.firing, group.resolved, group.sent_at = firing_ids, resolved_ids, now
 
     def _needs_update(

@@ -62,6 +62,7 @@ class RuleSet:
     env: BuildEnv
     compiled: Cache = field(default_factory=dict)  # templates compiled by the load, by text
     route: Route | None = None  # Alertmanager's routing tree, if a file has one
+    receivers: list[dict[str, Any]] = field(default_factory=list)  # as written (Alertmanager's)
 
     def build_operators(self, max_lateness: float = 300.0) -> list[Operator]:
         """Fresh operators with empty state for an engine with this `max_lateness`."""
@@ -246,6 +247,7 @@ def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
         factories=factories,
         env=env,
         route=route,
+        receivers=[r for source in sources for r in source.model.receivers],
     )
 
 

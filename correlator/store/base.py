@@ -57,6 +57,24 @@ class HistoryRecord:
     alert: bytes  # the row's JSON (DESIGN.md §3) when it was deleted
 
 
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One entry of the outbox: an I/O action (a notification) to run at least once.
+
+    `key` is its idempotency key (the scope and the change `seq` that made it),
+    passed on to receivers whose API takes one.
+    """
+
+    key: str
+    scope: str
+    receiver: str
+    payload: bytes  # the notification as JSON
+    created: float
+    attempts: int = 0
+    due: float = 0.0
+    last_error: str | None = None
+
+
 @dataclass(slots=True)
 class Batch:
     """What one group commit makes durable for one scope."""
@@ -66,6 +84,7 @@ class Batch:
     offsets: dict[OffsetKey, int] = field(default_factory=dict)  # next offset to read
     history: list[HistoryRecord] = field(default_factory=list)
     rulesets: dict[str, bytes] = field(default_factory=dict)  # digest → texts (JSON)
+    outbox: list[Action] = field(default_factory=list)  # actions the batch made
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +113,18 @@ class Store(Protocol):
 
     async def save_snapshot(self, scope: str, seq: int, data: bytes, at: float) -> None:
         """Keep `data` as the state after entry `seq` and drop the journal it covers."""
+
+    async def due_actions(self, now: float, limit: int) -> list[Action]:
+        """Outbox actions due at `now`, oldest first."""
+
+    async def next_action_due(self) -> float | None:
+        """When the earliest outbox action is due (None: the outbox is empty)."""
+
+    async def action_done(self, key: str) -> None:
+        """The action succeeded (or was given up): it leaves the outbox."""
+
+    async def action_retry(self, key: str, attempts: int, due: float, error: str) -> None:
+        """The action failed: try again at `due`."""
 
     async def ruleset(self, digest: str) -> bytes | None:
         """The rule texts (JSON `{path: text}`) stored under `digest`."""

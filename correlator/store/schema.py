@@ -62,6 +62,18 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             data {blob} NOT NULL,
             PRIMARY KEY (scope, first_seq))""",
     ),
+    (  # 4: the outbox: actions (notifications) committed with the batch that made them
+        """CREATE TABLE outbox (
+            action_key TEXT PRIMARY KEY,
+            scope TEXT NOT NULL,
+            receiver TEXT NOT NULL,
+            payload {blob} NOT NULL,
+            attempts INTEGER NOT NULL,
+            due {real} NOT NULL,
+            created {real} NOT NULL,
+            last_error TEXT)""",
+        "CREATE INDEX outbox_due ON outbox (due)",
+    ),
 )
 
 SQLITE_TYPES: Final = {"blob": "BLOB", "real": "REAL", "bigint": "INTEGER"}
@@ -108,4 +120,8 @@ SELECT_HISTORY: Final = (
     "SELECT identifier, serial, first_occurrence, last_occurrence, tally, "
     "acknowledged_by, acknowledged_at, cleared_at, deleted_at, alert FROM history "
     "WHERE deleted_at >= ? AND deleted_at < ? {and_identifier} ORDER BY deleted_at LIMIT ?"
+)
+INSERT_ACTION: Final = (
+    "INSERT INTO outbox (action_key, scope, receiver, payload, attempts, due, created) "
+    "VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (action_key) DO NOTHING"
 )

@@ -20,7 +20,15 @@ from urllib.parse import urlsplit
 import psycopg
 
 from correlator.store import journal, schema
-from correlator.store.base import Batch, Entry, HistoryRecord, OffsetKey, Restored, history_rows
+from correlator.store.base import (
+    Action,
+    Batch,
+    Entry,
+    HistoryRecord,
+    OffsetKey,
+    Restored,
+    history_rows,
+)
 
 T = TypeVar("T")
 Cursor = Any  # sqlite3.Cursor or psycopg.Cursor: both DB-API 2
@@ -188,9 +196,11 @@ class SqlStore:
         offsets = [(scope, s, t, p, o) for (s, t, p), o in batch.offsets.items()]
         history = history_rows(batch.history)
         rulesets = list(batch.rulesets.items())
+        actions = [(a.key, a.scope, a.receiver, a.payload, a.due, a.created) for a in batch.outbox]
 
         def work(cur: Cursor) -> None:
             self._many(cur, schema.INSERT_RULESET, rulesets)
+            self._many(cur, schema.INSERT_ACTION, actions)
             if entries:
                 self._append(cur, scope, entries)
             self._many(cur, schema.UPSERT_OFFSET, offsets)
@@ -219,6 +229,47 @@ class SqlStore:
             cur.execute(  # a batch that straddles `seq` stays: `load` skips its covered entries
                 self._sql("DELETE FROM journal_batches WHERE scope = ? AND last_seq <= ?"),
                 (scope, seq),
+            )
+
+        await self._run(work)
+
+    async def due_actions(self, now: float, limit: int) -> list[Action]:
+        def work(cur: Cursor) -> list[Action]:
+            cur.execute(
+                self._sql(
+                    "SELECT action_key, scope, receiver, payload, created, attempts, due, "
+                    "last_error FROM outbox WHERE due <= ? ORDER BY due, created LIMIT ?"
+                ),
+                (now, limit),
+            )
+            return [
+                Action(k, s, r, bytes(p), float(c), int(a), float(d), e)
+                for k, s, r, p, c, a, d, e in cur.fetchall()
+            ]
+
+        return await self._run(work)
+
+    async def next_action_due(self) -> float | None:
+        def work(cur: Cursor) -> float | None:
+            cur.execute("SELECT min(due) FROM outbox")
+            row = cur.fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self._run(work)
+
+    async def action_done(self, key: str) -> None:
+        def work(cur: Cursor) -> None:
+            cur.execute(self._sql("DELETE FROM outbox WHERE action_key = ?"), (key,))
+
+        await self._run(work)
+
+    async def action_retry(self, key: str, attempts: int, due: float, error: str) -> None:
+        def work(cur: Cursor) -> None:
+            cur.execute(
+                self._sql(
+                    "UPDATE outbox SET attempts = ?, due = ?, last_error = ? WHERE action_key = ?"
+                ),
+                (attempts, due, error[:2000], key),
             )
 
         await self._run(work)

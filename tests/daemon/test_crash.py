@@ -23,6 +23,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from support.brokers import mosquitto
 from support.postgres import free_port
+from support.receiver import endpoint
 
 EVENTS = 20_000
 NODES = 200
@@ -248,3 +249,42 @@ async def test_sighup_reloads_the_rules(tmp_path: Path) -> None:
         finally:
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(timeout=20) == 0
+
+
+async def test_a_notification_outlives_kill_9_and_is_delivered_once(tmp_path: Path) -> None:
+    """Committed to the outbox with its batch; the receiver fails until the daemon is
+    killed; the restarted daemon delivers it, exactly once."""
+    port = free_port()
+    config = _config(tmp_path, port, [])
+    settings = orjson.loads(config.read_bytes())
+    settings["notify"] = {"retry_min": 0.05, "retry_max": 0.2}
+    config.write_bytes(orjson.dumps(settings))
+    async with (
+        endpoint() as hook,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client,
+    ):
+        hook.answers = [500]
+        (tmp_path / "rules" / "rules.yaml").write_text(
+            "route: {receiver: hook, group_wait: 0s}\n"
+            f'receivers: [{{name: hook, webhook_configs: [{{url: "{hook.url}"}}]}}]\n'
+        )
+        first = _start(config, tmp_path)
+        await _until_ready(client)
+        event = {"node": "db1", "alertgroup": "Down", "severity": "critical"}
+        assert (await client.post("/api/v1/events", json=event)).status_code == 200
+        await hook.until(2)  # tried, and tried again: it is in the outbox
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        hook.answers = [200]
+        second = _start(config, tmp_path)
+        try:
+            async with asyncio.timeout(30):
+                while not hook.delivered():  # noqa: ASYNC110 - another process
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(1.0)  # nothing more arrives
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=20) == 0
+    (delivered,) = hook.delivered()
+    assert {r.headers["idempotency-key"] for r in hook.requests} == {"default:n1:0"}
+    assert delivered.body["alerts"][0]["labels"]["node"] == "db1"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from correlator.model import Alert
-from correlator.store.base import TICK, Batch, Entry
+from correlator.store.base import TICK, Action, Batch, Entry
 from correlator.store.history import history_record
 from correlator.store.schema import CURRENT_VERSION
 from correlator.store.sql import SqlStore, StoreError, dialect_for, open_store
@@ -170,7 +170,7 @@ async def test_an_older_schema_is_migrated_forward(store_url: str) -> None:
     old = open_store(store_url)
     await old.open()
     insert = old._sql("INSERT INTO journal (scope, seq, at, kind, data) VALUES (?, ?, ?, ?, ?)")
-    for statement in ("DROP TABLE rulesets", "DROP TABLE journal_batches",
+    for statement in ("DROP TABLE rulesets", "DROP TABLE journal_batches", "DROP TABLE outbox",
                       "UPDATE schema_version SET version = 1"):  # fmt: skip
         await old._run(lambda cur, sql=statement: cur.execute(sql))
     await old._run(lambda cur: cur.executemany(insert, [("s", *e) for e in _entries(1, 2)]))
@@ -178,7 +178,7 @@ async def test_an_older_schema_is_migrated_forward(store_url: str) -> None:
     new = open_store(store_url)
     await new.open()
     try:
-        assert await new.schema_version() == CURRENT_VERSION == 3
+        assert await new.schema_version() == CURRENT_VERSION == 4
         assert await new.ruleset("x") is None
         assert (await new.load("s")).entries == _entries(1, 2)
         with pytest.raises(StoreError, match="duplicate journal seq: 2 is not after the stored 2"):
@@ -189,3 +189,33 @@ async def test_an_older_schema_is_migrated_forward(store_url: str) -> None:
         assert (await new.load("s")).entries == _entries(4, 1)
     finally:
         await new.close()
+
+
+async def test_the_outbox_keeps_actions_until_done(store_url: str) -> None:
+    """Written with a batch (once, whatever replays), due in order, retried, then gone."""
+    store = open_store(store_url)
+    await store.open()
+    try:
+        first = Action("s:n1:0", "s", "hook", b'{"n":1}', created=10.0, due=10.0)
+        second = Action("s:n2:0", "s", "hook", b'{"n":2}', created=11.0, due=11.0)
+        await store.commit(Batch("s", _entries(1, 1), outbox=[first, second]))
+        await store.commit(Batch("s", _entries(2, 1), outbox=[first]))  # again: ignored
+        assert [a.key for a in await store.due_actions(10.5, 10)] == ["s:n1:0"]
+        assert await store.next_action_due() == 10.0
+        await store.action_retry("s:n1:0", 1, 20.0, "HTTP 500")
+        (due,) = await store.due_actions(15.0, 10)
+        assert due == second
+        (retried,) = await store.due_actions(20.0, 1)
+        assert (retried.key, retried.attempts, retried.last_error) == ("s:n2:0", 0, None)
+        await store.action_done("s:n2:0")
+        (left,) = await store.due_actions(100.0, 10)
+        assert (left.key, left.attempts, left.due, left.last_error) == (
+            "s:n1:0",
+            1,
+            20.0,
+            "HTTP 500",
+        )
+        await store.action_done("s:n1:0")
+        assert await store.next_action_due() is None
+    finally:
+        await store.close()

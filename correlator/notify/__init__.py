@@ -1,0 +1,1 @@
+"""Delivering notifications: the outbox's deliverer and the receivers' integrations."""

@@ -1,0 +1,164 @@
+"""The outbox's deliverer: every committed notification reaches its receiver at least once.
+
+A notification enters the outbox in the transaction of the journal batch that
+made it (one action per integration of its receiver), so an action due when
+the process died runs after the restart. The deliverer takes due actions from
+the store, runs them (one receiver's in order, receivers side by side), and
+removes each that succeeded; a failure is retried with exponential backoff
+and jitter. An action that fails `max_attempts` times is dead-lettered, and
+each alert it carried gets a journal note saying so. A receiver that fails
+`breaker_failures` times in a row is not tried for `breaker_open` seconds (its
+actions wait, their attempts uncounted): a dead endpoint costs nothing while
+it is dead. Every request carries the action's idempotency key, so a receiver
+that takes one sees a retry of a delivered action as the same request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import orjson
+import structlog
+
+from correlator.notify.webhook import DeliveryError
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink
+from correlator.store.base import Action, Store
+
+log = structlog.get_logger("correlator.notify")
+
+
+class Integration(Protocol):
+    kind: str
+
+    async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
+        """Deliver or raise (any exception is a failed attempt)."""
+
+
+@dataclass(slots=True)
+class _Breaker:
+    failures: int = 0
+    open_until: float = 0.0
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: Store,
+        integrations: Callable[[], Mapping[str, Sequence[Integration]]],
+        *,
+        clock: Callable[[], float],
+        dead_letter: DeadLetterSink,
+        note: Callable[[str, str], Awaitable[None]],
+        max_attempts: int = 8,
+        backoff: tuple[float, float] = (1.0, 300.0),
+        breaker_failures: int = 5,
+        breaker_open: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.integrations = integrations  # by receiver name, from the rules in force
+        self.clock = clock
+        self.dead_letter = dead_letter
+        self.note = note  # a journal note on an alert: (identifier, text)
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.breaker_failures = breaker_failures
+        self.breaker_open = breaker_open
+        self.delivered = 0
+        self.failed = 0  # attempts that failed
+        self.dead = 0
+        self._breakers: dict[str, _Breaker] = {}
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New actions were committed: look at the outbox now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient() as client:
+            while True:
+                self._wake.clear()
+                actions = await self.store.due_actions(self.clock(), 200)
+                if actions:
+                    lanes: dict[str, list[Action]] = {}
+                    for action in actions:
+                        lanes.setdefault(action.receiver, []).append(action)
+                    await asyncio.gather(*(self._lane(client, a) for a in lanes.values()))
+                    continue
+                due = await self.store.next_action_due()
+                delay = None if due is None else max(0.0, due - self.clock())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _lane(self, client: httpx.AsyncClient, actions: list[Action]) -> None:
+        for action in actions:
+            await self._run(client, action)
+
+    async def _run(self, client: httpx.AsyncClient, action: Action) -> None:
+        now = self.clock()
+        breaker = self._breakers.setdefault(action.receiver, _Breaker())
+        if breaker.open_until > now:  # the receiver is resting: wait, uncounted
+            await self.store.action_retry(
+                action.key, action.attempts, breaker.open_until, "circuit open"
+            )
+            return
+        integration = self._integration(action)
+        if integration is None:
+            log.warning("receiver gone from the rules: action dropped", action=action.key)
+            await self.store.action_done(action.key)
+            return
+        notification = orjson.loads(action.payload)
+        try:
+            await integration.send(client, action.key, notification)
+        except Exception as exc:  # any failure is retried; the last one is dead-lettered
+            await self._failed(action, breaker, _describe(exc), notification)
+            return
+        breaker.failures = 0
+        await self.store.action_done(action.key)
+        self.delivered += 1
+
+    def _integration(self, action: Action) -> Integration | None:
+        index = int(action.key.rsplit(":", 1)[1])
+        found = self.integrations().get(action.receiver, ())
+        return found[index] if index < len(found) else None
+
+    async def _failed(
+        self, action: Action, breaker: _Breaker, error: str, notification: dict[str, Any]
+    ) -> None:
+        now = self.clock()
+        self.failed += 1
+        breaker.failures += 1
+        if breaker.failures >= self.breaker_failures:
+            breaker.open_until = now + self.breaker_open
+            breaker.failures = 0
+            log.warning("receiver failing: circuit open", receiver=action.receiver, error=error)
+        attempts = action.attempts + 1
+        if attempts < self.max_attempts:
+            low, high = self.backoff
+            delay = min(high, low * 2 ** (attempts - 1)) * (0.5 + random.random())  # noqa: S311
+            await self.store.action_retry(action.key, attempts, now + delay, error)
+            return
+        why = f"notification to {action.receiver} given up after {attempts} attempts: {error}"
+        log.error("notification undeliverable", action=action.key, error=error)
+        letter = DeadLetter(
+            now, f"receiver:{action.receiver}", "undeliverable", why, action.payload
+        )
+        await self.dead_letter.write([letter])
+        for row in notification.get("alerts", ()):
+            with contextlib.suppress(Exception):  # a row deleted since has no journal
+                await self.note(str(row["identifier"]), why)
+        await self.store.action_done(action.key)
+        self.dead += 1
+
+
+def _describe(exc: Exception) -> str:
+    """What went wrong, for the journal note and the log (an httpx timeout has no text)."""
+    text = str(exc)
+    if isinstance(exc, DeliveryError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

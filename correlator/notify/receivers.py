@@ -1,0 +1,39 @@
+"""The integrations of the receivers in the rules (Alertmanager's `receivers:` block).
+
+Delivered today: `webhook_configs`. A receiver's other integrations (PagerDuty,
+Slack, e-mail, ...) are accepted in the rules, reported once at load, and not
+delivered yet; a receiver with none of its own (Alertmanager's null receiver)
+receives nothing, as in Alertmanager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from correlator.notify.deliver import Integration
+from correlator.notify.webhook import Webhook
+
+
+def integrations(
+    receivers: Sequence[dict[str, Any]], external_url: str
+) -> tuple[dict[str, list[Integration]], list[str]]:
+    """Each receiver's deliverable integrations, and what cannot be delivered (warnings)."""
+    built: dict[str, list[Integration]] = {}
+    skipped: list[str] = []
+    for receiver in receivers:
+        name = str(receiver.get("name", ""))
+        found: list[Integration] = []
+        for key, configs in receiver.items():
+            if not key.endswith("_configs") or not isinstance(configs, list):
+                continue
+            if key != "webhook_configs":
+                skipped.append(f"receiver {name}: {key} are not delivered yet")
+                continue
+            for config in configs:
+                try:
+                    found.append(Webhook(dict(config), external_url))
+                except ValueError as exc:
+                    skipped.append(f"receiver {name}: {exc}")
+        built[name] = found
+    return built, skipped

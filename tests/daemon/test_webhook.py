@@ -1,0 +1,220 @@
+"""The webhook receiver against a real HTTP endpoint: Alertmanager's payload, retries, breaker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from support.daemon import Running, write_rules
+from support.receiver import endpoint
+
+from correlator.notify.webhook import payload
+
+ROW: dict[str, Any] = {
+    "identifier": "web-1:HTTPErrors::",
+    "node": "web-1",
+    "alertgroup": "HTTPErrors",
+    "severity": 4,
+    "summary": "5xx above 5%",
+    "status": "open",
+    "labels": {"site": "ams", "env": "prod"},
+    "annotations": {"runbook": "http://rb/5xx"},
+    "first_occurrence": 1767225600.0,
+    "state_change": 1767225600.0,
+}
+
+
+def test_the_payload_is_alertmanagers_version_4() -> None:
+    resolved = {
+        **ROW,
+        "identifier": "web-2:HTTPErrors::",
+        "node": "web-2",
+        "severity": 0,
+        "status": "cleared",
+        "state_change": 1767225660.5,
+    }
+    notification = {
+        "receiver": "hook",
+        "group": {"key": "{}:[('site', 'ams')]", "labels": {"site": "ams"}},
+        "alerts": [ROW, resolved],
+    }
+    assert payload(notification, "http://correlator:8080") == {
+        "version": "4",
+        "groupKey": "{}:[('site', 'ams')]",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "hook",
+        "groupLabels": {"site": "ams"},
+        "commonLabels": {"alertname": "HTTPErrors", "site": "ams", "env": "prod"},
+        "commonAnnotations": {"runbook": "http://rb/5xx", "summary": "5xx above 5%"},
+        "externalURL": "http://correlator:8080",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": "HTTPErrors",
+                    "node": "web-1",
+                    "severity": "major",
+                    "site": "ams",
+                    "env": "prod",
+                },
+                "annotations": {"runbook": "http://rb/5xx", "summary": "5xx above 5%"},
+                "startsAt": "2026-01-01T00:00:00.000Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": _fingerprint("web-1:HTTPErrors::"),
+            },
+            {
+                "status": "resolved",
+                "labels": {
+                    "alertname": "HTTPErrors",
+                    "node": "web-2",
+                    "severity": "clear",
+                    "site": "ams",
+                    "env": "prod",
+                },
+                "annotations": {"runbook": "http://rb/5xx", "summary": "5xx above 5%"},
+                "startsAt": "2026-01-01T00:00:00.000Z",
+                "endsAt": "2026-01-01T00:01:00.500Z",
+                "generatorURL": "",
+                "fingerprint": _fingerprint("web-2:HTTPErrors::"),
+            },
+        ],
+    }
+    truncated = payload(notification, "", max_alerts=1)
+    assert truncated["truncatedAlerts"] == 1 and len(truncated["alerts"]) == 1
+
+
+def _fingerprint(identifier: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(identifier.encode()).hexdigest()[:16]
+
+
+RULES = """
+route:
+  receiver: hook
+  group_by: [site]
+  group_wait: 0s
+  group_interval: 1s
+receivers:
+  - name: hook
+    webhook_configs: [{url: "%s", timeout: 0.5}]
+"""
+
+FAST = {"retry_min": 0.05, "retry_max": 0.2}
+
+
+async def _post(client: Any, node: str = "web-1", **event: Any) -> None:
+    body = {
+        "node": node,
+        "alertgroup": "HTTPErrors",
+        "severity": "major",
+        "labels": {"site": "ams"},
+        **event,
+    }
+    assert (await client.post("/api/v1/events", json=body)).status_code == 200
+
+
+async def test_a_routed_alert_reaches_the_webhook(daemon: Running, rules_dir: Path) -> None:
+    async with endpoint() as hook:
+        write_rules(rules_dir, RULES % hook.url)
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client)
+            (request,) = await hook.until(1)
+            assert (request.method, request.path) == ("POST", "/hook")
+            assert request.headers["content-type"] == "application/json"
+            assert request.headers["idempotency-key"] == "default:n1:0"
+            body = request.body
+            assert body["receiver"] == "hook" and body["status"] == "firing"
+            assert body["groupLabels"] == {"site": "ams"}
+            assert [a["labels"]["node"] for a in body["alerts"]] == ["web-1"]
+            assert body["externalURL"] == app.external_url
+            await _post(client, type="resolution")
+            await hook.until(2)
+            await _until(lambda: app.deliverer.delivered == 2)
+            assert hook.requests[1].body["status"] == "resolved"
+            assert app.deliverer.delivered == 2
+
+
+async def test_a_failed_or_slow_delivery_is_retried_with_the_same_key(
+    daemon: Running, rules_dir: Path
+) -> None:
+    async with endpoint() as hook:
+        hook.answers = [500, 200]
+        write_rules(rules_dir, RULES % hook.url)
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client)
+            await _until(lambda: app.deliverer.delivered == 1)
+            assert [r.status for r in hook.requests] == [500, 200]
+            assert (
+                hook.requests[0].headers["idempotency-key"]
+                == hook.requests[1].headers["idempotency-key"]
+            )
+            assert (app.deliverer.failed, app.deliverer.delivered) == (1, 1)
+    async with endpoint() as slow:
+        slow.delay = 2.0  # past the 0.5 s timeout
+        write_rules(rules_dir, RULES % slow.url)
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client, node="web-9")
+            await _until(lambda: app.deliverer.delivered == 1)
+            assert app.deliverer.failed == 1
+
+
+async def test_a_failing_receiver_opens_its_circuit_then_gives_up(
+    daemon: Running, rules_dir: Path, tmp_path: Path
+) -> None:
+    async with endpoint() as hook:
+        hook.answers = [500]
+        write_rules(rules_dir, RULES % hook.url)
+        notify = {**FAST, "breaker_failures": 2, "breaker_open": 1.0, "max_attempts": 3}
+        async with daemon(notify=notify) as (app, client):
+            await _post(client)
+            await hook.until(2)
+            await asyncio.sleep(0.6)
+            assert len(hook.requests) == 2  # the circuit is open: nothing is tried
+            await hook.until(3)
+            await _until(lambda: app.deliverer.dead == 1)
+            row = app.row("web-1:HTTPErrors::")
+            assert row is not None
+            note = row.journal[-1]
+            assert (note.who, note.text) == (
+                "correlator",
+                "notification to hook given up after 3 attempts: HTTP 500 from " + hook.url,
+            )
+        letters = [
+            orjson.loads(line)
+            for line in (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()
+        ]
+        assert [(d["source"], d["reason"]) for d in letters] == [("receiver:hook", "undeliverable")]
+
+
+async def test_an_undelivered_notification_survives_a_restart(
+    daemon: Running, rules_dir: Path
+) -> None:
+    """Committed with its batch, retried after the daemon stopped and started: once."""
+    async with endpoint() as hook:
+        hook.answers = [500]
+        write_rules(rules_dir, RULES % hook.url)
+        async with daemon(notify=FAST) as (_, client):
+            await _post(client)
+            await hook.until(1)
+        assert not hook.delivered()
+        hook.answers = [200]  # from now on the endpoint takes it
+        async with daemon(notify=FAST) as (app, _):
+            async with asyncio.timeout(20):
+                while not hook.delivered():  # noqa: ASYNC110 - the restarted daemon retries
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            assert await app.store.next_action_due() is None  # the outbox is empty
+        (delivered,) = hook.delivered()
+        assert delivered.headers["idempotency-key"] == "default:n1:0"
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - the daemon's deliverer works on its own
+            await asyncio.sleep(0.02)
