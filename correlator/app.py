@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from correlator.api.auth import Token
 from correlator.api.http import create_api
 from correlator.config import Config, DeadLetterConfig
+from correlator.correlate.silences import Silence
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Alert
@@ -33,6 +34,8 @@ from correlator.notify.deliver import Deliverer, Integration
 from correlator.notify.receivers import integrations
 from correlator.observability.metrics import DaemonCollector, commit_histogram
 from correlator.pipeline import Pipeline
+from correlator.route.dispatch import NAME as DISPATCHER
+from correlator.route.dispatch import Dispatcher
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.version import RuleVersion
 from correlator.scopes import Scopes
@@ -160,6 +163,45 @@ class App:
 
     def rows(self) -> Iterable[Alert]:
         return self.scopes.rows()
+
+    def suppressors(self, alert: Alert) -> tuple[str, ...]:
+        pipeline = self.scopes.holding(alert.identifier)
+        return () if pipeline is None else pipeline.engine.suppressors(alert)
+
+    def receivers_of(self, alert: Alert) -> list[str]:
+        """The receivers the routing tree sends the alert to (none without a tree)."""
+        route = self.rules.ruleset.route
+        if route is None:
+            return []
+        return list(dict.fromkeys(r.opts.receiver for r in route.match(alert)))
+
+    def receiver_names(self) -> list[str]:
+        return [str(r.get("name", "")) for r in self.rules.ruleset.receivers]
+
+    def groups(self) -> list[tuple[dict[str, str], str, list[Alert]]]:
+        found = []
+        for pipeline in self.scopes:
+            dispatcher = pipeline.engine.operators.get(DISPATCHER)
+            if isinstance(dispatcher, Dispatcher):
+                found.extend(dispatcher.groups())
+        return found
+
+    def silence_list(self) -> list[Silence]:
+        return list(self.pipeline.engine.silences.by_id.values())
+
+    async def silence(self, spec: dict[str, Any]) -> str | None:
+        """Every engine of the daemon gets the silence (each journals it)."""
+        for pipeline in self.scopes:
+            refused = await pipeline.silence(spec)
+            if refused is not None:
+                return refused
+        return None
+
+    async def expire_silence(self, sid: str) -> str | None:
+        refused = None
+        for pipeline in self.scopes:
+            refused = await pipeline.expire_silence(sid) or refused
+        return refused
 
     def row(self, identifier: str) -> Alert | None:
         pipeline = self.scopes.holding(identifier)

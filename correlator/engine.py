@@ -16,6 +16,8 @@ from typing import Any, Final
 
 from correlator.correlate.base import Operator, ParentLink
 from correlator.correlate.parents import ParentLinks
+from correlator.correlate.silences import TRANSITIONS as SILENCE_TRANSITIONS
+from correlator.correlate.silences import Silences
 from correlator.errors import EventError, LateEvent
 from correlator.model import (
     CLEARED,
@@ -106,6 +108,7 @@ class Engine:
         self._claims: set[tuple[str, str]] | None = None  # re-claimed while starting
         self._newest = float("-inf")
         self.operators: dict[str, Operator] = {}
+        self.silences = Silences()  # not a rule: kept across reloads
         self.load(rules)
 
     # -- rules ---------------------------------------------------------------
@@ -233,6 +236,23 @@ class Engine:
             self.modify(row, now, who, f"severity set to {SEVERITY_NAMES[level]}")
         return self._drain()
 
+    # -- silences ----------------------------------------------------------------
+
+    def silence(self, spec: dict[str, Any], now: float) -> list[Change]:
+        """Add or change a silence (Alertmanager's fields, times as epoch seconds).
+
+        ValueError: a bad silence (nothing changed).
+        """
+        self._start(now)
+        self.silences.put(spec, now, self)
+        return self._drain()
+
+    def expire_silence(self, sid: str, now: float) -> list[Change]:
+        """End a silence now; KeyError when there is none."""
+        self._start(now)
+        self.silences.expire(sid, now, self)
+        return self._drain()
+
     # -- snapshots -------------------------------------------------------------
 
     @property
@@ -252,6 +272,8 @@ class Engine:
         for when, rank, order, owner, key in self._timers.entries():
             if owner is table:
                 timers.append((when, rank, order, None, key))
+            elif owner is self.silences:
+                timers.append((when, rank, order, self.silences.name, key))
             elif isinstance(owner, Operator) and operators.get(owner.name) is owner:
                 timers.append((when, rank, order, owner.name, key))  # others would do nothing
         state = {
@@ -260,6 +282,7 @@ class Engine:
             "parents": self.parents.state(),
             "suppressors": self._suppressors,
             "newest": self._newest,
+            "silences": self.silences.by_id,
             "timers": timers,
             "operators": {
                 name: (op.kind, {attr: getattr(op, attr) for attr in op.state})
@@ -288,6 +311,8 @@ class Engine:
         self.parents.restore(state["parents"])
         self._suppressors = state["suppressors"]
         self._newest = state["newest"]
+        self.silences.by_id = state.get("silences", {})
+        self.silences.restored()
         restored: set[str] = set()
         for name, (kind, values) in state["operators"].items():
             op = self.operators.get(name)
@@ -300,6 +325,7 @@ class Engine:
         self._unstarted = [op for op in self._unstarted if op.name not in restored]
         owners: dict[str | None, Any] = {name: self.operators[name] for name in restored}
         owners[None] = self.table
+        owners[self.silences.name] = self.silences
         self._timers.restore(
             [
                 (when, rank, order, owners[owner], key)
@@ -309,7 +335,7 @@ class Engine:
         )
 
     def _state_types(self) -> list[type]:
-        types: list[type] = [Resolved, ParentLink]
+        types: list[type] = [Resolved, ParentLink, *Silences.state_types]
         for op in self.operators.values():
             types.extend(t for t in op.state_types if t not in types)
         return types
@@ -370,6 +396,8 @@ class Engine:
     def _fire(self, when: float, owner: Any, key: Hashable) -> None:
         if owner is self.table:
             self.table.on_timer(key, when)
+        elif owner is self.silences:
+            self.silences.on_timer(key, when, self)
         elif isinstance(owner, Operator) and self.operators.get(owner.name) is owner:
             owner.on_timer(key, when, self)  # timers of replaced rules are dropped
 
@@ -395,6 +423,8 @@ class Engine:
             self.parents.reopened(alert, now)  # before the rules see the reopened row
         for op in self._by_transition.get(transition, ()):
             op.on_transition(transition, alert, now, self)
+        if self.silences.by_id and transition in SILENCE_TRANSITIONS:
+            self.silences.on_transition(transition, alert, now, self)
         if transition == "cleared" or transition == "deleted":
             self.parents.gone(alert, now, deleted=transition == "deleted")
 

@@ -70,7 +70,7 @@ class _Submitted:
     durable: Durable
     rejected: list[Rejected] = field(default_factory=list)
     rules: RuleVersion | None = None  # a reload: these rules from here on
-    action: dict[str, str] | None = None  # an operator's action (Engine.operate's arguments)
+    action: dict[str, Any] | None = None  # an operator's action (see `_apply`)
 
 
 @dataclass(slots=True)
@@ -180,7 +180,7 @@ class Pipeline:
                 if entry.kind == TICK:
                     changes = self.engine.tick(entry.at)
                 elif entry.kind == ACTION:
-                    changes = self.engine.operate(**orjson.loads(entry.data), now=entry.at)
+                    changes = self._apply(orjson.loads(entry.data), entry.at)
                 else:
                     changes = self._fold_stored(entry)
                 self._records(changes, records, None)
@@ -222,9 +222,19 @@ class Pipeline:
 
     async def act(self, action: str, identifier: str, who: str, value: str = "") -> str | None:
         """An operator's action between two inputs, once journaled; the error, if refused."""
-        durable: Durable = asyncio.get_running_loop().create_future()
         act = {"action": action, "identifier": identifier, "who": who, "value": value}
-        await self._queue.put(_Submitted([], durable, action=act))
+        return await self._queue_action(act)
+
+    async def silence(self, spec: dict[str, Any]) -> str | None:
+        """Add or change a silence once journaled; the error, if refused."""
+        return await self._queue_action({"action": "silence", "silence": spec})
+
+    async def expire_silence(self, sid: str) -> str | None:
+        return await self._queue_action({"action": "expire_silence", "identifier": sid})
+
+    async def _queue_action(self, action: dict[str, Any]) -> str | None:
+        durable: Durable = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Submitted([], durable, action=action))
         refused = await durable
         return refused[0][1] if refused else None
 
@@ -319,17 +329,27 @@ class Pipeline:
             else:
                 self.counts[(message.source, "accepted")] += 1
 
-    def _act(self, commit: _Commit, item: _Submitted, action: dict[str, str], now: float) -> None:
+    def _act(self, commit: _Commit, item: _Submitted, action: dict[str, Any], now: float) -> None:
         try:
-            changes = self.engine.operate(**action, now=now)
+            changes = self._apply(action, now)
         except KeyError:
-            item.rejected.append((0, f"no alert {action['identifier']!r}"))
+            what = "silence" if action["action"] == "expire_silence" else "alert"
+            item.rejected.append((0, f"no {what} {action['identifier']!r}"))
             return
         except ValueError as exc:
             item.rejected.append((0, str(exc)))
             return
         self._journal(commit, ACTION, now, orjson.dumps(action))
         self._records(changes, commit.records, commit.batch)
+
+    def _apply(self, action: dict[str, Any], now: float) -> list[Change]:
+        """An operator's action: on a row, or adding or expiring a silence."""
+        kind = action["action"]
+        if kind == "silence":
+            return self.engine.silence(action["silence"], now)
+        if kind == "expire_silence":
+            return self.engine.expire_silence(action["identifier"], now)
+        return self.engine.operate(**action, now=now)
 
     def _event(self, commit: _Commit, message: Received, now: float) -> tuple[str, str]:
         """Fold one message; the dead-letter reason and message when it cannot be an alert."""

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
-from test_invariants import EDITS, RULES, random_event
+from test_invariants import EDITS, NODES, RULES, random_event
 
 from correlator import snapshot
 from correlator.engine import Engine
@@ -38,6 +38,7 @@ class Step:
     action: tuple[str, str] | None = None  # (action, value) on a random row
     pick: float = 0.0  # which row, as a fraction of the sorted identifiers
     event: dict[str, Any] | None = None
+    silence: dict[str, Any] | None = None  # a silence to add, or {"expire": id}
 
 
 def traffic(rng: random.Random, steps: int) -> list[Step]:
@@ -51,6 +52,16 @@ def traffic(rng: random.Random, steps: int) -> list[Step]:
                 if rng.random() < 0.4:
                     text = text.replace(old, new)
             out.append(Step(now, rules=text))
+        if rng.random() < 0.03:
+            sid = f"s{rng.randrange(3)}"
+            if rng.random() < 0.3:
+                out.append(Step(now, silence={"expire": sid}))
+            else:
+                matcher = {"name": "node", "value": rng.choice(NODES), "isRegex": False}
+                spec = {"id": sid, "matchers": [matcher], "createdBy": "op", "comment": "work",
+                        "startsAt": now + rng.choice([0, 60]), "endsAt": now + 600}  # fmt: skip
+                out.append(Step(now, silence=spec))
+            continue
         if rng.random() < 0.05:
             action = rng.choice(
                 [
@@ -77,6 +88,13 @@ def run(eng: Engine, steps: list[Step], load: Callable[[str], RuleSet]) -> list[
     for step in steps:
         if step.rules is not None:
             eng.load(load(step.rules))
+        elif step.silence is not None:
+            with suppress(KeyError):  # expiring one never made
+                if "expire" in step.silence:
+                    changes.extend(c.to_dict() for c in eng.expire_silence(
+                        step.silence["expire"], step.now))  # fmt: skip
+                else:
+                    changes.extend(c.to_dict() for c in eng.silence(step.silence, step.now))
         elif step.action is not None:
             if eng.table.rows:
                 rows = sorted(eng.table.rows)

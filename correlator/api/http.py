@@ -16,8 +16,9 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from correlator.api import auth
+from correlator.api import amapi, auth
 from correlator.api.alertmanager import BadAlert, to_event
+from correlator.api.amapi import Silencing
 from correlator.api.auth import Token
 from correlator.api.filters import select
 from correlator.errors import RuleSetError
@@ -25,7 +26,7 @@ from correlator.model import Alert
 from correlator.sources.base import Durable, Received, Rejected
 
 
-class Service(Protocol):
+class Service(Silencing, Protocol):
     """What the HTTP layer needs from the running daemon."""
 
     registry: CollectorRegistry
@@ -96,6 +97,7 @@ def who(request: Request) -> str:
 def create_api(service: Service) -> FastAPI:
     api = FastAPI(title="correlator", default_response_class=_ORJSONResponse)
     api.middleware("http")(auth.middleware(service.tokens))
+    amapi.register(api, service)
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -117,6 +117,13 @@ class Dispatcher(Operator):
     def size(self) -> int:
         return len(self._groups)
 
+    def groups(self) -> list[tuple[dict[str, str], str, list[Alert]]]:
+        """Every aggregation group: its labels, its receiver and its alerts (the API's view)."""
+        return [
+            (dict(g.labels), self._routes[g.route].opts.receiver, list(g.alerts.values()))
+            for g in self._groups.values()
+        ]
+
     def start(self, now: float, ctx: Context) -> None:
         """Loaded with alerts open: they are grouped as if new (the groups wait first)."""
         for alert in list(ctx.table.rows.values()):
