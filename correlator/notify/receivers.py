@@ -1,18 +1,27 @@
 """The integrations of the receivers in the rules (Alertmanager's `receivers:` block).
 
-Delivered today: `webhook_configs`. A receiver's other integrations (PagerDuty,
-Slack, e-mail, ...) are accepted in the rules, reported once at load, and not
+Delivered today: `webhook_configs`, `pagerduty_configs` (Events API v2) and
+`slack_configs` (incoming webhooks). A receiver's other integrations (e-mail,
+ServiceNow, ...) are accepted in the rules, reported once at load, and not
 delivered yet; a receiver with none of its own (Alertmanager's null receiver)
 receives nothing, as in Alertmanager.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from correlator.notify.deliver import Integration
+from correlator.notify.pagerduty import PagerDuty
+from correlator.notify.slack import Slack
 from correlator.notify.webhook import Webhook
+
+KINDS: dict[str, Callable[[dict[str, Any], str], Integration]] = {
+    "webhook_configs": Webhook,
+    "pagerduty_configs": PagerDuty,
+    "slack_configs": Slack,
+}
 
 
 def integrations(
@@ -27,12 +36,13 @@ def integrations(
         for key, configs in receiver.items():
             if not key.endswith("_configs") or not isinstance(configs, list):
                 continue
-            if key != "webhook_configs":
+            kind = KINDS.get(key)
+            if kind is None:
                 skipped.append(f"receiver {name}: {key} are not delivered yet")
                 continue
             for config in configs:
                 try:
-                    found.append(Webhook(dict(config), external_url))
+                    found.append(kind(dict(config), external_url))
                 except ValueError as exc:
                     skipped.append(f"receiver {name}: {exc}")
         built[name] = found

@@ -96,11 +96,28 @@ class Webhook:
         self.external_url = external_url
 
     async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
-        body = orjson.dumps(payload(notification, self.external_url, self.max_alerts))
-        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
-        answer = await client.post(self.url, content=body, headers=headers, timeout=self.timeout)
-        if not 200 <= answer.status_code < 300:
-            raise DeliveryError(f"HTTP {answer.status_code} from {self.url}")
+        body = payload(notification, self.external_url, self.max_alerts)
+        await post_json(client, self.url, body, self.timeout, {"Idempotency-Key": key})
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    seconds: float,
+    headers: dict[str, str] | None = None,
+    what: str = "",
+) -> None:
+    """POST a JSON body; any answer but 2xx raises DeliveryError (the action is retried)."""
+    answer = await client.post(
+        url,
+        content=orjson.dumps(body),
+        headers={"Content-Type": "application/json", **(headers or {})},
+        timeout=seconds,
+    )
+    if not 200 <= answer.status_code < 300:
+        where = what or url
+        raise DeliveryError(f"HTTP {answer.status_code} from {where}")
 
 
 class DeliveryError(Exception):

@@ -218,3 +218,31 @@ async def _until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
     async with asyncio.timeout(seconds):
         while not condition():  # noqa: ASYNC110 - the daemon's deliverer works on its own
             await asyncio.sleep(0.02)
+
+
+async def test_pagerduty_and_slack_receive_their_own_api_shapes(
+    daemon: Running, rules_dir: Path
+) -> None:
+    async with endpoint("/v2/enqueue") as pager, endpoint("/services/T0/B0/x") as slack:
+        pager.answers = [202]
+        write_rules(
+            rules_dir,
+            f"""
+route: {{receiver: both, group_by: [site], group_wait: 0s, group_interval: 1s}}
+receivers:
+  - name: both
+    pagerduty_configs: [{{routing_key: R0UTING, url: "{pager.url}"}}]
+    slack_configs: [{{api_url: "{slack.url}", channel: "#noc", send_resolved: true}}]
+""",
+        )
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client)
+            await _until(lambda: app.deliverer.delivered == 2)
+            await _post(client, type="resolution")
+            await _until(lambda: app.deliverer.delivered == 4)
+    trigger, resolve = (r.body for r in pager.requests)
+    assert (pager.requests[0].method, pager.requests[0].path) == ("POST", "/v2/enqueue")
+    assert (trigger["routing_key"], trigger["event_action"]) == ("R0UTING", "trigger")
+    assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", trigger["dedup_key"])
+    assert [r.body["channel"] for r in slack.requests] == ["#noc", "#noc"]
+    assert slack.requests[1].body["text"] == "[RESOLVED:1] HTTPErrors"
