@@ -90,6 +90,7 @@ class App:
             backoff=(notify.retry_min, notify.retry_max),
             breaker_failures=notify.breaker_failures,
             breaker_open=notify.breaker_open,
+            concurrency=notify.concurrency,
         )
         self._observe_commit = commit_histogram(self.registry).observe
         self.default_scope = config.state.scope

@@ -77,6 +77,7 @@ class NotifyConfig(Section):
     retry_max: Duration = 300.0  # … up to here, with jitter
     breaker_failures: Annotated[int, Field(ge=1)] = 5  # failures in a row that open …
     breaker_open: Duration = 60.0  # … a receiver's circuit for this long
+    concurrency: Annotated[int, Field(ge=1)] = 8  # requests in flight (remote APIs are slow)
 
 
 class HttpConfig(Section):

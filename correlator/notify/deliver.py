@@ -3,8 +3,8 @@
 A notification enters the outbox in the transaction of the journal batch that
 made it (one action per integration of its receiver), so an action due when
 the process died runs after the restart. The deliverer takes due actions from
-the store, runs them (one receiver's in order, receivers side by side), and
-removes each that succeeded; a failure is retried with exponential backoff
+the store, runs them (one group's in order, up to `concurrency` requests at
+once), and removes those that succeeded; a failure is retried with exponential backoff
 and jitter. An action that fails `max_attempts` times is dead-lettered, and
 each alert it carried gets a journal note saying so. A receiver that fails
 `breaker_failures` times in a row is not tried for `breaker_open` seconds (its
@@ -59,6 +59,7 @@ class Deliverer:
         backoff: tuple[float, float] = (1.0, 300.0),
         breaker_failures: int = 5,
         breaker_open: float = 60.0,
+        concurrency: int = 8,
     ) -> None:
         self.store = store
         self.integrations = integrations  # by receiver name, from the rules in force
@@ -69,6 +70,7 @@ class Deliverer:
         self.backoff = backoff
         self.breaker_failures = breaker_failures
         self.breaker_open = breaker_open
+        self.concurrency = concurrency  # requests in flight (groups side by side)
         self.delivered = 0
         self.failed = 0  # attempts that failed
         self.dead = 0
@@ -80,47 +82,66 @@ class Deliverer:
         self._wake.set()
 
     async def run(self) -> None:
-        async with httpx.AsyncClient() as client:
+        limits = httpx.Limits(max_connections=self.concurrency)
+        async with httpx.AsyncClient(limits=limits) as client:
             while True:
                 self._wake.clear()
-                actions = await self.store.due_actions(self.clock(), 200)
+                actions = await self.store.due_actions(self.clock(), 1000)
                 if actions:
-                    lanes: dict[str, list[Action]] = {}
-                    for action in actions:
-                        lanes.setdefault(action.receiver, []).append(action)
-                    await asyncio.gather(*(self._lane(client, a) for a in lanes.values()))
+                    await self._round(client, actions)
                     continue
                 due = await self.store.next_action_due()
                 delay = None if due is None else max(0.0, due - self.clock())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
 
-    async def _lane(self, client: httpx.AsyncClient, actions: list[Action]) -> None:
-        for action in actions:
-            await self._run(client, action)
+    async def _round(self, client: httpx.AsyncClient, actions: list[Action]) -> None:
+        """Run due actions: one group's in order, up to `concurrency` at once.
 
-    async def _run(self, client: httpx.AsyncClient, action: Action) -> None:
+        The ones that succeeded leave the outbox together at the end of the
+        round (a crash before that sends them again: at least once).
+        """
+        lanes: dict[tuple[str, str], list[tuple[Action, dict[str, Any]]]] = {}
+        for action in actions:
+            notification = orjson.loads(action.payload)
+            group = (notification.get("group") or {}).get("key", action.key)
+            lanes.setdefault((action.receiver, str(group)), []).append((action, notification))
+        done: list[str] = []
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def lane(items: list[tuple[Action, dict[str, Any]]]) -> None:
+            for action, notification in items:
+                async with slots:
+                    if not await self._run(client, action, notification):
+                        return  # the rest of the group waits for this one
+                done.append(action.key)
+
+        await asyncio.gather(*(lane(items) for items in lanes.values()))
+        await self.store.actions_done(done)
+        self.delivered += len(done)
+
+    async def _run(
+        self, client: httpx.AsyncClient, action: Action, notification: dict[str, Any]
+    ) -> bool:
+        """Run one action; True when it is done (sent, or dropped with its receiver)."""
         now = self.clock()
         breaker = self._breakers.setdefault(action.receiver, _Breaker())
         if breaker.open_until > now:  # the receiver is resting: wait, uncounted
             await self.store.action_retry(
                 action.key, action.attempts, breaker.open_until, "circuit open"
             )
-            return
+            return False
         integration = self._integration(action)
         if integration is None:
             log.warning("receiver gone from the rules: action dropped", action=action.key)
-            await self.store.action_done(action.key)
-            return
-        notification = orjson.loads(action.payload)
+            return True
         try:
             await integration.send(client, action.key, notification)
         except Exception as exc:  # any failure is retried; the last one is dead-lettered
             await self._failed(action, breaker, _describe(exc), notification)
-            return
+            return False
         breaker.failures = 0
-        await self.store.action_done(action.key)
-        self.delivered += 1
+        return True
 
     def _integration(self, action: Action) -> Integration | None:
         index = int(action.key.rsplit(":", 1)[1])
@@ -152,7 +173,7 @@ class Deliverer:
         for row in notification.get("alerts", ()):
             with contextlib.suppress(Exception):  # a row deleted since has no journal
                 await self.note(str(row["identifier"]), why)
-        await self.store.action_done(action.key)
+        await self.store.actions_done([action.key])
         self.dead += 1
 
 

@@ -120,8 +120,8 @@ class Store(Protocol):
     async def next_action_due(self) -> float | None:
         """When the earliest outbox action is due (None: the outbox is empty)."""
 
-    async def action_done(self, key: str) -> None:
-        """The action succeeded (or was given up): it leaves the outbox."""
+    async def actions_done(self, keys: Sequence[str]) -> None:
+        """These actions succeeded (or were given up): they leave the outbox, together."""
 
     async def action_retry(self, key: str, attempts: int, due: float, error: str) -> None:
         """The action failed: try again at `due`."""

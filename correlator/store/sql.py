@@ -257,9 +257,11 @@ class SqlStore:
 
         return await self._run(work)
 
-    async def action_done(self, key: str) -> None:
+    async def actions_done(self, keys: Sequence[str]) -> None:
+        rows = [(key,) for key in keys]
+
         def work(cur: Cursor) -> None:
-            cur.execute(self._sql("DELETE FROM outbox WHERE action_key = ?"), (key,))
+            self._many(cur, "DELETE FROM outbox WHERE action_key = ?", rows)
 
         await self._run(work)
 

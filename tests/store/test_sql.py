@@ -207,7 +207,7 @@ async def test_the_outbox_keeps_actions_until_done(store_url: str) -> None:
         assert due == second
         (retried,) = await store.due_actions(20.0, 1)
         assert (retried.key, retried.attempts, retried.last_error) == ("s:n2:0", 0, None)
-        await store.action_done("s:n2:0")
+        await store.actions_done(["s:n2:0"])
         (left,) = await store.due_actions(100.0, 10)
         assert (left.key, left.attempts, left.due, left.last_error) == (
             "s:n1:0",
@@ -215,7 +215,7 @@ async def test_the_outbox_keeps_actions_until_done(store_url: str) -> None:
             20.0,
             "HTTP 500",
         )
-        await store.action_done("s:n1:0")
+        await store.actions_done(["s:n1:0"])
         assert await store.next_action_due() is None
     finally:
         await store.close()
