@@ -42,7 +42,7 @@ from correlator.table.table import AlertTable, Resolved
 from correlator.timeparse import format_duration
 from correlator.timers import TimerHeap
 
-SNAPSHOT_FORMAT: Final = 1  # bumped when a change makes older snapshots unreadable
+SNAPSHOT_FORMAT: Final = 2  # bumped when a change makes older snapshots unreadable
 OPERATOR_ACTIONS: Final = ("ack", "unack", "assign", "journal", "clear", "severity")
 
 PUBLIC_KIND: Final = {
@@ -276,8 +276,8 @@ class Engine:
                 timers.append((when, rank, order, self.silences.name, key))
             elif isinstance(owner, Operator) and operators.get(owner.name) is owner:
                 timers.append((when, rank, order, owner.name, key))  # others would do nothing
+        encoder = Encoder(self._state_types())
         state = {
-            "rows": list(table.rows.values()),  # first: every other mention is a reference
             "table": table.state(),
             "parents": self.parents.state(),
             "suppressors": self._suppressors,
@@ -292,7 +292,8 @@ class Engine:
         return {
             "format": SNAPSHOT_FORMAT,
             "alert_fields": list(ALERT_FIELDS),
-            "state": Encoder(self._state_types()).encode(state),
+            "rows": encoder.rows(list(table.rows.values())),  # first: the rest refers to them
+            "state": encoder.encode(state),
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -306,8 +307,9 @@ class Engine:
                 f"snapshot format {snapshot.get('format')!r} is not {SNAPSHOT_FORMAT}"
             )
         decoder = Decoder(self._state_types(), snapshot.get("alert_fields", ALERT_FIELDS))
+        rows = decoder.decode(snapshot["rows"])
         state = decoder.decode(snapshot["state"])
-        self.table.restore(state["rows"], state["table"])
+        self.table.restore(rows, state["table"])
         self.parents.restore(state["parents"])
         self._suppressors = state["suppressors"]
         self._newest = state["newest"]

@@ -21,7 +21,7 @@ Tags (a JSON object with one of these keys; anything else is a scalar or a list)
 `d` dict as [key, value, ...], `t` tuple, `s` set, `q` deque, `fs` frozenset,
 `f` a float JSON cannot hold (inf, -inf, nan), `r` a reference to the n-th
 object, `a` an alert row (its values in `ALERT_FIELDS` order; `af` when one
-of its times is infinite, written as text), `o` a record (its fields by name,
+of its times is infinite, written as text), `A` the table's rows in bulk, `o` a record (its fields by name,
 `c` its class), `n` a named tuple (its values, `c` its class).
 """
 
@@ -137,6 +137,19 @@ class Encoder:
         # a named tuple (immutable: numbered like the rest, never referenced twice in practice)
         return {"n": [self.encode(v) for v in value], "c": name}
 
+    def rows(self, rows: list[Alert]) -> dict[str, list[Any]]:
+        """The table's rows in bulk (numbered first, in order): `A` their values,
+        `af` the positions of rows with an infinite time. One list per row, no
+        tag each: a million rows load noticeably faster."""
+        values, odd = [], []
+        for i, row in enumerate(rows):
+            self._seen(row)
+            ((tag, one),) = self._alert(row).items()
+            values.append(one)
+            if tag == "af":
+                odd.append(i)
+        return {"A": values, "af": odd}
+
     def _alert(self, row: Alert) -> dict[str, list[Any]]:
         """A row as its field values in `ALERT_FIELDS` order (its maps are its own).
 
@@ -182,6 +195,7 @@ class Decoder:
             "f": lambda v, _: _SPECIAL_FLOATS[v],
             "a": self._alert,
             "af": self._alert,
+            "A": self._rows,
             "o": self._record,
             "n": self._named,
         }
@@ -254,6 +268,11 @@ class Decoder:
         value = cls(*[self.decode(v) for v in items])
         self._memo[slot] = value
         return value
+
+    def _rows(self, rows: list[list[Any]], whole: dict[str, Any]) -> list[Alert]:
+        odd = set(whole.get("af", ()))
+        alert, plain, special = self._alert, {"a": None}, {"af": None}
+        return [alert(values, special if i in odd else plain) for i, values in enumerate(rows)]
 
     def _alert(self, values: list[Any], whole: dict[str, Any]) -> Alert:
         if self._positional:
