@@ -31,6 +31,7 @@ from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Alert
 from correlator.notify.deliver import Deliverer, Integration
+from correlator.notify.exec import Exec
 from correlator.notify.receivers import integrations
 from correlator.observability.metrics import DaemonCollector, commit_histogram
 from correlator.pipeline import Pipeline
@@ -134,6 +135,9 @@ class App:
         built, skipped = integrations(rules.ruleset.receivers, self.external_url)
         for warning in skipped:
             log.warning("receiver not delivered", problem=warning)
+        for integration in (i for found in built.values() for i in found):
+            if isinstance(integration, Exec):
+                integration.note = self._note  # a runbook's output goes into the journal
         return built
 
     async def _note(self, identifier: str, text: str) -> None:

@@ -17,6 +17,7 @@ import httpx
 from correlator.model import SEVERITY_NAMES
 from correlator.notify.secrets import secret
 from correlator.notify.webhook import payload, post_json
+from correlator.timeparse import parse_duration
 
 EVENTS_URL: Final = "https://events.pagerduty.com/v2/enqueue"
 # Netcool severities in PagerDuty's four words
@@ -59,7 +60,7 @@ class PagerDuty:
         if not self.routing_key:
             raise ValueError("pagerduty_configs: routing_key (or routing_key_file) is required")
         self.url = secret(config, "url") or EVENTS_URL
-        self.timeout = float(config.get("timeout", 10.0))
+        self.timeout = parse_duration(config.get("timeout", 10.0))
         self.external_url = external_url
 
     async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """The integrations of the receivers in the rules (Alertmanager's `receivers:` block).
 
-Delivered today: `webhook_configs`, `pagerduty_configs` (Events API v2) and
-`slack_configs` (incoming webhooks). A receiver's other integrations (e-mail,
+Delivered today: `webhook_configs`, `pagerduty_configs` (Events API v2),
+`slack_configs` (incoming webhooks) and `exec_configs` (a runbook command). A receiver's other integrations (e-mail,
 ServiceNow, ...) are accepted in the rules, reported once at load, and not
 delivered yet; a receiver with none of its own (Alertmanager's null receiver)
 receives nothing, as in Alertmanager.
@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from correlator.notify.deliver import Integration
+from correlator.notify.exec import Exec
 from correlator.notify.pagerduty import PagerDuty
 from correlator.notify.slack import Slack
 from correlator.notify.webhook import Webhook
@@ -21,6 +22,7 @@ KINDS: dict[str, Callable[[dict[str, Any], str], Integration]] = {
     "webhook_configs": Webhook,
     "pagerduty_configs": PagerDuty,
     "slack_configs": Slack,
+    "exec_configs": Exec,
 }
 
 

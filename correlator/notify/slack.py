@@ -13,6 +13,7 @@ import httpx
 
 from correlator.notify.secrets import secret
 from correlator.notify.webhook import payload, post_json
+from correlator.timeparse import parse_duration
 
 MAX_SECTIONS: Final = 40  # Slack takes 50 blocks per message
 
@@ -59,7 +60,7 @@ class Slack:
         if not self.url:
             raise ValueError("slack_configs: api_url (or api_url_file) is required")
         self.config = config
-        self.timeout = float(config.get("timeout", 10.0))
+        self.timeout = parse_duration(config.get("timeout", 10.0))
         self.external_url = external_url
 
     async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import orjson
 
 from correlator.model import SEVERITY_NAMES
 from correlator.notify.secrets import secret
+from correlator.timeparse import parse_duration
 
 ZERO_TIME: Final = "0001-01-01T00:00:00Z"
 
@@ -92,7 +93,7 @@ class Webhook:
             raise ValueError("webhook_configs: url (or url_file) is required")
         self.url = url
         self.max_alerts = int(config.get("max_alerts", 0))
-        self.timeout = float(config.get("timeout", 10.0))
+        self.timeout = parse_duration(config.get("timeout", 10.0))
         self.external_url = external_url
 
     async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,67 @@ receivers:
     assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", trigger["dedup_key"])
     assert [r.body["channel"] for r in slack.requests] == ["#noc", "#noc"]
     assert slack.requests[1].body["text"] == "[RESOLVED:1] HTTPErrors"
+
+
+RUNBOOK = """
+import json, os, sys
+sent = json.load(sys.stdin)
+node = sent["alerts"][0]["labels"]["node"]
+print("cleaned /var on", node, "env:", ",".join(sorted(os.environ)))
+sys.exit(int(os.environ.get("FAIL", "0")))
+"""
+
+
+async def test_an_exec_receiver_runs_its_runbook_and_journals_the_output(
+    daemon: Running, rules_dir: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "runbook.py"
+    script.write_text(RUNBOOK)
+    command = orjson.dumps([sys.executable, str(script)]).decode()
+    write_rules(
+        rules_dir,
+        f"""
+route: {{receiver: runbook, group_wait: 0s}}
+receivers:
+  - name: runbook
+    exec_configs: [{{command: {command}, timeout: 10s, env: {{SITE: ams}}}}]
+""",
+    )
+    async with daemon(notify=FAST) as (app, client):
+        await _post(client, node="db1")
+        await _until(lambda: app.deliverer.delivered == 1)
+        row = app.row("db1:HTTPErrors::")
+        assert row is not None
+        (note,) = [n for n in row.journal if n.text.startswith(sys.executable)]
+        assert note.who == "correlator"
+        assert note.text.endswith(
+            "cleaned /var on db1 env: CORRELATOR_ACTION_KEY,LANG,LC_CTYPE,PATH,SITE"
+        ) or note.text.endswith("cleaned /var on db1 env: CORRELATOR_ACTION_KEY,LANG,PATH,SITE")
+
+
+async def test_a_failing_or_hanging_runbook_is_retried(
+    daemon: Running, rules_dir: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "runbook.py"
+    script.write_text(RUNBOOK)
+    hang = [sys.executable, "-c", "import time; time.sleep(30)"]
+    write_rules(
+        rules_dir,
+        f"""
+route: {{receiver: runbooks, group_wait: 0s}}
+receivers:
+  - name: runbooks
+    exec_configs:
+      - {{command: {orjson.dumps([sys.executable, str(script)]).decode()}, env: {{FAIL: "3"}}}}
+      - {{command: {orjson.dumps(hang).decode()}, timeout: 300ms}}
+""",
+    )
+    notify = {**FAST, "max_attempts": 2}
+    async with daemon(notify=notify) as (app, client):
+        await _post(client, node="db2")
+        await _until(lambda: app.deliverer.dead == 2)
+        row = app.row("db2:HTTPErrors::")
+        assert row is not None
+        texts = [n.text for n in row.journal]
+        assert any("exited with 3" in t and "given up after 2 attempts" in t for t in texts)
+        assert any("timed out after 0.3 s" in t for t in texts)
