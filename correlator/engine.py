@@ -30,6 +30,7 @@ from correlator.model import (
     Change,
     parse_severity,
 )
+from correlator.normalize.repeat import repeat_of
 from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.matchers import Predicate
@@ -55,6 +56,11 @@ PUBLIC_KIND: Final = {
 }
 
 
+# fields a repeat carries as its row has them: event rules filed under these see the same
+_REPEAT_SHARES: Final = frozenset(
+    ("identifier", "node", "alertgroup", "alertkey", "manager", "agent", "severity", "type",
+     "summary")
+)  # fmt: skip
 _TALLY = re.compile(r"\btally\s*(?:>=|<=|!=|==|=~|!~|=|>|<)")
 _LINKS = re.compile(r"\b(?:parent|incident)\b")
 
@@ -145,6 +151,11 @@ class Engine:
         self._link_watchers = tuple(
             op for op in by_transition.get("modified", ()) if _may_read_links(op.spec)
         )
+        # the repeat fast path: for events no normalize rule applies to (they lack the
+        # gates' keys), while event rules are filed only under fields a repeat shares
+        gates, event_ops = self._normalizer.gates, self._event_ops
+        shared = not event_ops.unkeyed and event_ops.names <= _REPEAT_SHARES
+        self._gates = gates if gates is not None and shared else None
 
     # -- the two entry points -------------------------------------------------
 
@@ -153,6 +164,11 @@ class Engine:
         if self._unstarted or self._retired:
             self._start(now)
         self.stats.events += 1
+        gates = self._gates
+        if gates is not None and type(event) is dict and event.keys().isdisjoint(gates):
+            repeat = repeat_of(event, self.table.rows, now)
+            if repeat is not None and self._repeat(*repeat, now):
+                return self._drain()
         try:
             occ = self._normalizer.normalize(event, now)
             if isinstance(occ, str):
@@ -175,6 +191,19 @@ class Engine:
             if wants(occ):
                 op.on_event(occ, row, now, self)
         return self._drain()
+
+    def _repeat(self, row: Alert, at: float, now: float) -> bool:
+        """Fold a repeat that changes nothing but tally; False: the full path decides.
+
+        It skips normalize, the occurrence and the event rules: none applies
+        (their index fields are the row's, which the event carries).
+        """
+        if at < self._newest - self.max_lateness or self._event_ops.candidates(row):
+            return False
+        if at > self._newest:
+            self._newest = at
+        self.table.fold_same(row, at, now)
+        return True
 
     def tick(self, now: float) -> list[Change]:
         """Fire every timer due at or before `now`."""
