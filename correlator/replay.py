@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, TextIO
+from typing import IO, Any, Final, TextIO
 
 import orjson
 
 from correlator.engine import Engine
 from correlator.errors import EventError
 from correlator.model import Change
-from correlator.timeparse import parse_duration, parse_timestamp
+from correlator.timeparse import MAX_TIMESTAMP, parse_duration, parse_timestamp
+
+_UNSET: Final = object()
 
 
 @dataclass
@@ -35,52 +37,63 @@ class Replay:
     clock: float = float("-inf")
     last_event: float | None = None
 
-    def feed_lines(self, lines: Iterable[bytes]) -> Iterator[Change]:
+    def feed_lines(self, lines: Iterable[bytes]) -> Iterator[list[Change]]:
         """Raw lines: a line that is not UTF-8 is reported like any other bad line."""
+        loads = orjson.loads
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
             try:
-                event = orjson.loads(line)
+                event = loads(line)
             except orjson.JSONDecodeError as exc:
-                self.errors.append(LineError(number, f"not JSON: {exc}"))
+                if line.strip():  # a blank line is no event (and no error)
+                    self.errors.append(LineError(number, f"not JSON: {exc}"))
                 continue
             yield from self.feed(event, number)
 
-    def feed(self, event: Any, number: int) -> Iterator[Change]:
-        if not isinstance(event, dict):
+    def feed(self, event: Any, number: int) -> Iterator[list[Change]]:
+        """One event's changes as a batch, after the batches of the timers due before it."""
+        if type(event) is not dict and not isinstance(event, dict):
             self.errors.append(LineError(number, "an event must be a JSON object"))
             return
-        if "timestamp" not in event:
+        stamp = event.get("timestamp", _UNSET)
+        if type(stamp) is float and 0.0 <= stamp < MAX_TIMESTAMP:  # what parse_timestamp gives
+            at = stamp
+        elif stamp is _UNSET:
             self.errors.append(LineError(number, "missing 'timestamp' (epoch seconds or RFC 3339)"))
             return
-        try:
-            at = parse_timestamp(event["timestamp"])
-        except ValueError as exc:
-            self.errors.append(LineError(number, str(exc)))
-            return
-        self.last_event = at if self.last_event is None else max(self.last_event, at)
+        else:
+            try:
+                at = parse_timestamp(stamp)
+            except ValueError as exc:
+                self.errors.append(LineError(number, str(exc)))
+                return
+        if self.last_event is None or at > self.last_event:
+            self.last_event = at
         if at > self.clock:
-            yield from self._timers(at, inclusive=False)
+            due = self.engine.next_timer()
+            if due is not None and due < at:
+                yield from self._timers(at, inclusive=False)
             self.clock = at
         try:
-            yield from self.engine.process(event, self.clock)
+            changes = self.engine.process(event, self.clock)
         except EventError as exc:
             self.errors.append(LineError(number, f"dead-lettered ({exc.reason}): {exc}"))
+            return
+        if changes:
+            yield changes
 
-    def advance(self, until: float) -> Iterator[Change]:
+    def advance(self, until: float) -> Iterator[list[Change]]:
         if until > self.clock:
             yield from self._timers(until, inclusive=True)
             self.clock = until
-        yield from self.engine.tick(self.clock)
+        yield self.engine.tick(self.clock)
 
-    def _timers(self, until: float, *, inclusive: bool) -> Iterator[Change]:
+    def _timers(self, until: float, *, inclusive: bool) -> Iterator[list[Change]]:
         """Fire due timers one due time at a time, so each batch is printed as it was."""
         engine = self.engine
         while (due := engine.next_timer()) is not None and (
             due < until or (inclusive and due == until)
         ):
-            yield from engine.tick(due)
+            yield engine.tick(due)
 
 
 def parse_until(text: str, last_event: float | None) -> float:
@@ -113,11 +126,13 @@ def run(
             err.write(f"{source}:{error.line}: {error.message}\n")
         reported = len(replay.errors)
 
-    def emit(changes: Iterable[Change]) -> None:
-        for change in changes:
+    def emit(batches: Iterable[list[Change]]) -> None:
+        for changes in batches:
             if not final:
-                out.write(orjson.dumps(change.to_dict()).decode() + "\n")
-            report_errors()
+                for change in changes:
+                    out.write(orjson.dumps(change.to_dict()).decode() + "\n")
+            if len(replay.errors) > reported:
+                report_errors()
         report_errors()
 
     emit(replay.feed_lines(events))
