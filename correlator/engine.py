@@ -166,8 +166,13 @@ class Engine:
         self.stats.events += 1
         gates = self._gates
         if gates is not None and type(event) is dict and event.keys().isdisjoint(gates):
-            repeat = repeat_of(event, self.table.rows, now)
-            if repeat is not None and self._repeat(*repeat, now):
+            repeat = repeat_of(event, self.table.rows, now, self._newest - self.max_lateness)
+            # no event rule applies either: the index fields it reads are the row's
+            if repeat is not None and not self._event_ops.candidates(repeat[0]):
+                repeated, at = repeat
+                if at > self._newest:
+                    self._newest = at
+                self.table.fold_same(repeated, at, now)
                 return self._drain()
         try:
             occ = self._normalizer.normalize(event, now)
@@ -191,19 +196,6 @@ class Engine:
             if wants(occ):
                 op.on_event(occ, row, now, self)
         return self._drain()
-
-    def _repeat(self, row: Alert, at: float, now: float) -> bool:
-        """Fold a repeat that changes nothing but tally; False: the full path decides.
-
-        It skips normalize, the occurrence and the event rules: none applies
-        (their index fields are the row's, which the event carries).
-        """
-        if at < self._newest - self.max_lateness or self._event_ops.candidates(row):
-            return False
-        if at > self._newest:
-            self._newest = at
-        self.table.fold_same(row, at, now)
-        return True
 
     def tick(self, now: float) -> list[Change]:
         """Fire every timer due at or before `now`."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, Final, TextIO
+from typing import IO, Any, TextIO
 
 import orjson
 
@@ -18,8 +18,6 @@ from correlator.engine import Engine
 from correlator.errors import EventError
 from correlator.model import Change
 from correlator.timeparse import MAX_TIMESTAMP, parse_duration, parse_timestamp
-
-_UNSET: Final = object()
 
 
 @dataclass
@@ -38,8 +36,11 @@ class Replay:
     last_event: float | None = None
 
     def feed_lines(self, lines: Iterable[bytes]) -> Iterator[list[Change]]:
-        """Raw lines: a line that is not UTF-8 is reported like any other bad line."""
-        loads = orjson.loads
+        """Each event's changes as a batch, after the batches of the timers due before it.
+
+        A line that is not UTF-8 is reported like any other bad line.
+        """
+        loads, engine = orjson.loads, self.engine
         for number, line in enumerate(lines, start=1):
             try:
                 event = loads(line)
@@ -47,39 +48,39 @@ class Replay:
                 if line.strip():  # a blank line is no event (and no error)
                     self.errors.append(LineError(number, f"not JSON: {exc}"))
                 continue
-            yield from self.feed(event, number)
-
-    def feed(self, event: Any, number: int) -> Iterator[list[Change]]:
-        """One event's changes as a batch, after the batches of the timers due before it."""
-        if type(event) is not dict and not isinstance(event, dict):
-            self.errors.append(LineError(number, "an event must be a JSON object"))
-            return
-        stamp = event.get("timestamp", _UNSET)
-        if type(stamp) is float and 0.0 <= stamp < MAX_TIMESTAMP:  # what parse_timestamp gives
-            at = stamp
-        elif stamp is _UNSET:
-            self.errors.append(LineError(number, "missing 'timestamp' (epoch seconds or RFC 3339)"))
-            return
-        else:
+            at = event.get("timestamp") if type(event) is dict else None
+            if type(at) is not float or not 0.0 <= at < MAX_TIMESTAMP:  # else: as parsed
+                at = self._stamp(event, number)
+                if at is None:
+                    continue
+            if self.last_event is None or at > self.last_event:
+                self.last_event = at
+            if at > self.clock:
+                due = engine.next_timer()
+                if due is not None and due < at:
+                    yield from self._timers(at, inclusive=False)
+                self.clock = at
             try:
-                at = parse_timestamp(stamp)
-            except ValueError as exc:
-                self.errors.append(LineError(number, str(exc)))
-                return
-        if self.last_event is None or at > self.last_event:
-            self.last_event = at
-        if at > self.clock:
-            due = self.engine.next_timer()
-            if due is not None and due < at:
-                yield from self._timers(at, inclusive=False)
-            self.clock = at
+                changes = engine.process(event, self.clock)
+            except EventError as exc:
+                self.errors.append(LineError(number, f"dead-lettered ({exc.reason}): {exc}"))
+                continue
+            if changes:
+                yield changes
+
+    def _stamp(self, event: Any, number: int) -> float | None:
+        """The event's time, or None when the line is reported instead."""
+        if not isinstance(event, dict):
+            self.errors.append(LineError(number, "an event must be a JSON object"))
+            return None
+        if "timestamp" not in event:
+            self.errors.append(LineError(number, "missing 'timestamp' (epoch seconds or RFC 3339)"))
+            return None
         try:
-            changes = self.engine.process(event, self.clock)
-        except EventError as exc:
-            self.errors.append(LineError(number, f"dead-lettered ({exc.reason}): {exc}"))
-            return
-        if changes:
-            yield changes
+            return parse_timestamp(event["timestamp"])
+        except ValueError as exc:
+            self.errors.append(LineError(number, str(exc)))
+            return None
 
     def advance(self, until: float) -> Iterator[list[Change]]:
         if until > self.clock:

@@ -20,18 +20,22 @@ INDETERMINATE: Final = 1
 
 
 def repeat_of(
-    raw: dict[str, Any], rows: Mapping[str, Alert], now: float
+    raw: dict[str, Any], rows: Mapping[str, Alert], now: float, oldest: float
 ) -> tuple[Alert, float] | None:
-    """The open row `raw` repeats and the event's time, if folding it changes nothing else."""
-    node = raw.get("node")
-    alertgroup = raw.get("alertgroup")
-    alertkey = raw.get("alertkey", "")
-    manager = raw.get("manager", "")
+    """The open row `raw` repeats and the event's time, if folding it changes nothing else.
+
+    `oldest`: the earliest event time the engine still takes (older is dead-lettered).
+    """
+    get = raw.get
+    node = get("node")
+    alertgroup = get("alertgroup")
+    alertkey = get("alertkey", "")
+    manager = get("manager", "")
     if type(node) is not str or type(alertgroup) is not str:
         return None
     if type(alertkey) is not str or type(manager) is not str:
         return None
-    identifier = raw.get("identifier")
+    identifier = get("identifier")
     if identifier is None or identifier == "":  # DESIGN.md §3's default, as build_alert makes it
         identifier = f"{node}:{alertgroup}:{alertkey}:{manager}"
     elif type(identifier) is not str:
@@ -39,33 +43,44 @@ def repeat_of(
     row = rows.get(identifier)
     if row is None or row.status == CLEARED or row.pinned is not None:
         return None
-    at = _time(raw.get("timestamp"), now)
-    if at is None or at < row.last_occurrence:
+    at = get("timestamp")
+    if type(at) is not float or not 0.0 <= at < MAX_TIMESTAMP:  # NaN too
+        at = _time(at, now)
+        if at is None:
+            return None
+    if at < row.last_occurrence or at < oldest:
+        return None
+    severity = get("severity")
+    if type(severity) is str:
+        severity = SEVERITY_OF_NAME.get(severity)
+    elif severity is None:
+        severity = INDETERMINATE
+    elif type(severity) is not int:  # outside 0-5 it equals no row's severity
         return None
     if (
-        row.node != node
+        row.severity != severity
+        or row.node != node
         or row.alertgroup != alertgroup
         or row.alertkey != alertkey
         or row.manager != manager
-        or row.agent != raw.get("agent", "")
-        or row.type != (raw.get("type") or PROBLEM)
-        or row.severity != _severity(raw.get("severity"))
+        or row.agent != get("agent", "")
+        or row.type != (get("type") or PROBLEM)
     ):
         return None
-    summary = raw.get("summary", "")
+    summary = get("summary", "")
     if type(summary) is not str or (summary or f"{alertgroup} on {node}") != row.summary:
         return None
-    labels = raw.get("labels")
+    labels = get("labels")
     if labels is not None and (
         type(labels) is not dict or not labels.items() <= row.labels.items()
     ):
         return None
-    notes = raw.get("annotations")
+    notes = get("annotations")
     if notes is not None and (
         type(notes) is not dict or not notes.items() <= row.annotations.items()
     ):
         return None
-    expiry = raw.get("expire_after")
+    expiry = get("expire_after")
     if expiry is not None and expiry != "":
         seconds = _duration(expiry)
         if seconds is None or seconds != row.expire_after:
@@ -74,23 +89,12 @@ def repeat_of(
 
 
 def _time(value: Any, now: float) -> float | None:
-    """An event time `build_alert` takes as it is (or `now` when unset); None otherwise."""
-    if type(value) is float and 0.0 <= value < MAX_TIMESTAMP:  # NaN fails too
-        return value
+    """An event time `build_alert` takes as it is (`now` when unset); None: it decides."""
     if type(value) is int and 0 <= value < MAX_TIMESTAMP:
         return float(value)
     if value is None or value == "":
         return now
     return None
-
-
-def _severity(value: Any) -> int | None:
-    """A severity spelt the usual way (a name, 0-5, unset); None for anything to check."""
-    if type(value) is str:
-        return SEVERITY_OF_NAME.get(value)
-    if type(value) is int:
-        return value  # outside 0-5 it equals no row's severity
-    return INDETERMINATE if value is None else None
 
 
 def _duration(value: Any) -> float | None:
