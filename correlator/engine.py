@@ -87,10 +87,12 @@ class Engine:
         max_lateness: float = 300.0,
         delete_cleared_after: float = 120.0,
         snapshots: bool = False,
+        changes: bool = True,
     ) -> None:
         self.stats = Stats()
         self._limits_seen = LIMITS.hits
         self._snapshots = snapshots
+        self._changes = changes  # False: nobody reads them (`replay --final`), none is made
         self.max_lateness = max_lateness
         self._timers = TimerHeap()
         self.table = AlertTable(
@@ -315,10 +317,11 @@ class Engine:
         self, transition: str, alert: Alert, now: float, links_only: bool = False
     ) -> None:
         """Record the change, then dispatch it to the rules it concerns (see `modify`)."""
-        change = Change(now, PUBLIC_KIND[transition], alert)
-        if self._snapshots:
-            change.snapshot = alert.to_dict()
-        self._out.append(change)
+        if self._changes:
+            change = Change(now, PUBLIC_KIND[transition], alert)
+            if self._snapshots:
+                change.snapshot = alert.to_dict()
+            self._out.append(change)
         if transition == "repeated":  # most changes: only rules reading tally see them
             for op in self._tally_watchers:
                 op.on_transition("updated", alert, now, self)
@@ -342,6 +345,8 @@ class Engine:
         self._timers.push(when, operator, key)
 
     def emit(self, change: Change) -> None:
+        if not self._changes:
+            return
         if self._snapshots and change.alerts is not None:  # a notification: its rows as sent
             change.snapshot = {"alerts": [alert.to_dict() for alert in change.alerts]}
         self._out.append(change)

@@ -7,6 +7,8 @@ the rule tests under rules/ through `correlator test`'s runner, and random
 storms that mix exact repeats with every variation the fast path must hand
 to the full path (a changed field, a spelling to convert, a late or
 unstamped event, a pinned or cleared row, a normalize rule that applies).
+Likewise `replay --final`, which makes no change objects, prints the table
+a replay that makes them ends with.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import orjson
 import pytest
 
 from correlator import engine as engine_module
+from correlator import replay as replay_module
 from correlator import testing
 from correlator.cli import main
 from correlator.engine import Engine
 from correlator.errors import EventError
 from correlator.model import Change
-from correlator.ruleset.loader import RuleSet
+from correlator.ruleset.loader import RuleSet, load_rules
 from correlator.table.table import AlertTable
 
 REPO = Path(__file__).parent.parent
@@ -70,6 +73,16 @@ def test_example_scenarios_replay_alike(options: tuple[str, ...]) -> None:
             full = replay(events, *options)
         assert fast == full, events.name
         assert folded == [0]
+
+
+@pytest.mark.parametrize("events", EXAMPLES, ids=lambda p: p.name)
+def test_final_table_alike_without_changes(events: Path) -> None:
+    """`replay --final` makes no change objects; the table it prints is the one they'd give."""
+    out = io.StringIO()
+    with events.open("rb") as lines:
+        engine = Engine(load_rules(REPO / "rules"), changes=True, snapshots=True)
+        replay_module.run(engine, lines, out, io.StringIO(), final=True, until="+4h")
+    assert replay(events, "--final", "--until", "+4h") == out.getvalue()
 
 
 def recorded(run: Callable[[], object]) -> tuple[list[bytes], list[int]]:
