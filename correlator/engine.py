@@ -30,7 +30,7 @@ from correlator.model import (
     Change,
     parse_severity,
 )
-from correlator.normalize.repeat import repeat_of
+from correlator.normalize.repeat import occurrence_of, repeat_of
 from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.matchers import Predicate
@@ -56,7 +56,7 @@ PUBLIC_KIND: Final = {
 }
 
 
-# fields a repeat carries as its row has them: event rules filed under these see the same
+# fields a repeat carries as its row has them: an index on these sees the same in both
 _REPEAT_SHARES: Final = frozenset(
     ("identifier", "node", "alertgroup", "alertkey", "manager", "agent", "severity", "type",
      "summary")
@@ -153,11 +153,11 @@ class Engine:
         self._link_watchers = tuple(
             op for op in by_transition.get("modified", ()) if _may_read_links(op.spec)
         )
-        # the repeat fast path: for events no normalize rule applies to (they lack the
-        # gates' keys), while event rules are filed only under fields a repeat shares
-        gates, event_ops = self._normalizer.gates, self._event_ops
-        shared = not event_ops.unkeyed and event_ops.names <= _REPEAT_SHARES
-        self._gates = gates if gates is not None and shared else None
+        # the repeat fast path: for events no normalize rule applies to (they lack the gates'
+        # keys); an occurrence is made only for event rules that are filed under fields a
+        # repeat may not share with its row, or that the row's fields fit
+        self._gates = self._normalizer.gates
+        self._row_decides = self._event_ops.names <= _REPEAT_SHARES
 
     # -- the two entry points -------------------------------------------------
 
@@ -169,12 +169,8 @@ class Engine:
         gates = self._gates
         if gates is not None and type(event) is dict and event.keys().isdisjoint(gates):
             repeat = repeat_of(event, self.table.rows, now, self._newest - self.max_lateness)
-            # no event rule applies either: the index fields it reads are the row's
-            if repeat is not None and not self._event_ops.candidates(repeat[0]):
-                repeated, at = repeat
-                if at > self._newest:
-                    self._newest = at
-                self.table.fold_same(repeated, at, now)
+            if repeat is not None:
+                self._repeat(event, repeat[0], repeat[1], now)
                 return self._drain()
         try:
             occ = self._normalizer.normalize(event, now)
@@ -198,6 +194,24 @@ class Engine:
             if wants(occ):
                 op.on_event(occ, row, now, self)
         return self._drain()
+
+    def _repeat(self, event: dict[str, Any], row: Alert, at: float, now: float) -> None:
+        """What the full path does with an event that changes nothing of its row but tally.
+
+        The event rules see an occurrence made from the row's fields (which the
+        event carries), unless the row's own index fields rule them all out.
+        """
+        if at > self._newest:
+            self._newest = at
+        self.table.fold_same(row, at, now)
+        ops = self._event_ops
+        if not len(ops) or (self._row_decides and not ops.candidates(row)):
+            return
+        occ = occurrence_of(event, row, at)
+        occ.tally = row.tally
+        for op, wants in ops.candidates(occ):
+            if wants(occ):
+                op.on_event(occ, row, now, self)
 
     def tick(self, now: float) -> list[Change]:
         """Fire every timer due at or before `now`."""

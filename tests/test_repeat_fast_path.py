@@ -129,15 +129,15 @@ inhibit_rules:
   - {source_matchers: ['alertgroup="Site"'], target_matchers: ['severity<=major'], equal: [site]}
 correlate:
   - {name: topo, kind: topology, match: ['alertgroup=~"Down|Site"']}
-  - {name: thr, kind: threshold, match: ['alertgroup="Down"'], group_by: [labels.site],
-     count: 3, window: 60s}
+  - {name: thr, kind: threshold, match: ['alertgroup="Down"', 'tally>=2'],
+     group_by: [labels.site], count: 2, window: 5m}
   - {name: inc, kind: incident, match: ['alertgroup=~"Down|Lat"'], group_by: [labels.site],
      window: 120s}
   - {name: flap, kind: flapping, changes: 3, window: 10m, stable_for: 2m}
   - {name: esc, kind: escalate, match: ['severity>=major', 'tally>=3'], after: 20m,
      set: {labels.priority: P1, severity: critical, summary: escalated}}
   - {name: pr, kind: pair, first: ['alertgroup="JobStart"'], second: ['alertgroup="JobEnd"'],
-     on: [node], within: 90s}
+     on: [node], within: 90s, alert: {summary: "{{ summary }} {{ tally }} {{ labels.x }}"}}
   - {name: clr, kind: clear, problem: ['alertgroup="Down"'], resolution: ['alertgroup="Up"'],
      on: [node]}
 """
@@ -256,6 +256,10 @@ correlate:
   - {name: thr, kind: threshold, match: ['alertname="Lat"'], group_by: [node], count: 2,
      window: 1m}
 """
+BY_TALLY = """
+correlate:
+  - {name: thr, kind: threshold, match: ['alertgroup="Lat"', 'tally>=2'], count: 2, window: 1m}
+"""
 Step = tuple[float, str, Any]
 # an event that carries exactly its row's fields, yet is more than a repeat
 SEQUENCES: dict[str, tuple[str, list[Step]]] = {
@@ -271,6 +275,11 @@ SEQUENCES: dict[str, tuple[str, list[Step]]] = {
         (T0 + 61, "tick", None),
         (T0 + 62, "severity", "n2:Lat::"),
         (T0 + 63, "event", HELD),
+    ]),
+    "a rule reading tally sees the row's": (BY_TALLY, [
+        (T0, "event", HELD),
+        (T0 + 1, "event", HELD),
+        (T0 + 2, "event", HELD),
     ]),
     "a rule keyed on alertname sees the event's, not the row's": (BY_ALERTNAME, [
         (T0, "event", {**HELD, "labels": {"alertname": "Other"}}),

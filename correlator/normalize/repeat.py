@@ -88,6 +88,31 @@ def repeat_of(
     return row, at
 
 
+def occurrence_of(raw: dict[str, Any], row: Alert, at: float) -> Alert:
+    """The occurrence `build_alert` makes of a repeat that `repeat_of` found (row's fields)."""
+    labels = raw.get("labels")
+    notes = raw.get("annotations")
+    occ = Alert(
+        row.identifier,
+        row.node,
+        row.alertgroup,
+        row.severity,
+        row.type,
+        row.summary,
+        row.alertkey,
+        row.manager,
+        row.agent,
+        dict(labels) if labels else {},  # the row's values: strings
+        dict(notes) if notes else {},
+        0.0,
+        at,
+    )
+    expiry = raw.get("expire_after")
+    if expiry is not None and expiry != "":
+        occ.expire_after = row.expire_after
+    return occ
+
+
 def _time(value: Any, now: float) -> float | None:
     """An event time `build_alert` takes as it is (`now` when unset); None: it decides."""
     if type(value) is int and 0 <= value < MAX_TIMESTAMP:
