@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from sys import intern
 from typing import Final
 
 from correlator.model import (
@@ -176,6 +177,7 @@ class AlertTable:
         """Add a new row (an occurrence or a synthetic alert) and announce it."""
         self._serial += 1
         alert.serial = self._serial
+        _share_strings(alert)
         alert.status = OPEN
         at = alert.last_occurrence
         alert.first_occurrence = alert.last_occurrence = alert.state_change = at
@@ -362,3 +364,21 @@ def _merge(into: dict[str, str], new: dict[str, str]) -> bool:
             into[key] = value
             changed = True
     return changed
+
+
+def _share_strings(alert: Alert) -> None:
+    """Intern a new row's texts that many rows repeat (alert group, key, manager, summary,
+    label values): one copy each in memory, and a repeat's comparison reads a string that
+    other rows keep in the CPU's cache. A string compares equal interned or not."""
+    alert.alertgroup = _shared(alert.alertgroup)
+    alert.alertkey = _shared(alert.alertkey)
+    alert.manager = _shared(alert.manager)
+    alert.agent = _shared(alert.agent)
+    alert.summary = _shared(alert.summary)
+    labels = alert.labels
+    for key, value in labels.items():
+        labels[key] = _shared(value)
+
+
+def _shared(text: str) -> str:
+    return intern(text) if type(text) is str else text  # a subclass of str cannot be
