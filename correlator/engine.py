@@ -155,9 +155,10 @@ class Engine:
         )
         # the repeat fast path: for events no normalize rule applies to (they lack the gates'
         # keys); an occurrence is made only for event rules that are filed under fields a
-        # repeat may not share with its row, or that the row's fields fit
+        # repeat may not share with its row, or that the row's fields fit (None: no rule)
         self._gates = self._normalizer.gates
-        self._row_decides = self._event_ops.names <= _REPEAT_SHARES
+        event_rules = self._event_ops
+        self._row_decides = event_rules.names <= _REPEAT_SHARES if len(event_rules) else None
 
     # -- the two entry points -------------------------------------------------
 
@@ -204,12 +205,12 @@ class Engine:
         if at > self._newest:
             self._newest = at
         self.table.fold_same(row, at, now)
-        ops = self._event_ops
-        if not len(ops) or (self._row_decides and not ops.candidates(row)):
+        decides = self._row_decides
+        if decides is None or (decides and not self._event_ops.candidates(row)):
             return
         occ = occurrence_of(event, row, at)
         occ.tally = row.tally
-        for op, wants in ops.candidates(occ):
+        for op, wants in self._event_ops.candidates(occ):
             if wants(occ):
                 op.on_event(occ, row, now, self)
 

@@ -11,6 +11,7 @@ full path decides: it gives the same result in every case this one takes.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Final
 
 from correlator.model import CLEARED, PROBLEM, SEVERITY_OF_NAME, Alert
@@ -71,8 +72,9 @@ def repeat_of(
     if type(summary) is not str or (summary or f"{alertgroup} on {node}") != row.summary:
         return None
     labels = get("labels")
-    if labels is not None and (
-        type(labels) is not dict or not labels.items() <= row.labels.items()
+    if labels is not None and (  # the usual repeat carries the row's very labels: one `==`
+        type(labels) is not dict
+        or (labels != row.labels and not labels.items() <= row.labels.items())
     ):
         return None
     notes = get("annotations")
@@ -82,7 +84,7 @@ def repeat_of(
         return None
     expiry = get("expire_after")
     if expiry is not None and expiry != "":
-        seconds = _duration(expiry)
+        seconds = _duration_text(expiry) if type(expiry) is str else _duration(expiry)
         if seconds is None or seconds != row.expire_after:
             return None
     return row, at
@@ -120,6 +122,12 @@ def _time(value: Any, now: float) -> float | None:
     if value is None or value == "":
         return now
     return None
+
+
+@lru_cache(maxsize=256)
+def _duration_text(value: str) -> float | None:
+    """Events repeat a few spellings (`expire_after: 1h`): one C-level lookup each."""
+    return _duration(value)
 
 
 def _duration(value: Any) -> float | None:
