@@ -211,7 +211,8 @@ class PairOperator(Operator):
         """
         group = list(zip(self.spec.on, key, strict=True))
         spec = self.alert_spec
-        row = ctx.table.get(spec.identifier(group, spec.context(group, occ, (occ,), 1)))
+        seen = spec.context(group, occ, (occ,), 1, whole=False)  # what the identifier reads
+        row = ctx.table.get(spec.identifier(group, seen))
         if row is None or row.agent != self.name or row.status == STATUS_CLEARED:
             return False
         if at < row.last_occurrence - self._within:
