@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any
 
 from correlator.model import CLEARED, PROBLEM, SEVERITY_OF_NAME, Alert
+from correlator.normalize.build import INDETERMINATE
 from correlator.timeparse import MAX_TIMESTAMP, parse_duration
-
-INDETERMINATE: Final = 1
 
 
 def repeat_of(
@@ -106,8 +105,8 @@ def occurrence_of(raw: dict[str, Any], row: Alert, at: float) -> Alert:
         row.agent,
         dict(labels) if labels else {},  # the row's values: strings
         dict(notes) if notes else {},
-        0.0,
-        at,
+        0.0,  # first_occurrence: the table sets it
+        at,  # last_occurrence
     )
     expiry = raw.get("expire_after")
     if expiry is not None and expiry != "":

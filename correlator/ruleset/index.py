@@ -45,10 +45,7 @@ class RuleIndex(Generic[T]):
                 buckets[best.name][value].append(position)
             getters[best.name] = best.get
         self._always = tuple(always)
-        # what a caller may know without a lookup: the names rules are filed under, and
-        # whether some rule is a candidate for everything
-        self.names = frozenset(buckets)
-        self.unkeyed = bool(always)
+        self.names = frozenset(buckets)  # the fields rules are filed under
         self._always_items = tuple(self._items[p] for p in always)
         # each bucket's items come pre-merged with the unkeyed ones, in rule order
         self._keys = tuple(

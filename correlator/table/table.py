@@ -367,9 +367,12 @@ def _merge(into: dict[str, str], new: dict[str, str]) -> bool:
 
 
 def _share_strings(alert: Alert) -> None:
-    """Intern a new row's texts that many rows repeat (alert group, key, manager, summary,
-    label values): one copy each in memory, and a repeat's comparison reads a string that
-    other rows keep in the CPU's cache. A string compares equal interned or not."""
+    """Intern the texts of a new row that many rows repeat.
+
+    Alert group, key, manager, agent, summary and label values: one copy each
+    in memory, and a repeat's comparison reads a string that other rows keep
+    in the CPU's cache. A string compares equal interned or not.
+    """
     alert.alertgroup = _shared(alert.alertgroup)
     alert.alertkey = _shared(alert.alertkey)
     alert.manager = _shared(alert.manager)
