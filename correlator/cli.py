@@ -157,7 +157,8 @@ def _replay(args: argparse.Namespace) -> int:
     except RuleSetError as exc:
         print(exc, file=sys.stderr)  # one `file:line:col: message` line per error
         return 2
-    engine = Engine(ruleset, max_lateness=args.max_lateness, snapshots=not args.final)
+    final = args.final  # the table at the end: no change is printed, so none is made
+    engine = Engine(ruleset, max_lateness=args.max_lateness, snapshots=not final, changes=not final)
     options = {"final": args.final, "until": args.until}
     if args.events == "-":
         return replay.run(engine, sys.stdin.buffer, sys.stdout, sys.stderr, **options)

@@ -32,6 +32,7 @@ from correlator.model import (
     Change,
     parse_severity,
 )
+from correlator.normalize.repeat import occurrence_of, repeat_of
 from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.matchers import Predicate
@@ -59,6 +60,11 @@ PUBLIC_KIND: Final = {
 }
 
 
+# fields a repeat carries as its row has them: an index on these sees the same in both
+_REPEAT_SHARES: Final = frozenset(
+    ("identifier", "node", "alertgroup", "alertkey", "manager", "agent", "severity", "type",
+     "summary")
+)  # fmt: skip
 _TALLY = re.compile(r"\btally\s*(?:>=|<=|!=|==|=~|!~|=|>|<)")
 _LINKS = re.compile(r"\b(?:parent|incident)\b")
 
@@ -85,10 +91,12 @@ class Engine:
         max_lateness: float = 300.0,
         delete_cleared_after: float = 120.0,
         snapshots: bool = False,
+        changes: bool = True,
     ) -> None:
         self.stats = Stats()
         self._limits_seen = LIMITS.hits
         self._snapshots = snapshots
+        self._changes = changes  # False: nobody reads them (`replay --final`), none is made
         self.max_lateness = max_lateness
         self._timers = TimerHeap()
         self.table = AlertTable(
@@ -150,6 +158,12 @@ class Engine:
         self._link_watchers = tuple(
             op for op in by_transition.get("modified", ()) if _may_read_links(op.spec)
         )
+        # the repeat fast path: for events no normalize rule applies to (they lack the gates'
+        # keys); an occurrence is made only for event rules that are filed under fields a
+        # repeat may not share with its row, or that the row's fields fit (None: no rule)
+        self._gates = self._normalizer.gates
+        event_rules = self._event_ops
+        self._row_decides = event_rules.names <= _REPEAT_SHARES if len(event_rules) else None
 
     # -- the two entry points -------------------------------------------------
 
@@ -158,6 +172,12 @@ class Engine:
         if self._unstarted or self._retired:
             self._start(now)
         self.stats.events += 1
+        gates = self._gates
+        if gates is not None and type(event) is dict and event.keys().isdisjoint(gates):
+            repeat = repeat_of(event, self.table.rows, now, self._newest - self.max_lateness)
+            if repeat is not None:
+                self._repeat(event, repeat[0], repeat[1], now)
+                return self._drain()
         try:
             occ = self._normalizer.normalize(event, now)
             if isinstance(occ, str):
@@ -180,6 +200,24 @@ class Engine:
             if wants(occ):
                 op.on_event(occ, row, now, self)
         return self._drain()
+
+    def _repeat(self, event: dict[str, Any], row: Alert, at: float, now: float) -> None:
+        """What the full path does with an event that changes nothing of its row but tally.
+
+        The event rules see an occurrence made from the row's fields (which the
+        event carries), unless the row's own index fields rule them all out.
+        """
+        if at > self._newest:
+            self._newest = at
+        self.table.fold_same(row, at, now)
+        decides = self._row_decides
+        if decides is None or (decides and not self._event_ops.candidates(row)):
+            return
+        occ = occurrence_of(event, row, at)
+        occ.tally = row.tally
+        for op, wants in self._event_ops.candidates(occ):
+            if wants(occ):
+                op.on_event(occ, row, now, self)
 
     def tick(self, now: float) -> list[Change]:
         """Fire every timer due at or before `now`."""
@@ -407,10 +445,11 @@ class Engine:
         self, transition: str, alert: Alert, now: float, links_only: bool = False
     ) -> None:
         """Record the change, then dispatch it to the rules it concerns (see `modify`)."""
-        change = Change(now, PUBLIC_KIND[transition], alert)
-        if self._snapshots:
-            change.snapshot = alert.to_dict()
-        self._out.append(change)
+        if self._changes:
+            change = Change(now, PUBLIC_KIND[transition], alert)
+            if self._snapshots:
+                change.snapshot = alert.to_dict()
+            self._out.append(change)
         if transition == "repeated":  # most changes: only rules reading tally see them
             for op in self._tally_watchers:
                 op.on_transition("updated", alert, now, self)
@@ -436,6 +475,8 @@ class Engine:
         self._timers.push(when, operator, key)
 
     def emit(self, change: Change) -> None:
+        if not self._changes:
+            return
         if self._snapshots and change.alerts is not None:  # a notification: its rows as sent
             change.snapshot = {"alerts": [alert.to_dict() for alert in change.alerts]}
         self._out.append(change)

@@ -17,7 +17,7 @@ import orjson
 from correlator.engine import Engine
 from correlator.errors import EventError
 from correlator.model import Change
-from correlator.timeparse import parse_duration, parse_timestamp
+from correlator.timeparse import MAX_TIMESTAMP, parse_duration, parse_timestamp
 
 
 @dataclass
@@ -35,52 +35,66 @@ class Replay:
     clock: float = float("-inf")
     last_event: float | None = None
 
-    def feed_lines(self, lines: Iterable[bytes]) -> Iterator[Change]:
-        """Raw lines: a line that is not UTF-8 is reported like any other bad line."""
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                self.errors.append(LineError(number, f"not JSON: {exc}"))
-                continue
-            yield from self.feed(event, number)
+    def feed_lines(self, lines: Iterable[bytes]) -> Iterator[list[Change]]:
+        """Each event's changes as a batch, after the batches of the timers due before it.
 
-    def feed(self, event: Any, number: int) -> Iterator[Change]:
+        A line that is not UTF-8 is reported like any other bad line.
+        """
+        loads, engine = orjson.loads, self.engine
+        for number, line in enumerate(lines, start=1):
+            try:
+                event = loads(line)
+            except orjson.JSONDecodeError as exc:
+                if line.strip():  # a blank line is no event (and no error)
+                    self.errors.append(LineError(number, f"not JSON: {exc}"))
+                continue
+            at = event.get("timestamp") if type(event) is dict else None
+            if type(at) is not float or not 0.0 <= at < MAX_TIMESTAMP:  # else: as parsed
+                at = self._stamp(event, number)
+                if at is None:
+                    continue
+            if self.last_event is None or at > self.last_event:
+                self.last_event = at
+            if at > self.clock:
+                due = engine.next_timer()
+                if due is not None and due < at:
+                    yield from self._timers(at, inclusive=False)
+                self.clock = at
+            try:
+                changes = engine.process(event, self.clock)
+            except EventError as exc:
+                self.errors.append(LineError(number, f"dead-lettered ({exc.reason}): {exc}"))
+                continue
+            if changes:
+                yield changes
+
+    def _stamp(self, event: Any, number: int) -> float | None:
+        """The event's time, or None when the line is reported instead."""
         if not isinstance(event, dict):
             self.errors.append(LineError(number, "an event must be a JSON object"))
-            return
+            return None
         if "timestamp" not in event:
             self.errors.append(LineError(number, "missing 'timestamp' (epoch seconds or RFC 3339)"))
-            return
+            return None
         try:
-            at = parse_timestamp(event["timestamp"])
+            return parse_timestamp(event["timestamp"])
         except ValueError as exc:
             self.errors.append(LineError(number, str(exc)))
-            return
-        self.last_event = at if self.last_event is None else max(self.last_event, at)
-        if at > self.clock:
-            yield from self._timers(at, inclusive=False)
-            self.clock = at
-        try:
-            yield from self.engine.process(event, self.clock)
-        except EventError as exc:
-            self.errors.append(LineError(number, f"dead-lettered ({exc.reason}): {exc}"))
+            return None
 
-    def advance(self, until: float) -> Iterator[Change]:
+    def advance(self, until: float) -> Iterator[list[Change]]:
         if until > self.clock:
             yield from self._timers(until, inclusive=True)
             self.clock = until
-        yield from self.engine.tick(self.clock)
+        yield self.engine.tick(self.clock)
 
-    def _timers(self, until: float, *, inclusive: bool) -> Iterator[Change]:
+    def _timers(self, until: float, *, inclusive: bool) -> Iterator[list[Change]]:
         """Fire due timers one due time at a time, so each batch is printed as it was."""
         engine = self.engine
         while (due := engine.next_timer()) is not None and (
             due < until or (inclusive and due == until)
         ):
-            yield from engine.tick(due)
+            yield engine.tick(due)
 
 
 def parse_until(text: str, last_event: float | None) -> float:
@@ -113,11 +127,13 @@ def run(
             err.write(f"{source}:{error.line}: {error.message}\n")
         reported = len(replay.errors)
 
-    def emit(changes: Iterable[Change]) -> None:
-        for change in changes:
+    def emit(batches: Iterable[list[Change]]) -> None:
+        for changes in batches:
             if not final:
-                out.write(orjson.dumps(change.to_dict()).decode() + "\n")
-            report_errors()
+                for change in changes:
+                    out.write(orjson.dumps(change.to_dict()).decode() + "\n")
+            if len(replay.errors) > reported:
+                report_errors()
         report_errors()
 
     emit(replay.feed_lines(events))

@@ -21,6 +21,7 @@ Group = Sequence[tuple[str, Any]]
 
 INDETERMINATE: Final = 1
 MAJOR: Final = 4
+_OWN_NAMES: Final = frozenset(("group", "count", "members", "rule"))  # not the trigger's
 
 
 def default_severity_of(members: Sequence[Alert], trigger: Alert | None) -> int:
@@ -63,12 +64,33 @@ class SyntheticAlert:
         self._labels = compile_map(spec.labels)
         self._annotations = compile_map(spec.annotations)
         self.expire_after = spec.expire_after
+        # what the templates read: a storm's alert is raised again per member, and the
+        # trigger's fields (a dict of every field) and the members are seldom among it
+        templates = [*self._single.values(), *self._labels.values(), *self._annotations.values()]
+        reads: frozenset[str] | None = frozenset()
+        for template in templates:
+            reads = None if reads is None or template.names is None else reads | template.names
+        self._trigger_read = reads is None or not reads <= _OWN_NAMES
+        self._members_read = reads is None or "members" in reads
 
     def context(
-        self, group: Group, trigger: Alert | None, members: Sequence[Alert], count: int
+        self,
+        group: Group,
+        trigger: Alert | None,
+        members: Sequence[Alert],
+        count: int,
+        *,
+        whole: bool = True,
     ) -> dict[str, Any]:
-        ctx: dict[str, Any] = alert_context(trigger) if trigger is not None else {}
-        ctx.update(group=group_values(group), count=count, members=list(members), rule=self.rule)
+        """What templates see; not `whole`: only what this alert's own templates read."""
+        trigger_read = whole or self._trigger_read
+        ctx: dict[str, Any] = alert_context(trigger) if trigger is not None and trigger_read else {}
+        ctx.update(
+            group=group_values(group),
+            count=count,
+            members=list(members) if whole or self._members_read else [],
+            rule=self.rule,
+        )
         return ctx
 
     def identifier(self, group: Group, ctx: dict[str, Any]) -> str:
@@ -92,19 +114,20 @@ class SyntheticAlert:
         extra: dict[str, Any] | None = None,
     ) -> Alert:
         """A new occurrence of the synthetic alert (not yet in the table)."""
-        ctx = self.context(group, trigger, members, count)
+        ctx = self.context(group, trigger, members, count, whole=False)
         if extra:
             ctx.update(extra)
 
         def render(name: str, default: str) -> str:
             return self._render(name, ctx) or default
 
-        severity = default_severity_of(members, trigger)
         if text := self._render("severity", ctx).strip():
             try:
                 severity = parse_severity(text)
             except ValueError:
                 severity = MAJOR
+        else:
+            severity = default_severity_of(members, trigger)
         alert = Alert(  # positional, as in build_alert: raised again on every count change
             self.identifier(group, ctx),
             render("node", "correlator"),

@@ -16,7 +16,7 @@ from correlator.model import Alert
 from correlator.normalize.build import build_alert, identifier_function, string_map
 from correlator.ruleset.expr import when_raw
 from correlator.ruleset.index import RuleIndex
-from correlator.ruleset.matchers import Predicate, all_of, compile_matchers
+from correlator.ruleset.matchers import Matcher, Predicate, all_of, compile_matchers
 from correlator.ruleset.schema import NormalizeRule
 from correlator.ruleset.templates import TemplateMap
 
@@ -64,6 +64,7 @@ class Normalizer:
         self.rules = [rule for rule, _ in compiled]
         self._index: RuleIndex[ProbeRule] = RuleIndex(compiled)
         self.hits: dict[str, int] = dict.fromkeys((r.name for r in self.rules), 0)
+        self.gates = _gates([matchers for _, matchers in compiled])
 
     def normalize(self, raw: dict[str, Any], now: float) -> Alert | str:
         """The occurrence, or the name of the rule that discarded the event."""
@@ -97,3 +98,20 @@ class Normalizer:
             identify = rule.identify or identify
             expire_after = rule.expire_after if rule.expire_after is not None else expire_after
         return build_alert(fields, labels, annotations, now, identify, expire_after)
+
+
+def _gates(rules: Sequence[Sequence[Matcher]]) -> frozenset[str] | None:
+    """Raw keys without which no rule applies: an event that has none of them passes through.
+
+    Each rule needs one matcher that fails on an event lacking its key (a
+    matcher reads nothing else); None when some rule has none (`x!="y"`, or
+    only a `when:`), and then every event is tried against the rules.
+    """
+    keys: set[str] = set()
+    for matchers in rules:
+        gate = next((m for m in matchers if not m.test({})), None)
+        if gate is None:
+            return None
+        parts = gate.name.split(".")
+        keys.add(parts[1] if parts[0] == "raw" and len(parts) > 1 else parts[0])
+    return frozenset(keys)

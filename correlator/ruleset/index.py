@@ -45,6 +45,7 @@ class RuleIndex(Generic[T]):
                 buckets[best.name][value].append(position)
             getters[best.name] = best.get
         self._always = tuple(always)
+        self.names = frozenset(buckets)  # the fields rules are filed under
         self._always_items = tuple(self._items[p] for p in always)
         # each bucket's items come pre-merged with the unkeyed ones, in rule order
         self._keys = tuple(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from sys import intern
 from typing import Any, Final
 
 from correlator.model import (
@@ -148,6 +149,20 @@ class AlertTable:
         self._notify("updated" if fields_changed else "repeated", row, now)
         return row
 
+    def fold_same(self, row: Alert, at: float, now: float) -> None:
+        """What `_fold` does with an occurrence that carries exactly what the open row has.
+
+        The engine's repeat fast path: the commonest event, without an occurrence object.
+        The caller checked the rest (not cleared, nothing pinned, not late).
+        """
+        self._stats.dedup_hits += 1
+        row.tally += 1
+        row.last_occurrence = at
+        if row.expire_after is not None:
+            row.expire_at = at + row.expire_after
+            self._arm_expiry(row)
+        self._notify("repeated", row, now)
+
     def repeat(self, row: Alert, at: float, now: float) -> None:
         """One more occurrence that changes nothing but tally (and the time it was last seen)."""
         row.tally += 1
@@ -162,6 +177,7 @@ class AlertTable:
         """Add a new row (an occurrence or a synthetic alert) and announce it."""
         self._serial += 1
         alert.serial = self._serial
+        _share_strings(alert)
         alert.status = OPEN
         at = alert.last_occurrence
         alert.first_occurrence = alert.last_occurrence = alert.state_change = at
@@ -359,3 +375,24 @@ def _merge(into: dict[str, str], new: dict[str, str]) -> bool:
             into[key] = value
             changed = True
     return changed
+
+
+def _share_strings(alert: Alert) -> None:
+    """Intern the texts of a new row that many rows repeat.
+
+    Alert group, key, manager, agent, summary and label values: one copy each
+    in memory, and a repeat's comparison reads a string that other rows keep
+    in the CPU's cache. A string compares equal interned or not.
+    """
+    alert.alertgroup = _shared(alert.alertgroup)
+    alert.alertkey = _shared(alert.alertkey)
+    alert.manager = _shared(alert.manager)
+    alert.agent = _shared(alert.agent)
+    alert.summary = _shared(alert.summary)
+    labels = alert.labels
+    for key, value in labels.items():
+        labels[key] = _shared(value)
+
+
+def _shared(text: str) -> str:
+    return intern(text) if type(text) is str else text  # a subclass of str cannot be
