@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final, Literal
 
 from pydantic import Field, field_validator
@@ -44,19 +45,14 @@ from correlator.correlate.base import (
     Context,
     Operator,
 )
+from correlator.correlate.settable import MAPS, Value, check_names, get, put, rendered
 from correlator.errors import RuleFieldError
-from correlator.model import NOTIFICATION, OPEN, Alert, Change, parse_severity
+from correlator.model import NOTIFICATION, OPEN, Alert, Change
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
-from correlator.ruleset.paths import alert_context
 from correlator.ruleset.schema import Duration, Rule, TemplateText
 from correlator.ruleset.templates import Template
 from correlator.timeparse import format_duration
-
-_SETTABLE: Final = ("severity", "summary")
-_MAPS: Final = ("labels.", "annotations.")
-
-Value = int | str | None
 
 
 class EscalateRule(Rule):
@@ -76,12 +72,7 @@ class EscalateRule(Rule):
     @field_validator("set_")
     @classmethod
     def _fields(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            head, _, key = name.partition(".")
-            if name not in _SETTABLE and not (key and head in ("labels", "annotations")):
-                raise ValueError(
-                    f"cannot set {name!r}: use severity, summary, labels.<k> or annotations.<k>"
-                )
+        check_names(value)
         return value
 
 
@@ -102,29 +93,6 @@ class _Escalated:
     alert: Alert
     applied: dict[str, Value] = field(default_factory=dict)
     before: dict[str, Value] = field(default_factory=dict)
-
-
-def _get(alert: Alert, name: str) -> Value:
-    if name == "severity":
-        return alert.severity
-    if name == "summary":
-        return alert.summary
-    head, _, key = name.partition(".")
-    return (alert.labels if head == "labels" else alert.annotations).get(key)
-
-
-def _put(alert: Alert, name: str, value: Value) -> None:
-    if name == "severity":
-        alert.severity = int(value or 0)
-    elif name == "summary":
-        alert.summary = str(value or "")
-    else:
-        head, _, key = name.partition(".")
-        target = alert.labels if head == "labels" else alert.annotations
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = str(value)
 
 
 # Transitions of a timed alert that only re-check it: it may have stopped matching,
@@ -245,22 +213,11 @@ class EscalateOperator(Operator):
 
     def _escalate(self, alert: Alert, now: float, ctx: Context) -> None:
         done = _Escalated(alert)
-        context = alert_context(alert)
-        for name, template in self._set.items():
-            text = template.render(context)
-            value: Value = text
-            if name == "severity":
-                if not text.strip():
-                    continue  # empty means not set: severity is left alone
-                try:
-                    value = parse_severity(text)
-                except ValueError:
-                    ctx.count("bad_value", self.name)
-                    alert.note(now, self.name, f"not a severity: {text!r}; severity left alone")
-                    continue
-            done.before[name] = _get(alert, name)
+        bad = partial(ctx.count, "bad_value", self.name)
+        for name, value in rendered(alert, self._set, now, self.name, bad):
+            done.before[name] = get(alert, name)
             done.applied[name] = value
-            _put(alert, name, value)
+            put(alert, name, value)
         self._done[alert.identifier] = done
         if done.applied:  # a new dict: a snapshot of the row (pair) may share the old one
             pins = {name: value for name, value in done.applied.items() if value is not None}
@@ -282,8 +239,8 @@ class EscalateOperator(Operator):
         alert = done.alert
         restored = []
         for name, value in done.applied.items():
-            if name.startswith(_MAPS) and _get(alert, name) == value:
-                _put(alert, name, done.before.get(name))
+            if name.startswith(MAPS) and get(alert, name) == value:
+                put(alert, name, done.before.get(name))
                 restored.append(name)
         if restored:
             ctx.modify(

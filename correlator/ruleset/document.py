@@ -8,9 +8,11 @@ from pydantic import Field
 
 from correlator.correlate.inhibit import InhibitRule
 from correlator.correlate.kinds import CorrelateSpec
+from correlator.correlate.policy import PolicySpec
 from correlator.route.intervals import TimeIntervalSpec
 from correlator.route.tree import RouteSpec
 from correlator.ruleset.schema import NormalizeRule, Strict
+from correlator.ruleset.tables import TableSpec
 
 
 class TopologyNode(Strict):
@@ -20,21 +22,20 @@ class TopologyNode(Strict):
 class RuleFile(Strict):
     """One YAML file; the loader merges many of them into one rule set.
 
-    `policies`, `receivers`, `time_intervals` and `tables` are accepted here so
-    rule repositories can hold them; the stages that use them validate their
-    contents. `route` is Alertmanager's routing tree (one file may hold it).
+    `route` is Alertmanager's routing tree (one file may hold it); `receivers`
+    are validated by the daemon that delivers to them.
     """
 
     normalize: list[NormalizeRule] = []
     correlate: list[CorrelateSpec] = []
     topology: dict[str, TopologyNode] = {}
-    policies: list[dict[str, Any]] = []
+    policies: list[PolicySpec] = []
     route: RouteSpec | None = None
     receivers: list[dict[str, Any]] = []
     inhibit_rules: list[InhibitRule] = []
     time_intervals: list[TimeIntervalSpec] = []
     mute_time_intervals: list[TimeIntervalSpec] = []  # Alertmanager's older name for them
-    tables: dict[str, Any] = Field(default_factory=dict)
+    tables: dict[str, TableSpec] = Field(default_factory=dict)
 
 
 def json_schema() -> dict[str, Any]:

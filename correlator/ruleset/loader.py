@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from correlator.correlate.base import BuildEnv, Operator
 from correlator.correlate.inhibit import build_rule as build_inhibit
 from correlator.correlate.kinds import BUILDERS
+from correlator.correlate.policy import PolicyOperator, PolicySpec
 from correlator.correlate.topology import find_cycles
 from correlator.errors import RuleError, RuleSetError
 from correlator.normalize.probe import Normalizer
@@ -30,6 +31,7 @@ from correlator.route.tree import problems as route_problems
 from correlator.ruleset.compiled import Cache, shared
 from correlator.ruleset.document import RuleFile
 from correlator.ruleset.schema import NormalizeRule, Strict
+from correlator.ruleset.tables import TABLE_FOLDER, Table, build_table, is_table_file
 from correlator.ruleset.yamlpos import Located, YamlError, dotted, load, read_utf8
 
 TEST_FILE_SUFFIXES = ("_test.yaml", "_test.yml")
@@ -89,16 +91,25 @@ def rule_files(root: Path) -> list[Path]:
         for path in root.rglob(pattern)
         if not path.name.endswith(TEST_FILE_SUFFIXES)
         and not any(
-            part == "tests" or part.startswith(".") for part in path.relative_to(root).parts[:-1]
+            part in ("tests", TABLE_FOLDER) or part.startswith(".")
+            for part in path.relative_to(root).parts[:-1]
         )
     ]
     return sorted(found)
 
 
+def table_files(root: Path) -> list[Path]:
+    """Lookup-table files (`tables/` folders below root, or beside a single rule file)."""
+    folder = root.parent if root.is_file() else root
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_table_file(str(p)))
+
+
 def load_rules(*roots: str | Path) -> RuleSet:
     """Load every rule file under the given directories or files; raise RuleSetError."""
     errors: list[RuleError] = []
-    texts = _read([path for root in roots for path in rule_files(Path(root))], errors)
+    texts = _read([path for root in roots for path in _files(Path(root))], errors)
     return _load(texts, errors)
 
 
@@ -108,10 +119,15 @@ def rule_texts(*roots: str | Path) -> dict[str, str]:
     With `load_rule_texts`, what the daemon journals is exactly what it loaded.
     """
     errors: list[RuleError] = []
-    texts = _read([path for root in roots for path in rule_files(Path(root))], errors)
+    texts = _read([path for root in roots for path in _files(Path(root))], errors)
     if errors:
         raise RuleSetError(errors)
     return texts
+
+
+def _files(root: Path) -> list[Path]:
+    """Rule files, then lookup tables: the texts a rule set is made of."""
+    return rule_files(root) + table_files(root)
 
 
 def load_rule_texts(texts: Mapping[str, str]) -> RuleSet:
@@ -132,14 +148,16 @@ def _read(paths: list[Path], errors: list[RuleError]) -> dict[str, str]:
 
 
 def _load(texts: dict[str, str], errors: list[RuleError]) -> RuleSet:
+    data = {name: text for name, text in texts.items() if is_table_file(name)}
+    rules = {name: text for name, text in texts.items() if name not in data}
     with shared() as cache:  # validation and building compile each text once
-        parsed = [_parse(name, text, errors) for name, text in texts.items()]
+        parsed = [_parse(name, text, errors) for name, text in rules.items()]
         sources = [source for source in parsed if source is not None]
         if not errors:
             _check_names(sources, errors)
         if errors:
             raise RuleSetError(sorted(errors, key=lambda e: (e.file, e.line, e.col)))
-        ruleset = _compile(sources, list(texts))
+        ruleset = _compile(sources, list(rules), data)
     ruleset.compiled = cache
     return ruleset
 
@@ -203,7 +221,7 @@ def _check_names(sources: list[_Source], errors: list[RuleError]) -> None:
                 )
 
 
-def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
+def _compile(sources: list[_Source], files: list[str], data: dict[str, str]) -> RuleSet:
     errors: list[RuleError] = []
     topology: dict[str, tuple[str, ...]] = {}
     origin: dict[str, _Source] = {}
@@ -231,6 +249,7 @@ def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
                 errors.append(source.error(at_path, f"correlate[{i}]: {exc}"))
             factories.append(factory)
         factories.extend(partial(build_inhibit, rule) for rule in source.model.inhibit_rules)
+    factories.extend(_policies(sources, _tables(sources, data, errors), errors))
     route = _route(sources, errors)
     if route is not None:
         factories.append(_dispatcher(sources, route))
@@ -249,6 +268,54 @@ def _compile(sources: list[_Source], files: list[str]) -> RuleSet:
         route=route,
         receivers=[r for source in sources for r in source.model.receivers],
     )
+
+
+def _tables(
+    sources: list[_Source], data: dict[str, str], errors: list[RuleError]
+) -> dict[str, Table]:
+    """Every `tables:` entry of every file, built (names are unique across files)."""
+    tables: dict[str, Table] = {}
+    for source in sources:
+        for name, spec in source.model.tables.items():
+            if name in tables:
+                errors.append(source.error(("tables", name), f"table {name!r} defined twice"))
+                continue
+            try:
+                tables[name] = build_table(spec, data, source.name)
+            except ValueError as exc:
+                where = ("tables", name, "file" if spec.file is not None else "rows")
+                errors.append(source.error(where, f"tables.{name}: {exc}"))
+    return tables
+
+
+def _policies(
+    sources: list[_Source], tables: dict[str, Table], errors: list[RuleError]
+) -> list[Callable[[BuildEnv], Operator]]:
+    """A factory per policy; a lookup of an unknown table or a notify of an unknown
+    receiver is an error at its line."""
+    receivers = {_name(r) for source in sources for r in source.model.receivers}
+    factories: list[Callable[[BuildEnv], Operator]] = []
+    for source in sources:
+        for i, policy in enumerate(source.model.policies):
+            ok = True
+            for j, action in enumerate(policy.actions):
+                at = ("policies", i, "actions", j)
+                if action.lookup is not None and action.lookup.table not in tables:
+                    message = f"policies[{i}]: no table {action.lookup.table!r}"
+                    errors.append(source.error((*at, "lookup", "table"), message))
+                    ok = False
+                if action.notify is not None and action.notify not in receivers:
+                    message = f"policies[{i}]: undefined receiver {action.notify!r}"
+                    errors.append(source.error((*at, "notify"), message))
+                    ok = False
+            if ok:
+                used = {a.lookup.table: tables[a.lookup.table] for a in policy.actions if a.lookup}
+                factories.append(partial(_policy, policy, used))
+    return factories
+
+
+def _policy(spec: PolicySpec, tables: dict[str, Table], env: BuildEnv) -> Operator:
+    return PolicyOperator(spec, tables)
 
 
 def _route(sources: list[_Source], errors: list[RuleError]) -> Route | None:

@@ -1,0 +1,142 @@
+"""`policies:` — Netcool Impact's automation: when a row is created, updated, cleared or
+acknowledged and matches, run actions on it, in order.
+
+- `lookup: {table, key, into}`: the table row under the rendered key (or the
+  table's `default:` row) is merged into the alert's `labels` (or
+  `annotations`), every column but the key;
+- `set: {field: template}`: `severity`, `summary`, `labels.<k>`,
+  `annotations.<k>`, rendered over the alert as it stands (after the lookups
+  before it);
+- `notify: <receiver>`: a notification of the alert to that receiver
+  (delivered by the daemon through its outbox, shown by `replay`).
+
+Enrichment is part of the engine's decision: it shows in `replay` and rule
+tests, and the routing tree sees the enriched row (policies run before it).
+What a policy changed is one `modified` change with a journal note naming it.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Final, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from correlator.correlate.base import (
+    ACKNOWLEDGED,
+    CLEARED,
+    CREATED,
+    REOPENED,
+    UPDATED,
+    Context,
+    Operator,
+)
+from correlator.correlate.settable import check_names, get, put, rendered
+from correlator.model import NOTIFICATION, Alert, Change
+from correlator.ruleset.expr import when_alert
+from correlator.ruleset.matchers import all_of, compile_matchers
+from correlator.ruleset.paths import alert_context
+from correlator.ruleset.schema import Rule, Strict, TemplateText
+from correlator.ruleset.tables import Table
+from correlator.ruleset.templates import Template
+
+TRIGGERS: Final = {
+    "create": (CREATED, REOPENED),  # a reopened row is a new episode
+    "update": (UPDATED,),
+    "clear": (CLEARED,),
+    "acknowledge": (ACKNOWLEDGED,),
+}
+
+
+class LookupSpec(Strict):
+    table: str
+    key: TemplateText
+    into: Literal["labels", "annotations"] = "labels"
+
+
+class ActionSpec(Strict):
+    """One action: exactly one of its keys."""
+
+    lookup: LookupSpec | None = None
+    set_: dict[str, TemplateText] | None = Field(None, alias="set")
+    notify: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> ActionSpec:
+        given = [k for k in ("lookup", "set_", "notify") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("an action is exactly one of lookup, set, notify")
+        return self
+
+    @field_validator("set_")
+    @classmethod
+    def _fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            check_names(value)
+        return value
+
+
+class PolicySpec(Rule):
+    on: list[Literal["create", "update", "clear", "acknowledge"]] = Field(min_length=1)
+    actions: list[ActionSpec] = Field(min_length=1)
+
+
+class PolicyOperator(Operator):
+    kind = "policy"
+
+    def __init__(self, spec: PolicySpec, tables: dict[str, Table]) -> None:
+        # a table's rows are part of what the rule is: a changed table is a changed rule
+        content = tuple(sorted((n, repr(sorted(t.rows.items())), repr(t.default))
+                               for n, t in tables.items()))  # fmt: skip
+        super().__init__(spec.name, (spec, content))
+        self.transitions = frozenset(t for trigger in spec.on for t in TRIGGERS[trigger])
+        when = when_alert(spec.when)
+        matchers = [m.test for m in compile_matchers(spec.match)]
+        self._matches = all_of([*matchers, when] if when is not None else matchers)
+        self._actions: list[tuple[str, Any]] = []
+        for action in spec.actions:
+            if action.lookup is not None:
+                lookup = action.lookup
+                step = (tables[lookup.table], Template(lookup.key), lookup.into)
+                self._actions.append(("lookup", step))
+            elif action.set_ is not None:
+                templates = {name: Template(text) for name, text in action.set_.items()}
+                self._actions.append(("set", templates))
+            else:
+                self._actions.append(("notify", action.notify))
+
+    def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
+        if not self._matches(alert):
+            return
+        changed: list[str] = []
+        for what, step in self._actions:
+            if what == "lookup":
+                changed += self._lookup(alert, *step)
+            elif what == "set":
+                changed += self._set(alert, step, now, ctx)
+            else:
+                ctx.emit(Change(now, NOTIFICATION, receiver=step, alerts=[alert]))
+                changed.append(f"notified {step}")
+        if changed:
+            ctx.modify(alert, now, self.name, f"policy {self.name}: " + ", ".join(changed))
+
+    def _lookup(self, alert: Alert, table: Table, key: Template, into: str) -> list[str]:
+        value = key.render(alert_context(alert))
+        row = table.get(value)
+        if row is None:
+            return [f"no {value!r} in the table"]
+        target = alert.labels if into == "labels" else alert.annotations
+        changed = [f"{into}.{k}={v}" for k, v in row.items() if target.get(k) != v]
+        target.update(row)
+        return changed or [f"looked up {value!r}"]
+
+    def _set(
+        self, alert: Alert, templates: dict[str, Template], now: float, ctx: Context
+    ) -> list[str]:
+        changed = []
+        bad = partial(ctx.count, "bad_value", self.name)
+        for name, value in rendered(alert, templates, now, self.name, bad):
+            if get(alert, name) != value:
+                put(alert, name, value)
+                changed.append(f"{name}={value}")
+        return changed
