@@ -62,6 +62,7 @@ from correlator.store.history import history_record
 log = structlog.get_logger("correlator.pipeline")
 
 MAX_INCIDENTS = 10_000  # closed incidents kept for the API beyond the open ones
+GROUP_BELOW = 100  # events: a smaller batch waits up to `commit_interval` for more inputs
 
 
 @dataclass(slots=True)
@@ -290,7 +291,10 @@ class Pipeline:
         if first is not None:
             self._fold(commit, first, now)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.commit_interval
+        # a batch this large commits with what is queued now: waiting for more only
+        # delays its submitter (an HTTP client posting 1,000 alerts waited 5 ms each time)
+        wait = self.commit_interval if commit.events < GROUP_BELOW else 0.0
+        deadline = loop.time() + wait
         while commit.events < self.commit_max_events:
             try:
                 async with asyncio.timeout_at(deadline):
