@@ -61,7 +61,7 @@ class StateConfig(Section):
     commit_max_events: Annotated[int, Field(ge=1)] = 2000  # … this many events per batch
     # a snapshot of the engine every this many journal entries or seconds (and at shutdown):
     # a restart replays at most that much journal
-    snapshot_entries: Annotated[int, Field(ge=1)] = 100_000
+    snapshot_entries: Annotated[int, Field(ge=1)] = 1_000_000
     snapshot_interval: Duration = 300.0
     # the scope of this daemon's default engine (HTTP, MQTT, files, Kafka not partitioned):
     # daemons sharing one PostgreSQL store each need their own

@@ -102,7 +102,7 @@ class Pipeline:
         commit_interval: float = 0.005,
         commit_max_events: int = 2000,
         queue_size: int = 64,
-        snapshot_entries: int = 100_000,
+        snapshot_entries: int = 1_000_000,
         snapshot_interval: float = 300.0,
         caught_up: Callable[[int], Awaitable[None]] | None = None,
         delivers: Callable[[str], int] = lambda receiver: 0,
