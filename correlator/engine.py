@@ -584,3 +584,7 @@ class Engine:
 
     def count(self, what: str, rule: str) -> None:
         self.stats.rule_events[(rule, what)] += 1
+
+    def signal(self, transition: str, alert: Alert, now: float) -> None:
+        for op in self._by_transition.get(transition, ()):
+            op.on_transition(transition, alert, now, self)

@@ -38,6 +38,8 @@ ACKNOWLEDGED = "acknowledged"
 SUPPRESSED = "suppressed"
 UNSUPPRESSED = "unsuppressed"
 MODIFIED = "modified"  # a rule changed fields (severity, labels, ...)
+# signals: told to the rules that want them, never published (the change was already)
+ESCALATED = "escalated"  # an escalate rule escalated the row (policies `on: [escalate]`)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,10 @@ class Context(Protocol):
     ) -> None: ...
 
     def count(self, what: str, rule: str) -> None: ...
+
+    def signal(self, transition: str, alert: Alert, now: float) -> None:
+        """Tell the rules that subscribe to a signal (`ESCALATED`); nothing is published."""
+        ...
 
 
 class Operator:

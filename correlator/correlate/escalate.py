@@ -36,6 +36,7 @@ from correlator.correlate.base import (
     CLEARED,
     CREATED,
     DELETED,
+    ESCALATED,
     MODIFIED,
     REOPENED,
     SUPPRESSED,
@@ -233,6 +234,7 @@ class EscalateOperator(Operator):
         ctx.count("escalated", self.name)
         if self._receiver is not None:
             ctx.emit(Change(now, NOTIFICATION, receiver=self._receiver, alerts=[alert]))
+        ctx.signal(ESCALATED, alert, now)  # policies `on: [escalate]`
 
     def _reset(self, done: _Escalated, now: float, ctx: Context) -> None:
         """A reopen is a new episode: put back the labels/annotations the escalation replaced."""

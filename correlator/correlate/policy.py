@@ -1,5 +1,5 @@
-"""`policies:` — Netcool Impact's automation: when a row is created, updated, cleared or
-acknowledged and matches, run actions on it, in order.
+"""`policies:` — Netcool Impact's automation: when a row is created, updated, cleared,
+acknowledged or escalated (by an escalate rule) and matches, run actions on it, in order.
 
 - `lookup: {table, key, into}`: the table row under the rendered key (or the
   table's `default:` row) is merged into the alert's `labels` (or
@@ -26,6 +26,7 @@ from correlator.correlate.base import (
     ACKNOWLEDGED,
     CLEARED,
     CREATED,
+    ESCALATED,
     REOPENED,
     UPDATED,
     Context,
@@ -45,6 +46,7 @@ TRIGGERS: Final = {
     "update": (UPDATED,),
     "clear": (CLEARED,),
     "acknowledge": (ACKNOWLEDGED,),
+    "escalate": (ESCALATED,),  # an escalate rule escalated the row
 }
 
 
@@ -77,7 +79,7 @@ class ActionSpec(Strict):
 
 
 class PolicySpec(Rule):
-    on: list[Literal["create", "update", "clear", "acknowledge"]] = Field(min_length=1)
+    on: list[Literal["create", "update", "clear", "acknowledge", "escalate"]] = Field(min_length=1)
     actions: list[ActionSpec] = Field(min_length=1)
 
 
