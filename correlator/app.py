@@ -229,7 +229,11 @@ class App:
                 log.error("reload refused", errors=[str(e) for e in exc.errors])
                 raise
             self.rules = version
-            self.integrations = self._integrations(version)
+            old, self.integrations = self.integrations, self._integrations(version)
+            for integration in (i for found in old.values() for i in found):
+                close = getattr(integration, "close", None)
+                if close is not None:  # a broker receiver's producer or client
+                    await close()
             for pipeline in self.scopes:
                 if version.digest != pipeline.rules.digest:
                     await pipeline.reload(version)

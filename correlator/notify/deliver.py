@@ -83,17 +83,27 @@ class Deliverer:
 
     async def run(self) -> None:
         limits = httpx.Limits(max_connections=self.concurrency)
-        async with httpx.AsyncClient(limits=limits) as client:
-            while True:
-                self._wake.clear()
-                actions = await self.store.due_actions(self.clock(), 1000)
-                if actions:
-                    await self._round(client, actions)
-                    continue
-                due = await self.store.next_action_due()
-                delay = None if due is None else max(0.0, due - self.clock())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+        try:
+            async with httpx.AsyncClient(limits=limits) as client:
+                await self._loop(client)
+        finally:  # producers and clients of broker receivers
+            for found in self.integrations().values():
+                for integration in found:
+                    close = getattr(integration, "close", None)
+                    if close is not None:
+                        await close()
+
+    async def _loop(self, client: httpx.AsyncClient) -> None:
+        while True:
+            self._wake.clear()
+            actions = await self.store.due_actions(self.clock(), 1000)
+            if actions:
+                await self._round(client, actions)
+                continue
+            due = await self.store.next_action_due()
+            delay = None if due is None else max(0.0, due - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _round(self, client: httpx.AsyncClient, actions: list[Action]) -> None:
         """Run due actions: one group's in order, up to `concurrency` at once.

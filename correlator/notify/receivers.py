@@ -1,7 +1,8 @@
 """The integrations of the receivers in the rules (Alertmanager's `receivers:` block).
 
 Delivered today: `webhook_configs`, `pagerduty_configs` (Events API v2),
-`slack_configs` (incoming webhooks) and `exec_configs` (a runbook command). A receiver's other integrations (e-mail,
+`slack_configs` (incoming webhooks), `exec_configs` (a runbook command),
+`kafka_configs` and `mqtt_configs`. A receiver's other integrations (e-mail,
 ServiceNow, ...) are accepted in the rules, reported once at load, and not
 delivered yet; a receiver with none of its own (Alertmanager's null receiver)
 receives nothing, as in Alertmanager.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from correlator.notify.brokers import KafkaReceiver, MqttReceiver
 from correlator.notify.deliver import Integration
 from correlator.notify.exec import Exec
 from correlator.notify.pagerduty import PagerDuty
@@ -23,6 +25,8 @@ KINDS: dict[str, Callable[[dict[str, Any], str], Integration]] = {
     "pagerduty_configs": PagerDuty,
     "slack_configs": Slack,
     "exec_configs": Exec,
+    "kafka_configs": KafkaReceiver,
+    "mqtt_configs": MqttReceiver,
 }
 
 

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import orjson
+from aiokafka import AIOKafkaConsumer
 from support.daemon import Running, write_rules
 from support.receiver import endpoint
 
@@ -311,3 +313,39 @@ receivers:
         texts = [n.text for n in row.journal]
         assert any("exited with 3" in t and "given up after 2 attempts" in t for t in texts)
         assert any("timed out after 0.3 s" in t for t in texts)
+
+
+async def test_kafka_and_mqtt_receivers_publish_the_payload(
+    daemon: Running, rules_dir: Path, kafka_bootstrap: str, mqtt_port: int
+) -> None:
+    write_rules(
+        rules_dir,
+        f"""
+route: {{receiver: brokers, group_by: [site], group_wait: 0s}}
+receivers:
+  - name: brokers
+    kafka_configs: [{{bootstrap_servers: "{kafka_bootstrap}", topic: notifications}}]
+    mqtt_configs: [{{url: "mqtt://127.0.0.1:{mqtt_port}", topic: noc/notifications}}]
+""",
+    )
+    async with aiomqtt.Client("127.0.0.1", mqtt_port) as listener:
+        await listener.subscribe("noc/notifications", qos=1)
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client, node="sw-1")
+            await _until(lambda: app.deliverer.delivered == 2)
+            async with asyncio.timeout(10):
+                message = await anext(listener.messages)
+    over_mqtt = orjson.loads(bytes(message.payload))  # type: ignore[arg-type]
+    assert over_mqtt["receiver"] == "brokers" and over_mqtt["version"] == "4"
+    consumer = AIOKafkaConsumer(
+        "notifications", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            record = await consumer.getone()
+    finally:
+        await consumer.stop()
+    over_kafka = orjson.loads(record.value or b"")
+    assert record.key == over_kafka["groupKey"].encode()
+    assert over_kafka["alerts"][0]["labels"]["node"] == "sw-1"

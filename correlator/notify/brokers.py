@@ -1,0 +1,78 @@
+"""Receivers that publish to a broker (`kafka_configs`, `mqtt_configs`).
+
+The message is the webhook payload (Alertmanager's JSON, version 4): on Kafka
+keyed by the group key, so one group's notifications stay in order on one
+partition; on MQTT at QoS 1, not retained. The producer or client is
+connected on first use and kept; a broker that is away fails the attempt,
+which the outbox retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import aiomqtt
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from correlator.notify.webhook import payload
+from correlator.sources.mqtt import broker_address
+
+
+class KafkaReceiver:
+    kind = "kafka"
+
+    def __init__(self, config: dict[str, Any], external_url: str) -> None:
+        self.bootstrap = str(config.get("bootstrap_servers") or "")
+        self.topic = str(config.get("topic") or "")
+        if not self.bootstrap or not self.topic:
+            raise ValueError("kafka_configs: bootstrap_servers and topic are required")
+        self.external_url = external_url
+        self._producer: AIOKafkaProducer | None = None
+
+    async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
+        body = payload(notification, self.external_url)
+        if self._producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+            await producer.start()
+            self._producer = producer
+        group = str(body["groupKey"]).encode()
+        await self._producer.send_and_wait(self.topic, orjson.dumps(body), key=group)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            with contextlib.suppress(Exception):  # closing: a broker gone is not an error
+                await producer.stop()
+
+
+class MqttReceiver:
+    kind = "mqtt"
+
+    def __init__(self, config: dict[str, Any], external_url: str) -> None:
+        url, self.topic = str(config.get("url") or ""), str(config.get("topic") or "")
+        if not url or not self.topic:
+            raise ValueError("mqtt_configs: url and topic are required")
+        self.host, self.port = broker_address(url)
+        self.external_url = external_url
+        self._client: aiomqtt.Client | None = None
+
+    async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
+        body = orjson.dumps(payload(notification, self.external_url))
+        if self._client is None:
+            mqtt = aiomqtt.Client(self.host, self.port)
+            await mqtt.__aenter__()
+            self._client = mqtt
+        try:
+            await self._client.publish(self.topic, body, qos=1)
+        except aiomqtt.MqttError:
+            await self.close()  # connect again next time
+            raise
+
+    async def close(self) -> None:
+        if self._client is not None:
+            mqtt, self._client = self._client, None
+            with contextlib.suppress(Exception):
+                await mqtt.__aexit__(None, None, None)
