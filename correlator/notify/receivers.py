@@ -2,8 +2,8 @@
 
 Delivered today: `webhook_configs`, `pagerduty_configs` (Events API v2),
 `slack_configs` (incoming webhooks), `exec_configs` (a runbook command),
-`kafka_configs` and `mqtt_configs`. A receiver's other integrations (e-mail,
-ServiceNow, ...) are accepted in the rules, reported once at load, and not
+`kafka_configs`, `mqtt_configs` and `email_configs` (SMTP). A receiver's other
+integrations (ServiceNow, ...) are accepted in the rules, reported once at load, and not
 delivered yet; a receiver with none of its own (Alertmanager's null receiver)
 receives nothing, as in Alertmanager.
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 from correlator.notify.brokers import KafkaReceiver, MqttReceiver
 from correlator.notify.deliver import Integration
+from correlator.notify.email import Email
 from correlator.notify.exec import Exec
 from correlator.notify.pagerduty import PagerDuty
 from correlator.notify.slack import Slack
@@ -27,6 +28,7 @@ KINDS: dict[str, Callable[[dict[str, Any], str], Integration]] = {
     "exec_configs": Exec,
     "kafka_configs": KafkaReceiver,
     "mqtt_configs": MqttReceiver,
+    "email_configs": Email,
 }
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import ssl
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,8 +13,11 @@ from typing import Any
 
 import aiomqtt
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer
+from aiosmtpd.controller import Controller
 from support.daemon import Running, write_rules
+from support.postgres import free_port
 from support.receiver import endpoint
 
 from correlator.notify.webhook import payload
@@ -349,3 +355,79 @@ receivers:
     over_kafka = orjson.loads(record.value or b"")
     assert record.key == over_kafka["groupKey"].encode()
     assert over_kafka["alerts"][0]["labels"]["node"] == "sw-1"
+
+
+class _Mailbox:
+    def __init__(self) -> None:
+        self.mails: list[tuple[str, list[str], bytes, bool]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        tls = server.transport.get_extra_info("ssl_object") is not None
+        self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content, tls))
+        return "250 OK"
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_an_email_receiver_sends_over_starttls(
+    daemon: Running, rules_dir: Path, tls_files: tuple[Path, Path]
+) -> None:
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    mailbox, port = _Mailbox(), free_port()
+    server = Controller(
+        mailbox, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
+    )
+    server.start()
+    try:
+        write_rules(
+            rules_dir,
+            f"""
+route: {{receiver: mail, group_wait: 0s}}
+receivers:
+  - name: mail
+    email_configs:
+      - {{to: noc@example.com, from: correlator@example.com, smarthost: "127.0.0.1:{port}",
+          tls_config: {{ca_file: "{cert}"}}, headers: {{X-Team: noc}}}}
+""",
+        )
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client, node="mx-1")
+            await _until(lambda: app.deliverer.delivered == 1)
+    finally:
+        server.stop()
+    ((sender, recipients, content, tls),) = mailbox.mails
+    assert (sender, recipients, tls) == ("correlator@example.com", ["noc@example.com"], True)
+    mail = email.message_from_bytes(content)
+    assert mail["Subject"] == "[FIRING:1] HTTPErrors" and mail["X-Team"] == "noc"
+    text, attached = [part for part in mail.walk() if not part.is_multipart()]
+    assert "HTTPErrors on mx-1" in text.get_payload(decode=True).decode()
+    assert orjson.loads(attached.get_payload(decode=True))["receiver"] == "mail"
