@@ -33,6 +33,7 @@ from correlator.model import Alert
 from correlator.notify.deliver import Deliverer, Integration
 from correlator.notify.exec import Exec
 from correlator.notify.receivers import integrations
+from correlator.notify.servicenow import ServiceNow
 from correlator.observability.metrics import DaemonCollector, commit_histogram
 from correlator.pipeline import Pipeline
 from correlator.route.dispatch import NAME as DISPATCHER
@@ -138,6 +139,8 @@ class App:
         for integration in (i for found in built.values() for i in found):
             if isinstance(integration, Exec):
                 integration.note = self._note  # a runbook's output goes into the journal
+            elif isinstance(integration, ServiceNow):
+                integration.label = self._label  # the ticket goes back into the alerts
         return built
 
     async def _note(self, identifier: str, text: str) -> None:
@@ -145,6 +148,12 @@ class App:
         pipeline = self.scopes.holding(identifier)
         if pipeline is not None:
             await pipeline.act("journal", identifier, "correlator", text)
+
+    async def _label(self, identifier: str, name: str, value: str) -> None:
+        """A label set on an alert by a receiver (a ticket number), journaled."""
+        pipeline = self.scopes.holding(identifier)
+        if pipeline is not None:
+            await pipeline.act("label", identifier, "correlator", f"{name}={value}")
 
     def _engine(self, rules: RuleSet) -> Engine:
         engine = self.config.engine

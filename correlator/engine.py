@@ -44,7 +44,7 @@ from correlator.timeparse import format_duration
 from correlator.timers import TimerHeap
 
 SNAPSHOT_FORMAT: Final = 2  # bumped when a change makes older snapshots unreadable
-OPERATOR_ACTIONS: Final = ("ack", "unack", "assign", "journal", "clear", "severity")
+OPERATOR_ACTIONS: Final = ("ack", "unack", "assign", "journal", "clear", "severity", "label")
 
 PUBLIC_KIND: Final = {
     "created": CREATED,
@@ -245,7 +245,8 @@ class Engine:
         """An operator's action on a row, journaled as `who` did it; each is a change.
 
         `ack`, `unack`, `assign` (value: the owner), `journal` (value: the text),
-        `clear`, `severity` (value: a name or 0-5). KeyError: no such row;
+        `clear`, `severity` (value: a name or 0-5), `label` (value: `name=value`,
+        e.g. a ticket number a receiver got back). KeyError: no such row;
         ValueError: a bad action or value (nothing changed).
         """
         row = self.table.get(identifier)
@@ -256,6 +257,9 @@ class Engine:
         level = parse_severity(value) if action == "severity" else 0
         if action in ("assign", "journal") and not value.strip():
             raise ValueError(f"{action} needs a non-empty value")
+        name, equals, text = value.partition("=")
+        if action == "label" and not (equals and name.strip()):
+            raise ValueError("label needs name=value")
         self._start(now)
         if action == "ack":
             self.table.acknowledge(row, now, who)
@@ -269,6 +273,9 @@ class Engine:
         elif action == "assign":
             row.owner = value
             self.modify(row, now, who, f"assigned to {value}")
+        elif action == "label":
+            row.labels[name.strip()] = text
+            self.modify(row, now, who, f"label {name.strip()}={text}")
         else:
             row.severity = level
             self.modify(row, now, who, f"severity set to {SEVERITY_NAMES[level]}")

@@ -407,3 +407,14 @@ def test_context_value_agrees_with_the_context() -> None:
     assert {name: alert_context_value(alert, name) for name in context} == context
     with pytest.raises(KeyError):
         alert_context_value(alert, "nope")
+
+
+def test_a_label_action_sets_one_label_and_says_who(engine: Callable[[str], Engine]) -> None:
+    eng = engine()
+    eng.process({"node": "db1", "alertgroup": "Disk"}, 1.0)
+    (change,) = eng.operate("label", "db1:Disk::", "servicenow", 2.0, "ticket=INC0010042")
+    row = eng.table.rows["db1:Disk::"]
+    assert (change.kind, row.labels) == ("alert.updated", {"ticket": "INC0010042"})
+    assert (row.journal[-1].who, row.journal[-1].text) == ("servicenow", "label ticket=INC0010042")
+    with pytest.raises(ValueError, match="name=value"):
+        eng.operate("label", "db1:Disk::", "x", 3.0, "no-equals-sign")

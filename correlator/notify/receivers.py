@@ -2,10 +2,11 @@
 
 Delivered today: `webhook_configs`, `pagerduty_configs` (Events API v2),
 `slack_configs` (incoming webhooks), `exec_configs` (a runbook command),
-`kafka_configs`, `mqtt_configs` and `email_configs` (SMTP). A receiver's other
-integrations (ServiceNow, ...) are accepted in the rules, reported once at load, and not
-delivered yet; a receiver with none of its own (Alertmanager's null receiver)
-receives nothing, as in Alertmanager.
+`kafka_configs`, `mqtt_configs`, `email_configs` (SMTP) and
+`servicenow_configs` (Table API). Other integrations (Opsgenie, ...) are
+accepted in the rules, reported once at load, and not delivered; a receiver
+with none of its own (Alertmanager's null receiver) receives nothing, as in
+Alertmanager.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from correlator.notify.deliver import Integration
 from correlator.notify.email import Email
 from correlator.notify.exec import Exec
 from correlator.notify.pagerduty import PagerDuty
+from correlator.notify.servicenow import ServiceNow
 from correlator.notify.slack import Slack
 from correlator.notify.webhook import Webhook
 
@@ -29,6 +31,7 @@ KINDS: dict[str, Callable[[dict[str, Any], str], Integration]] = {
     "kafka_configs": KafkaReceiver,
     "mqtt_configs": MqttReceiver,
     "email_configs": Email,
+    "servicenow_configs": ServiceNow,
 }
 
 

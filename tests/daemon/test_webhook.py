@@ -20,6 +20,7 @@ from support.daemon import Running, write_rules
 from support.postgres import free_port
 from support.receiver import endpoint
 
+from correlator.model import Alert
 from correlator.notify.webhook import payload
 
 ROW: dict[str, Any] = {
@@ -431,3 +432,44 @@ receivers:
     text, attached = [part for part in mail.walk() if not part.is_multipart()]
     assert "HTTPErrors on mx-1" in text.get_payload(decode=True).decode()
     assert orjson.loads(attached.get_payload(decode=True))["receiver"] == "mail"
+
+
+async def test_servicenow_opens_an_incident_and_resolves_it(
+    daemon: Running, rules_dir: Path
+) -> None:
+    async with endpoint("/api/now/table/incident") as now:
+        now.answers = [201, 200]
+        now.reply = {"result": {"number": "INC0010042", "sys_id": "9d3a"}}
+        instance = now.url.removesuffix("/api/now/table/incident")
+        write_rules(
+            rules_dir,
+            f"""
+route: {{receiver: itsm, group_by: [site], group_wait: 0s, group_interval: 1s}}
+receivers:
+  - name: itsm
+    servicenow_configs:
+      - {{url: "{instance}", username: correlator, password: s3cret, assignment_group: NOC}}
+""",
+        )
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client, node="sql-1", severity="critical")
+            await _until(lambda: app.deliverer.delivered == 1)
+            await _until(lambda: "ticket" in (app.row("sql-1:HTTPErrors::") or ALERT).labels)
+            row = app.row("sql-1:HTTPErrors::")
+            assert row is not None and row.labels["ticket"] == "INC0010042"
+            await _post(client, node="sql-1", type="resolution")
+            await _until(lambda: app.deliverer.delivered == 2)
+    create, resolve = now.requests
+    assert (create.method, create.path) == ("POST", "/api/now/table/incident")
+    assert create.headers["authorization"] == "Basic Y29ycmVsYXRvcjpzM2NyZXQ="
+    assert {k: create.body[k] for k in ("urgency", "impact", "assignment_group")} == {
+        "urgency": "1",
+        "impact": "1",
+        "assignment_group": "NOC",
+    }
+    assert create.body["short_description"] == "[1] HTTPErrors"
+    assert (resolve.method, resolve.path) == ("PATCH", "/api/now/table/incident/9d3a")
+    assert resolve.body["state"] == "6" and resolve.body["close_code"] == "Solved (Permanently)"
+
+
+ALERT = Alert("none", "", "")

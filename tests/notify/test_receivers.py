@@ -36,6 +36,7 @@ def test_what_is_delivered_and_what_is_reported() -> None:
             {"name": "pager", "pagerduty_configs": [{"routing_key": "k"}]},
             {"name": "mail", "email_configs": [{"to": "noc@example.com"}]},
             {"name": "ticket", "servicenow_configs": [{"instance": "x"}]},
+            {"name": "genie", "opsgenie_configs": [{"api_key": "x"}]},
             {"name": "blackhole"},
             {"name": "broken", "webhook_configs": [{"max_alerts": 3}]},
         ],
@@ -43,10 +44,12 @@ def test_what_is_delivered_and_what_is_reported() -> None:
     )
     assert [w.url for w in built["hook"] if isinstance(w, Webhook)] == ["http://a", "http://b"]
     assert [i.kind for i in built["pager"]] == ["pagerduty"]
-    assert built["mail"] == built["ticket"] == built["blackhole"] == built["broken"] == []
+    assert built["mail"] == built["ticket"] == built["genie"] == []
+    assert built["blackhole"] == built["broken"] == []
     assert skipped == [
         "receiver mail: email_configs: from is required",
-        "receiver ticket: servicenow_configs are not delivered yet",
+        "receiver ticket: servicenow_configs: url (the instance) is required",
+        "receiver genie: opsgenie_configs are not delivered yet",
         "receiver broken: webhook_configs: url (or url_file) is required",
     ]
 

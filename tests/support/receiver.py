@@ -32,6 +32,7 @@ class Endpoint:
     url: str
     answers: list[int] = field(default_factory=lambda: [200])
     delay: float = 0.0
+    reply: Any = None  # a JSON body for every answer
     requests: list[Received] = field(default_factory=list)
 
     def delivered(self) -> list[Received]:
@@ -67,7 +68,10 @@ async def endpoint(path: str = "/hook") -> AsyncIterator[Endpoint]:
                 status,
             )
         )
-        await Response(status_code=status)(scope, receive, send)
+        content = orjson.dumps(state.reply) if state.reply is not None else b""
+        await Response(content, status_code=status, media_type="application/json")(
+            scope, receive, send
+        )
 
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
     server = uvicorn.Server(config)
