@@ -40,6 +40,7 @@ UNSUPPRESSED = "unsuppressed"
 MODIFIED = "modified"  # a rule changed fields (severity, labels, ...)
 # signals: told to the rules that want them, never published (the change was already)
 ESCALATED = "escalated"  # an escalate rule escalated the row (policies `on: [escalate]`)
+INCIDENT = "incident"  # an incident opened, changed or closed: told on its root-cause row
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from correlator.correlate.base import (
     CLEARED,
     CREATED,
     DELETED,
+    INCIDENT,
     MODIFIED,
     REOPENED,
     UPDATED,
@@ -384,6 +385,8 @@ class IncidentOperator(Operator):
         inc.updated_at = view["updated_at"] = now
         inc.shown = view
         ctx.emit(Change(now, kind, incident=view))
+        if inc.root is not None:  # policies `on: [incident]` act on the root cause
+            ctx.signal(INCIDENT, inc.root.alert, now)
 
     def _adopt(self, inc: _Incident, members: Iterable[_Member], now: float, ctx: Context) -> None:
         """Point members at the incident and non-root members at the root cause."""

@@ -1,5 +1,6 @@
 """`policies:` — Netcool Impact's automation: when a row is created, updated, cleared,
-acknowledged or escalated (by an escalate rule) and matches, run actions on it, in order.
+acknowledged, escalated (by an escalate rule) or is the root cause of an incident that
+opened, changed or closed, and it matches, run actions on it, in order.
 
 - `lookup: {table, key, into}`: the table row under the rendered key (or the
   table's `default:` row) is merged into the alert's `labels` (or
@@ -27,6 +28,7 @@ from correlator.correlate.base import (
     CLEARED,
     CREATED,
     ESCALATED,
+    INCIDENT,
     REOPENED,
     UPDATED,
     Context,
@@ -47,6 +49,7 @@ TRIGGERS: Final = {
     "clear": (CLEARED,),
     "acknowledge": (ACKNOWLEDGED,),
     "escalate": (ESCALATED,),  # an escalate rule escalated the row
+    "incident": (INCIDENT,),  # an incident opened, changed or closed: its root-cause row
 }
 
 
@@ -79,7 +82,9 @@ class ActionSpec(Strict):
 
 
 class PolicySpec(Rule):
-    on: list[Literal["create", "update", "clear", "acknowledge", "escalate"]] = Field(min_length=1)
+    on: list[Literal["create", "update", "clear", "acknowledge", "escalate", "incident"]] = Field(
+        min_length=1
+    )
     actions: list[ActionSpec] = Field(min_length=1)
 
 

@@ -105,3 +105,31 @@ def test_mistakes_are_errors_at_their_line(
     with pytest.raises(RuleSetError) as caught:
         load_rules(tmp_path)
     assert message in str(caught.value), str(caught.value)
+
+
+def test_an_incident_policy_acts_on_the_root_cause(tmp_path: Path) -> None:
+    _rules(
+        tmp_path,
+        """
+receivers: [{name: major-incident-bridge}]
+correlate:
+  - {name: svc, kind: incident, match: ['alertgroup=~"Down|Slow"'], group_by: [labels.svc],
+     window: 5m, min_members: 2, root_cause: ['alertgroup="Down"']}
+policies:
+  - name: open-a-bridge
+    on: [incident]
+    match: ['severity>=major']
+    actions:
+      - set: {annotations.bridge: "https://meet.example/{{ labels.svc }}"}
+      - notify: major-incident-bridge
+""",
+    )
+    engine = Engine(load_rules(tmp_path))
+    engine.process({"node": "api", "alertgroup": "Slow", "labels": {"svc": "pay"}}, 1.0)
+    first = engine.process(
+        {"node": "db", "alertgroup": "Down", "severity": "major", "labels": {"svc": "pay"}}, 2.0
+    )
+    kinds = [c.kind for c in first]
+    assert "incident.opened" in kinds and "notification" in kinds
+    assert engine.table.rows["db:Down::"].annotations == {"bridge": "https://meet.example/pay"}
+    assert engine.table.rows["api:Slow::"].annotations == {}  # not the root cause
