@@ -205,6 +205,7 @@ class Change:
     alerts: list[Alert] | None = None
     snapshot: dict[str, Any] | None = None
     group: dict[str, Any] | None = None  # a routed notification's group: its key and labels
+    request: dict[str, Any] | None = None  # a policy's webhook: method, url, headers, body
 
     def sent_alerts(self) -> list[dict[str, Any]]:
         """A notification's alerts as they were sent (recorded with snapshots), else as now."""
@@ -218,6 +219,8 @@ class Change:
             out["receiver"] = self.receiver
             if self.group is not None:
                 out["group"] = self.group
+            if self.request is not None:
+                out["request"] = self.request
             out["alerts"] = self.sent_alerts()
             return out
         if self.snapshot is not None:

@@ -9,7 +9,9 @@ opened, changed or closed, and it matches, run actions on it, in order.
   `annotations.<k>`, rendered over the alert as it stands (after the lookups
   before it);
 - `notify: <receiver>`: a notification of the alert to that receiver
-  (delivered by the daemon through its outbox, shown by `replay`).
+  (delivered by the daemon through its outbox, shown by `replay`);
+- `webhook: {url, method, headers, body}`: an HTTP request rendered over the
+  alert (the body defaults to the alert's JSON), sent through the outbox.
 
 Enrichment is part of the engine's decision: it shows in `replay` and rule
 tests, and the routing tree sees the enriched row (policies run before it).
@@ -21,6 +23,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Final, Literal
 
+import orjson
 from pydantic import Field, field_validator, model_validator
 
 from correlator.correlate.base import (
@@ -43,6 +46,8 @@ from correlator.ruleset.schema import Rule, Strict, TemplateText
 from correlator.ruleset.tables import Table
 from correlator.ruleset.templates import Template
 
+WEBHOOK: Final = "#webhook"  # the daemon's built-in receiver of policies' webhooks
+
 TRIGGERS: Final = {
     "create": (CREATED, REOPENED),  # a reopened row is a new episode
     "update": (UPDATED,),
@@ -59,18 +64,29 @@ class LookupSpec(Strict):
     into: Literal["labels", "annotations"] = "labels"
 
 
+class WebhookSpec(Strict):
+    """An HTTP request rendered over the alert (the body defaults to the alert's JSON)."""
+
+    url: TemplateText
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, TemplateText] = {}
+    body: TemplateText | None = None
+
+
 class ActionSpec(Strict):
     """One action: exactly one of its keys."""
 
     lookup: LookupSpec | None = None
     set_: dict[str, TemplateText] | None = Field(None, alias="set")
     notify: str | None = Field(None, min_length=1)
+    webhook: WebhookSpec | None = None
 
     @model_validator(mode="after")
     def _one(self) -> ActionSpec:
-        given = [k for k in ("lookup", "set_", "notify") if getattr(self, k) is not None]
+        keys = ("lookup", "set_", "notify", "webhook")
+        given = [k for k in keys if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("an action is exactly one of lookup, set, notify")
+            raise ValueError("an action is exactly one of lookup, set, notify, webhook")
         return self
 
     @field_validator("set_")
@@ -93,8 +109,9 @@ class PolicyOperator(Operator):
 
     def __init__(self, spec: PolicySpec, tables: dict[str, Table]) -> None:
         # a table's rows are part of what the rule is: a changed table is a changed rule
-        content = tuple(sorted((n, repr(sorted(t.rows.items())), repr(t.default))
-                               for n, t in tables.items()))  # fmt: skip
+        content = tuple(
+            sorted((n, repr(sorted(t.rows.items())), repr(t.default)) for n, t in tables.items())
+        )
         super().__init__(spec.name, (spec, content))
         self.transitions = frozenset(t for trigger in spec.on for t in TRIGGERS[trigger])
         when = when_alert(spec.when)
@@ -109,6 +126,19 @@ class PolicyOperator(Operator):
             elif action.set_ is not None:
                 templates = {name: Template(text) for name, text in action.set_.items()}
                 self._actions.append(("set", templates))
+            elif action.webhook is not None:
+                hook = action.webhook
+                self._actions.append(
+                    (
+                        "webhook",
+                        (
+                            hook.method,
+                            Template(hook.url),
+                            {name: Template(text) for name, text in hook.headers.items()},
+                            Template(hook.body) if hook.body is not None else None,
+                        ),
+                    )
+                )
             else:
                 self._actions.append(("notify", action.notify))
 
@@ -121,6 +151,12 @@ class PolicyOperator(Operator):
                 changed += self._lookup(alert, *step)
             elif what == "set":
                 changed += self._set(alert, step, now, ctx)
+            elif what == "webhook":
+                request = _request(alert, *step)
+                ctx.emit(
+                    Change(now, NOTIFICATION, receiver=WEBHOOK, alerts=[alert], request=request)
+                )
+                changed.append(f"called {request['url']}")
             else:
                 ctx.emit(Change(now, NOTIFICATION, receiver=step, alerts=[alert]))
                 changed.append(f"notified {step}")
@@ -147,3 +183,22 @@ class PolicyOperator(Operator):
                 put(alert, name, value)
                 changed.append(f"{name}={value}")
         return changed
+
+
+def _request(
+    alert: Alert,
+    method: str,
+    url: Template,
+    headers: dict[str, Template],
+    body: Template | None,
+) -> dict[str, Any]:
+    """A policy's webhook rendered over the alert as it stands."""
+    context = alert_context(alert)
+    return {
+        "method": method,
+        "url": url.render(context),
+        "headers": {name: value.render(context) for name, value in headers.items()},
+        "body": body.render(context)
+        if body is not None
+        else orjson.dumps(alert.to_dict()).decode(),
+    }

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from correlator.correlate.policy import WEBHOOK
 from correlator.notify.brokers import KafkaReceiver, MqttReceiver
 from correlator.notify.deliver import Integration
 from correlator.notify.email import Email
@@ -21,7 +22,7 @@ from correlator.notify.exec import Exec
 from correlator.notify.pagerduty import PagerDuty
 from correlator.notify.servicenow import ServiceNow
 from correlator.notify.slack import Slack
-from correlator.notify.webhook import Webhook
+from correlator.notify.webhook import PolicyWebhook, Webhook
 
 KINDS: dict[str, Callable[[dict[str, Any], str], Integration]] = {
     "webhook_configs": Webhook,
@@ -57,4 +58,5 @@ def integrations(
                 except ValueError as exc:
                     skipped.append(f"receiver {name}: {exc}")
         built[name] = found
+    built[WEBHOOK] = [PolicyWebhook()]  # policies' `webhook` actions
     return built, skipped

@@ -123,3 +123,28 @@ async def post_json(
 
 class DeliveryError(Exception):
     """A receiver refused or failed a notification (retried)."""
+
+
+class PolicyWebhook:
+    """A policy's `webhook` action: the request the engine rendered, sent as it is."""
+
+    kind = "webhook"
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+
+    async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
+        request = notification["request"]
+        answer = await client.request(
+            request["method"],
+            request["url"],
+            content=str(request["body"]).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": key,
+                **request["headers"],
+            },
+            timeout=self.timeout,
+        )
+        if not 200 <= answer.status_code < 300:
+            raise DeliveryError(f"HTTP {answer.status_code} from {request['url']}")

@@ -473,3 +473,32 @@ receivers:
 
 
 ALERT = Alert("none", "", "")
+
+
+async def test_a_policy_webhook_sends_the_request_it_rendered(
+    daemon: Running, rules_dir: Path
+) -> None:
+    async with endpoint("/hooks/cmdb") as hook:
+        hook.answers = [500, 201]  # retried through the outbox like any notification
+        write_rules(
+            rules_dir,
+            f"""
+policies:
+  - name: tell-the-cmdb
+    on: [create]
+    actions:
+      - webhook:
+          url: "{hook.url}?host={{{{ node }}}}"
+          method: PUT
+          headers: {{X-Severity: "{{{{ severity }}}}"}}
+          body: '{{{{ {{"host": node, "what": alertgroup}} | tojson }}}}'
+""",
+        )
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client, node="db9")
+            await _until(lambda: app.deliverer.delivered == 1)
+    first, second = hook.requests
+    assert (second.method, second.path, second.status) == ("PUT", "/hooks/cmdb", 201)
+    assert second.headers["x-severity"] == "4"
+    assert second.body == {"host": "db9", "what": "HTTPErrors"}
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
