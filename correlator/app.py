@@ -31,7 +31,7 @@ from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.model import Alert
 from correlator.notify.deliver import Deliverer, Integration
-from correlator.notify.exec import Exec
+from correlator.notify.exec import Exec, PolicyExec
 from correlator.notify.receivers import integrations
 from correlator.notify.servicenow import ServiceNow
 from correlator.observability.metrics import DaemonCollector, commit_histogram
@@ -137,7 +137,7 @@ class App:
         for warning in skipped:
             log.warning("receiver not delivered", problem=warning)
         for integration in (i for found in built.values() for i in found):
-            if isinstance(integration, Exec):
+            if isinstance(integration, Exec | PolicyExec):
                 integration.note = self._note  # a runbook's output goes into the journal
             elif isinstance(integration, ServiceNow):
                 integration.label = self._label  # the ticket goes back into the alerts

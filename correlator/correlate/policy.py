@@ -11,7 +11,9 @@ opened, changed or closed, and it matches, run actions on it, in order.
 - `notify: <receiver>`: a notification of the alert to that receiver
   (delivered by the daemon through its outbox, shown by `replay`);
 - `webhook: {url, method, headers, body}`: an HTTP request rendered over the
-  alert (the body defaults to the alert's JSON), sent through the outbox.
+  alert (the body defaults to the alert's JSON), sent through the outbox;
+- `exec: {command, timeout, env}`: a runbook run by the daemon, its argument
+  list rendered over the alert, its output journaled (see the exec receiver).
 
 Enrichment is part of the engine's decision: it shows in `replay` and rule
 tests, and the routing tree sees the enriched row (policies run before it).
@@ -42,11 +44,12 @@ from correlator.model import NOTIFICATION, Alert, Change
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import all_of, compile_matchers
 from correlator.ruleset.paths import alert_context
-from correlator.ruleset.schema import Rule, Strict, TemplateText
+from correlator.ruleset.schema import Duration, Rule, Strict, TemplateText
 from correlator.ruleset.tables import Table
 from correlator.ruleset.templates import Template
 
 WEBHOOK: Final = "#webhook"  # the daemon's built-in receiver of policies' webhooks
+EXEC: Final = "#exec"  # … and of their runbook commands
 
 TRIGGERS: Final = {
     "create": (CREATED, REOPENED),  # a reopened row is a new episode
@@ -73,6 +76,14 @@ class WebhookSpec(Strict):
     body: TemplateText | None = None
 
 
+class ExecSpec(Strict):
+    """A runbook command: an argument list (each rendered over the alert, never a shell)."""
+
+    command: list[TemplateText] = Field(min_length=1)
+    timeout: Duration = 30.0
+    env: dict[str, str] = {}
+
+
 class ActionSpec(Strict):
     """One action: exactly one of its keys."""
 
@@ -80,13 +91,14 @@ class ActionSpec(Strict):
     set_: dict[str, TemplateText] | None = Field(None, alias="set")
     notify: str | None = Field(None, min_length=1)
     webhook: WebhookSpec | None = None
+    exec_: ExecSpec | None = Field(None, alias="exec")
 
     @model_validator(mode="after")
     def _one(self) -> ActionSpec:
-        keys = ("lookup", "set_", "notify", "webhook")
+        keys = ("lookup", "set_", "notify", "webhook", "exec_")
         given = [k for k in keys if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("an action is exactly one of lookup, set, notify, webhook")
+            raise ValueError("an action is exactly one of lookup, set, notify, webhook, exec")
         return self
 
     @field_validator("set_")
@@ -126,6 +138,10 @@ class PolicyOperator(Operator):
             elif action.set_ is not None:
                 templates = {name: Template(text) for name, text in action.set_.items()}
                 self._actions.append(("set", templates))
+            elif action.exec_ is not None:
+                run = action.exec_
+                argv = [Template(part) for part in run.command]
+                self._actions.append(("exec", (argv, run.timeout, dict(run.env))))
             elif action.webhook is not None:
                 hook = action.webhook
                 self._actions.append(
@@ -151,6 +167,13 @@ class PolicyOperator(Operator):
                 changed += self._lookup(alert, *step)
             elif what == "set":
                 changed += self._set(alert, step, now, ctx)
+            elif what == "exec":
+                argv, timeout, env = step
+                context = alert_context(alert)
+                command = [part.render(context) for part in argv]
+                request = {"command": command, "timeout": timeout, "env": env}
+                ctx.emit(Change(now, NOTIFICATION, receiver=EXEC, alerts=[alert], request=request))
+                changed.append(f"ran {command[0]}")
             elif what == "webhook":
                 request = _request(alert, *step)
                 ctx.emit(

@@ -72,3 +72,18 @@ class Exec:
                     await self.note(str(row["identifier"]), f"{self.command[0]}: {text}")
         if process.returncode != 0:
             raise DeliveryError(f"{self.command[0]} exited with {process.returncode}: {text[:200]}")
+
+
+class PolicyExec:
+    """A policy's `exec` action: the command the engine rendered, run like an exec receiver."""
+
+    kind = "exec"
+
+    def __init__(self, external_url: str) -> None:
+        self.external_url = external_url
+        self.note: Note | None = None
+
+    async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
+        runbook = Exec(dict(notification["request"]), self.external_url)
+        runbook.note = self.note
+        await runbook.send(client, key, notification)

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from correlator.correlate.policy import WEBHOOK
+from correlator.correlate.policy import EXEC, WEBHOOK
 from correlator.notify.brokers import KafkaReceiver, MqttReceiver
 from correlator.notify.deliver import Integration
 from correlator.notify.email import Email
-from correlator.notify.exec import Exec
+from correlator.notify.exec import Exec, PolicyExec
 from correlator.notify.pagerduty import PagerDuty
 from correlator.notify.servicenow import ServiceNow
 from correlator.notify.slack import Slack
@@ -58,5 +58,6 @@ def integrations(
                 except ValueError as exc:
                     skipped.append(f"receiver {name}: {exc}")
         built[name] = found
-    built[WEBHOOK] = [PolicyWebhook()]  # policies' `webhook` actions
+    built[WEBHOOK] = [PolicyWebhook()]  # policies' `webhook` and `exec` actions
+    built[EXEC] = [PolicyExec(external_url)]
     return built, skipped

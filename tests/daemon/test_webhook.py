@@ -502,3 +502,26 @@ policies:
     assert second.headers["x-severity"] == "4"
     assert second.body == {"host": "db9", "what": "HTTPErrors"}
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+
+
+async def test_a_policy_exec_runs_the_command_it_rendered(
+    daemon: Running, rules_dir: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "runbook.py"
+    script.write_text(RUNBOOK.replace('sent["alerts"][0]["labels"]["node"]', "sys.argv[1]"))
+    write_rules(
+        rules_dir,
+        f"""
+policies:
+  - name: clean-the-disk
+    on: [create]
+    actions:
+      - exec: {{command: ["{sys.executable}", "{script}", "{{{{ node }}}}"], timeout: 10s}}
+""",
+    )
+    async with daemon(notify=FAST) as (app, client):
+        await _post(client, node="db3")
+        await _until(lambda: app.deliverer.delivered == 1)
+        row = app.row("db3:HTTPErrors::")
+        assert row is not None
+        assert any("cleaned /var on db3" in note.text for note in row.journal)
