@@ -13,7 +13,9 @@ opened, changed or closed, and it matches, run actions on it, in order.
 - `webhook: {url, method, headers, body}`: an HTTP request rendered over the
   alert (the body defaults to the alert's JSON), sent through the outbox;
 - `exec: {command, timeout, env}`: a runbook run by the daemon, its argument
-  list rendered over the alert, its output journaled (see the exec receiver).
+  list rendered over the alert, its output journaled (see the exec receiver);
+- `publish: {kafka: {bootstrap_servers, topic}}` or `{mqtt: {url, topic}}`:
+  the alert's JSON to a topic (Kafka keyed by identifier), through the outbox.
 
 Enrichment is part of the engine's decision: it shows in `replay` and rule
 tests, and the routing tree sees the enriched row (policies run before it).
@@ -49,7 +51,8 @@ from correlator.ruleset.tables import Table
 from correlator.ruleset.templates import Template
 
 WEBHOOK: Final = "#webhook"  # the daemon's built-in receiver of policies' webhooks
-EXEC: Final = "#exec"  # … and of their runbook commands
+EXEC: Final = "#exec"  # … of their runbook commands
+PUBLISH: Final = "#publish"  # … and of what they publish to Kafka or MQTT
 
 TRIGGERS: Final = {
     "create": (CREATED, REOPENED),  # a reopened row is a new episode
@@ -84,6 +87,20 @@ class ExecSpec(Strict):
     env: dict[str, str] = {}
 
 
+class PublishSpec(Strict):
+    """The alert's JSON to a Kafka topic (keyed by identifier) or an MQTT topic (QoS 1)."""
+
+    kafka: dict[str, str] | None = None  # bootstrap_servers, topic
+    mqtt: dict[str, str] | None = None  # url, topic
+
+    @model_validator(mode="after")
+    def _one(self) -> PublishSpec:
+        target = self.kafka if self.kafka is not None else self.mqtt
+        if (self.kafka is None) == (self.mqtt is None) or not target or "topic" not in target:
+            raise ValueError("publish needs exactly one of kafka and mqtt, with a topic")
+        return self
+
+
 class ActionSpec(Strict):
     """One action: exactly one of its keys."""
 
@@ -92,13 +109,16 @@ class ActionSpec(Strict):
     notify: str | None = Field(None, min_length=1)
     webhook: WebhookSpec | None = None
     exec_: ExecSpec | None = Field(None, alias="exec")
+    publish: PublishSpec | None = None
 
     @model_validator(mode="after")
     def _one(self) -> ActionSpec:
-        keys = ("lookup", "set_", "notify", "webhook", "exec_")
+        keys = ("lookup", "set_", "notify", "webhook", "exec_", "publish")
         given = [k for k in keys if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("an action is exactly one of lookup, set, notify, webhook, exec")
+            raise ValueError(
+                "an action is exactly one of lookup, set, notify, webhook, exec, publish"
+            )
         return self
 
     @field_validator("set_")
@@ -138,6 +158,10 @@ class PolicyOperator(Operator):
             elif action.set_ is not None:
                 templates = {name: Template(text) for name, text in action.set_.items()}
                 self._actions.append(("set", templates))
+            elif action.publish is not None:
+                where = action.publish
+                target = {"kafka": where.kafka} if where.kafka is not None else {"mqtt": where.mqtt}
+                self._actions.append(("publish", target))
             elif action.exec_ is not None:
                 run = action.exec_
                 argv = [Template(part) for part in run.command]
@@ -167,6 +191,10 @@ class PolicyOperator(Operator):
                 changed += self._lookup(alert, *step)
             elif what == "set":
                 changed += self._set(alert, step, now, ctx)
+            elif what == "publish":
+                ctx.emit(Change(now, NOTIFICATION, receiver=PUBLISH, alerts=[alert], request=step))
+                ((kind, target),) = step.items()
+                changed.append(f"published to {kind} {target['topic']}")
             elif what == "exec":
                 argv, timeout, env = step
                 context = alert_context(alert)

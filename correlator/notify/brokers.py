@@ -34,12 +34,14 @@ class KafkaReceiver:
 
     async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
         body = payload(notification, self.external_url)
+        await self.publish(orjson.dumps(body), str(body["groupKey"]).encode())
+
+    async def publish(self, value: bytes, key: bytes) -> None:
         if self._producer is None:
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
             await producer.start()
             self._producer = producer
-        group = str(body["groupKey"]).encode()
-        await self._producer.send_and_wait(self.topic, orjson.dumps(body), key=group)
+        await self._producer.send_and_wait(self.topic, value, key=key)
 
     async def close(self) -> None:
         if self._producer is not None:
@@ -60,7 +62,9 @@ class MqttReceiver:
         self._client: aiomqtt.Client | None = None
 
     async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
-        body = orjson.dumps(payload(notification, self.external_url))
+        await self.publish(orjson.dumps(payload(notification, self.external_url)))
+
+    async def publish(self, body: bytes) -> None:
         if self._client is None:
             mqtt = aiomqtt.Client(self.host, self.port)
             await mqtt.__aenter__()
@@ -76,3 +80,35 @@ class MqttReceiver:
             mqtt, self._client = self._client, None
             with contextlib.suppress(Exception):
                 await mqtt.__aexit__(None, None, None)
+
+
+class PolicyPublish:
+    """A policy's `publish` action: the alert's JSON to the topic it names."""
+
+    kind = "publish"
+
+    def __init__(self) -> None:
+        self._kafka: dict[tuple[str, str], KafkaReceiver] = {}
+        self._mqtt: dict[tuple[str, str], MqttReceiver] = {}
+
+    async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
+        ((kind, target),) = notification["request"].items()
+        (row,) = notification["alerts"]
+        body = orjson.dumps(row)
+        where = (str(target.get("bootstrap_servers") or target.get("url")), str(target["topic"]))
+        if kind == "kafka":
+            producer = self._kafka.get(where) or self._kafka.setdefault(
+                where, KafkaReceiver(dict(target), "")
+            )
+            await producer.publish(body, str(row["identifier"]).encode())
+        else:
+            mqtt = self._mqtt.get(where) or self._mqtt.setdefault(
+                where, MqttReceiver(dict(target), "")
+            )
+            await mqtt.publish(body)
+
+    async def close(self) -> None:
+        for producer in self._kafka.values():
+            await producer.close()
+        for mqtt in self._mqtt.values():
+            await mqtt.close()

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from correlator.correlate.policy import EXEC, WEBHOOK
-from correlator.notify.brokers import KafkaReceiver, MqttReceiver
+from correlator.correlate.policy import EXEC, PUBLISH, WEBHOOK
+from correlator.notify.brokers import KafkaReceiver, MqttReceiver, PolicyPublish
 from correlator.notify.deliver import Integration
 from correlator.notify.email import Email
 from correlator.notify.exec import Exec, PolicyExec
@@ -60,4 +60,5 @@ def integrations(
         built[name] = found
     built[WEBHOOK] = [PolicyWebhook()]  # policies' `webhook` and `exec` actions
     built[EXEC] = [PolicyExec(external_url)]
+    built[PUBLISH] = [PolicyPublish()]
     return built, skipped

@@ -335,24 +335,10 @@ receivers:
     mqtt_configs: [{{url: "mqtt://127.0.0.1:{mqtt_port}", topic: noc/notifications}}]
 """,
     )
-    async with aiomqtt.Client("127.0.0.1", mqtt_port) as listener:
-        await listener.subscribe("noc/notifications", qos=1)
-        async with daemon(notify=FAST) as (app, client):
-            await _post(client, node="sw-1")
-            await _until(lambda: app.deliverer.delivered == 2)
-            async with asyncio.timeout(10):
-                message = await anext(listener.messages)
-    over_mqtt = orjson.loads(bytes(message.payload))  # type: ignore[arg-type]
+    payload = await _post_and_listen(daemon, mqtt_port, "noc/notifications", "sw-1")
+    over_mqtt = orjson.loads(payload)  # type: ignore[arg-type]
     assert over_mqtt["receiver"] == "brokers" and over_mqtt["version"] == "4"
-    consumer = AIOKafkaConsumer(
-        "notifications", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        async with asyncio.timeout(20):
-            record = await consumer.getone()
-    finally:
-        await consumer.stop()
+    record = await _first_record(kafka_bootstrap, "notifications")
     over_kafka = orjson.loads(record.value or b"")
     assert record.key == over_kafka["groupKey"].encode()
     assert over_kafka["alerts"][0]["labels"]["node"] == "sw-1"
@@ -525,3 +511,52 @@ policies:
         row = app.row("db3:HTTPErrors::")
         assert row is not None
         assert any("cleaned /var on db3" in note.text for note in row.journal)
+
+
+async def test_a_policy_publishes_the_alert_to_kafka_and_mqtt(
+    daemon: Running, rules_dir: Path, kafka_bootstrap: str, mqtt_port: int
+) -> None:
+    write_rules(
+        rules_dir,
+        f"""
+policies:
+  - name: share
+    on: [create]
+    actions:
+      - publish: {{kafka: {{bootstrap_servers: "{kafka_bootstrap}", topic: alerts-created}}}}
+      - publish: {{mqtt: {{url: "mqtt://127.0.0.1:{mqtt_port}", topic: noc/created}}}}
+""",
+    )
+    async with aiomqtt.Client("127.0.0.1", mqtt_port) as listener:
+        await listener.subscribe("noc/created", qos=1)
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client, node="fw-1")
+            await _until(lambda: app.deliverer.delivered == 2)
+            async with asyncio.timeout(10):
+                message = await anext(listener.messages)
+    assert orjson.loads(bytes(message.payload))["identifier"] == "fw-1:HTTPErrors::"  # type: ignore[arg-type]
+    record = await _first_record(kafka_bootstrap, "alerts-created")
+    assert record.key == b"fw-1:HTTPErrors::"
+    assert orjson.loads(record.value or b"")["node"] == "fw-1"
+
+
+async def _first_record(bootstrap: str, topic: str) -> Any:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            return await consumer.getone()
+    finally:
+        await consumer.stop()
+
+
+async def _post_and_listen(daemon: Running, mqtt_port: int, topic: str, node: str) -> bytes:
+    """Post one event to a daemon; the first MQTT message on `topic` once two deliveries ran."""
+    async with aiomqtt.Client("127.0.0.1", mqtt_port) as listener:
+        await listener.subscribe(topic, qos=1)
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client, node=node)
+            await _until(lambda: app.deliverer.delivered == 2)
+            async with asyncio.timeout(10):
+                message = await anext(listener.messages)
+    return bytes(message.payload)  # type: ignore[arg-type]
