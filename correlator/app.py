@@ -101,7 +101,9 @@ class App:
             self._pipeline, self.publisher if self.sinks else None, timeout=config.shutdown_timeout
         )
         self.registry.register(
-            DaemonCollector(self.scopes, self._connected, self.publisher.lag, self.reloads)
+            DaemonCollector(
+                self.scopes, self._connected, self.publisher.lag, self.reloads, self._deliveries
+            )
         )
         self.restored = False
         self._stopping = asyncio.Event()
@@ -316,6 +318,10 @@ class App:
             with contextlib.suppress(Exception):  # closing: a broker gone is not an error
                 await self.dead_letter.stop()
             await self.store.close()
+
+    def _deliveries(self) -> dict[str, int]:
+        d = self.deliverer
+        return {"delivered": d.delivered, "failed": d.failed, "dead": d.dead}
 
     def _connected(self) -> dict[str, tuple[bool, int]]:
         return {s.name: (s.connected, s.lag()) for s in self.sources}

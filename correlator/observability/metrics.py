@@ -64,11 +64,13 @@ class DaemonCollector(Collector):
         sources: Callable[[], Mapping[str, tuple[bool, int]]],
         sink_queues: Callable[[], Mapping[str, int]],
         reloads: Mapping[str, int],
+        deliveries: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self._pipelines = pipelines  # one per scope
         self._sources = sources
         self._sink_queues = sink_queues
         self._reloads = reloads
+        self._deliveries = deliveries  # notification actions by result
 
     def collect(self) -> Iterator[Metric]:
         pipelines = list(self._pipelines)
@@ -126,6 +128,15 @@ class DaemonCollector(Collector):
             "Size of the last snapshots (summed over scopes)",
             value=sum(p.last_snapshot[1] for p in pipelines),
         )
+        actions = CounterMetricFamily(
+            "correlator_actions",
+            "Notification actions run from the outbox, by result",
+            labels=["result"],
+        )
+        by_result = self._deliveries()
+        for result in ("delivered", "failed", "dead"):
+            actions.add_metric([result], by_result.get(result, 0))
+        yield actions
         reloads = CounterMetricFamily("correlator_reloads", "Rule reloads", labels=["result"])
         for result in ("success", "failure"):
             reloads.add_metric([result], self._reloads.get(result, 0))

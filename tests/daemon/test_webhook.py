@@ -148,6 +148,8 @@ async def test_a_routed_alert_reaches_the_webhook(daemon: Running, rules_dir: Pa
             await _until(lambda: app.deliverer.delivered == 2)
             assert hook.requests[1].body["status"] == "resolved"
             assert app.deliverer.delivered == 2
+            metrics = (await client.get("/metrics")).text
+            assert 'correlator_actions_total{result="delivered"} 2.0' in metrics
 
 
 async def test_a_failed_or_slow_delivery_is_retried_with_the_same_key(
