@@ -33,7 +33,7 @@ from correlator.model import Alert
 from correlator.notify.deliver import Deliverer, Integration
 from correlator.notify.exec import Exec, PolicyExec
 from correlator.notify.receivers import integrations
-from correlator.notify.servicenow import ServiceNow
+from correlator.notify.servicenow import PolicyTicket, ServiceNow
 from correlator.observability.metrics import DaemonCollector, commit_histogram
 from correlator.pipeline import Pipeline
 from correlator.route.dispatch import NAME as DISPATCHER
@@ -141,7 +141,7 @@ class App:
         for integration in (i for found in built.values() for i in found):
             if isinstance(integration, Exec | PolicyExec):
                 integration.note = self._note  # a runbook's output goes into the journal
-            elif isinstance(integration, ServiceNow):
+            elif isinstance(integration, ServiceNow | PolicyTicket):
                 integration.label = self._label  # the ticket goes back into the alerts
         return built
 

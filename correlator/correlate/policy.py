@@ -15,7 +15,11 @@ opened, changed or closed, and it matches, run actions on it, in order.
 - `exec: {command, timeout, env}`: a runbook run by the daemon, its argument
   list rendered over the alert, its output journaled (see the exec receiver);
 - `publish: {kafka: {bootstrap_servers, topic}}` or `{mqtt: {url, topic}}`:
-  the alert's JSON to a topic (Kafka keyed by identifier), through the outbox.
+  the alert's JSON to a topic (Kafka keyed by identifier), through the outbox;
+- `ticket: {servicenow: {...}}`: a ServiceNow incident for the alert, opened
+  on a firing row, noted on an update, resolved on a cleared one (the
+  ServiceNow receiver's keys and behaviour; the number comes back as
+  `labels.ticket`).
 
 Enrichment is part of the engine's decision: it shows in `replay` and rule
 tests, and the routing tree sees the enriched row (policies run before it).
@@ -52,7 +56,8 @@ from correlator.ruleset.templates import Template
 
 WEBHOOK: Final = "#webhook"  # the daemon's built-in receiver of policies' webhooks
 EXEC: Final = "#exec"  # … of their runbook commands
-PUBLISH: Final = "#publish"  # … and of what they publish to Kafka or MQTT
+PUBLISH: Final = "#publish"  # … of what they publish to Kafka or MQTT
+TICKET: Final = "#ticket"  # … and of their tickets (ServiceNow)
 
 TRIGGERS: Final = {
     "create": (CREATED, REOPENED),  # a reopened row is a new episode
@@ -110,15 +115,19 @@ class ActionSpec(Strict):
     webhook: WebhookSpec | None = None
     exec_: ExecSpec | None = Field(None, alias="exec")
     publish: PublishSpec | None = None
+    # ServiceNow: `{servicenow: {url, username, password_file, ...}}` (the receiver's keys)
+    ticket: dict[str, dict[str, Any]] | None = None
 
     @model_validator(mode="after")
     def _one(self) -> ActionSpec:
-        keys = ("lookup", "set_", "notify", "webhook", "exec_", "publish")
+        keys = ("lookup", "set_", "notify", "webhook", "exec_", "publish", "ticket")
         given = [k for k in keys if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "an action is exactly one of lookup, set, notify, webhook, exec, publish"
+                "an action is exactly one of lookup, set, notify, webhook, exec, publish, ticket"
             )
+        if self.ticket is not None and set(self.ticket) != {"servicenow"}:
+            raise ValueError("ticket takes servicenow: {url, username, password, ...}")
         return self
 
     @field_validator("set_")
@@ -158,6 +167,8 @@ class PolicyOperator(Operator):
             elif action.set_ is not None:
                 templates = {name: Template(text) for name, text in action.set_.items()}
                 self._actions.append(("set", templates))
+            elif action.ticket is not None:
+                self._actions.append(("ticket", dict(action.ticket["servicenow"])))
             elif action.publish is not None:
                 where = action.publish
                 target = {"kafka": where.kafka} if where.kafka is not None else {"mqtt": where.mqtt}
@@ -191,6 +202,9 @@ class PolicyOperator(Operator):
                 changed += self._lookup(alert, *step)
             elif what == "set":
                 changed += self._set(alert, step, now, ctx)
+            elif what == "ticket":
+                ctx.emit(Change(now, NOTIFICATION, receiver=TICKET, alerts=[alert], request=step))
+                changed.append("ticket " + ("resolved" if alert.status == CLEARED else "updated"))
             elif what == "publish":
                 ctx.emit(Change(now, NOTIFICATION, receiver=PUBLISH, alerts=[alert], request=step))
                 ((kind, target),) = step.items()

@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from correlator.correlate.policy import EXEC, PUBLISH, WEBHOOK
+from correlator.correlate.policy import EXEC, PUBLISH, TICKET, WEBHOOK
 from correlator.notify.brokers import KafkaReceiver, MqttReceiver, PolicyPublish
 from correlator.notify.deliver import Integration
 from correlator.notify.email import Email
 from correlator.notify.exec import Exec, PolicyExec
 from correlator.notify.pagerduty import PagerDuty
-from correlator.notify.servicenow import ServiceNow
+from correlator.notify.servicenow import PolicyTicket, ServiceNow
 from correlator.notify.slack import Slack
 from correlator.notify.webhook import PolicyWebhook, Webhook
 
@@ -61,4 +61,5 @@ def integrations(
     built[WEBHOOK] = [PolicyWebhook()]  # policies' `webhook` and `exec` actions
     built[EXEC] = [PolicyExec(external_url)]
     built[PUBLISH] = [PolicyPublish()]
+    built[TICKET] = [PolicyTicket(external_url)]
     return built, skipped

@@ -114,3 +114,18 @@ class ServiceNow:
         if not 200 <= answer.status_code < 300:
             raise DeliveryError(f"HTTP {answer.status_code} from ServiceNow: {answer.text[:200]}")
         return answer
+
+
+class PolicyTicket:
+    """A policy's `ticket` action: the ServiceNow integration its `servicenow:` keys describe."""
+
+    kind = "servicenow"
+
+    def __init__(self, external_url: str) -> None:
+        self.external_url = external_url
+        self.label: Label | None = None
+
+    async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
+        ticket = ServiceNow(dict(notification["request"]), self.external_url)
+        ticket.label = self.label
+        await ticket.send(client, key, notification)

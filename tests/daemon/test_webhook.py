@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiosmtpd.controller import Controller
 from support.daemon import Running, write_rules
 from support.postgres import free_port
-from support.receiver import endpoint
+from support.receiver import Endpoint, endpoint
 
 from correlator.model import Alert
 from correlator.notify.webhook import payload
@@ -425,10 +426,7 @@ receivers:
 async def test_servicenow_opens_an_incident_and_resolves_it(
     daemon: Running, rules_dir: Path
 ) -> None:
-    async with endpoint("/api/now/table/incident") as now:
-        now.answers = [201, 200]
-        now.reply = {"result": {"number": "INC0010042", "sys_id": "9d3a"}}
-        instance = now.url.removesuffix("/api/now/table/incident")
+    async with servicenow("INC0010042", "9d3a") as (now, instance):
         write_rules(
             rules_dir,
             f"""
@@ -562,3 +560,41 @@ async def _post_and_listen(daemon: Running, mqtt_port: int, topic: str, node: st
             async with asyncio.timeout(10):
                 message = await anext(listener.messages)
     return bytes(message.payload)  # type: ignore[arg-type]
+
+
+async def test_a_policy_ticket_opens_and_resolves_an_incident_per_alert(
+    daemon: Running, rules_dir: Path
+) -> None:
+    async with servicenow("INC0020001", "77aa") as (now, instance):
+        write_rules(
+            rules_dir,
+            f"""
+policies:
+  - name: certs-to-pki
+    on: [create, clear]
+    actions:
+      - ticket: {{servicenow: {{url: "{instance}", username: c, password: p, assignment_group: PKI}}}}
+""",
+        )
+        async with daemon(notify=FAST) as (app, client):
+            await _post(client, node="www")
+            await _until(lambda: app.deliverer.delivered == 1)
+            await _until(lambda: "ticket" in (app.row("www:HTTPErrors::") or ALERT).labels)
+            await _post(client, node="www", type="resolution")
+            await _until(lambda: app.deliverer.delivered == 2)
+    create, resolve = now.requests
+    assert (create.method, create.body["assignment_group"]) == ("POST", "PKI")
+    assert (resolve.method, resolve.path, resolve.body["state"]) == (
+        "PATCH",
+        "/api/now/table/incident/77aa",
+        "6",
+    )
+
+
+@contextlib.asynccontextmanager
+async def servicenow(number: str, sys_id: str) -> AsyncIterator[tuple[Endpoint, str]]:
+    """A ServiceNow instance's incident table: creates answer `number` and `sys_id`."""
+    async with endpoint("/api/now/table/incident") as now:
+        now.answers = [201, 200]
+        now.reply = {"result": {"number": number, "sys_id": sys_id}}
+        yield now, now.url.removesuffix("/api/now/table/incident")
