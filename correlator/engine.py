@@ -126,7 +126,12 @@ class Engine:
         kept: list[Operator] = []
         for op in rules.build_operators(self.max_lateness):
             old = self.operators.get(op.name)
-            kept.append(old if old is not None and old.spec == op.spec else op)
+            if old is not None and old.spec == op.spec:
+                kept.append(old)
+                continue
+            if old is not None and type(old) is type(op):
+                op.adopt(old)  # a changed rule may keep what still applies (routing's groups)
+            kept.append(op)
         self.rules = rules
         self._normalizer = rules.normalizer
         self._unstarted = [op for op in kept if self.operators.get(op.name) is not op]

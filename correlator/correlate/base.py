@@ -159,6 +159,10 @@ class Operator:
         """Entries of state held (windows, groups, pairs): for metrics and bounds."""
         return 0
 
+    def adopt(self, old: Operator) -> None:
+        """A reload changed this rule: take over what of its old version's state still
+        applies (before `start`). By default nothing: a changed rule starts empty."""
+
     def retire(self, alert: Alert, now: float) -> None:
         """A reload removed or changed this rule and its new version does not hold `alert`.
 

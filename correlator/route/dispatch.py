@@ -124,11 +124,26 @@ class Dispatcher(Operator):
             for g in self._groups.values()
         ]
 
+    def adopt(self, old: Operator) -> None:
+        """An edited tree keeps the groups of the routes it still has (same route id):
+        what they sent is remembered, so an edit does not notify everything again."""
+        if isinstance(old, Dispatcher):
+            for key, group in old._groups.items():
+                if group.route in self._routes:
+                    self._groups[key] = group
+
     def start(self, now: float, ctx: Context) -> None:
-        """Loaded with alerts open: they are grouped as if new (the groups wait first)."""
+        """Loaded with alerts open: they are grouped (new groups wait first)."""
+        for group in self._groups.values():  # adopted: their timers were the old rule's
+            group.due = max(group.due, now)
+            ctx.schedule(group.due, self, group.key)
         for alert in list(ctx.table.rows.values()):
             if alert.status != CLEARED_STATUS:
                 self.on_transition(CREATED, alert, now, ctx)
+        for group in self._groups.values():  # an open alert the edit routes elsewhere leaves
+            for ident, alert in list(group.alerts.items()):
+                if alert.status != CLEARED_STATUS and group.key not in self._of.get(ident, ()):
+                    del group.alerts[ident]
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         ident = alert.identifier

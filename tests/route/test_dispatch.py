@@ -137,3 +137,19 @@ def test_groups_survive_a_snapshot(run: Run, ruleset: Callable[[str], RuleSet]) 
     run.event(60, node="h2", labels={"site": "ams"})
     again.event(60, node="h2", labels={"site": "ams"})
     assert again.until(330) == run.until(330)[1:]  # only what came after the snapshot
+
+
+def test_editing_the_tree_keeps_what_its_groups_sent(ruleset: Callable[[str], RuleSet]) -> None:
+    """A changed route keeps its groups (same route id): no second notification for the
+    same alerts; a group of a route the edit removed is gone."""
+    engine = Engine(ruleset(RULES), snapshots=True)
+    engine.tick(T0)
+    run = Run(engine)
+    run.event(0, node="h1", labels={"site": "ams"})
+    assert run.until(30) == [(30, "noc", ["h1:HostDown::"])]
+    engine.load(ruleset(RULES.replace("group_interval: 5m", "group_interval: 2m")))
+    assert run.until(3000) == [(30, "noc", ["h1:HostDown::"])]  # nothing new: nothing sent
+    # the edit took effect at 3000 (the next entry), so the group flushes every 2m from then
+    run.event(3001, node="h2", labels={"site": "ams"})
+    assert run.until(3119)[-1][0] == 30
+    assert run.until(3120)[-1] == (3120, "noc", ["h1:HostDown::", "h2:HostDown::"])
