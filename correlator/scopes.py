@@ -51,6 +51,7 @@ class Scopes:
         self.pipelines: dict[str, Pipeline] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._opening: dict[str, asyncio.Task[Pipeline]] = {}
+        self._closing: dict[str, asyncio.Task[None]] = {}  # a scope is reopened only after
         self.broken = asyncio.Event()  # a committer failed: `error` says why
         self.error: BaseException | None = None
         self.closing = False  # shutdown: partitions revoked now are not handed over
@@ -65,6 +66,10 @@ class Scopes:
         pipeline = self.pipelines.get(scope)
         if pipeline is not None:
             return pipeline
+        closing = self._closing.get(scope)
+        if closing is not None:  # its last batch and snapshot first, or a restore misses them
+            await asyncio.shield(closing)
+            return await self.open(scope)
         opening = self._opening.get(scope)
         if opening is None:  # concurrent callers share one restore
             opening = self._opening[scope] = asyncio.create_task(self._restore(scope))
@@ -111,9 +116,17 @@ class Scopes:
         task = self._running.pop(scope, None)
         if pipeline is None or task is None:
             return
+        closing = self._closing[scope] = asyncio.create_task(self._close(pipeline, task))
+        try:
+            await asyncio.shield(closing)
+        finally:
+            if closing.done():
+                self._closing.pop(scope, None)
+        log.info("scope closed", scope=scope)
+
+    async def _close(self, pipeline: Pipeline, task: asyncio.Task[None]) -> None:
         await self._stop(pipeline, task)
         await self._snapshot(pipeline, task)
-        log.info("scope closed", scope=scope)
 
     async def close_all(self) -> None:
         """Shutdown, after intake stopped: commit everything; `snapshot_all` once published."""
@@ -146,7 +159,10 @@ class Scopes:
         waiting: list[tuple[list[int], Durable]] = []
         for scope, indexes in parts.items():
             pipeline = await self.open(scope)
-            waiting.append((indexes, await pipeline.submit([messages[i] for i in indexes])))
+            # a fetch from before a rebalance may hold what the scope already made durable
+            fresh = [i for i in indexes if _ahead(pipeline, messages[i])]
+            if fresh:
+                waiting.append((fresh, await pipeline.submit([messages[i] for i in fresh])))
         return asyncio.ensure_future(_all_durable(waiting))
 
     # -- reading across scopes ------------------------------------------------------------
@@ -167,6 +183,12 @@ class Scopes:
         for pipeline in self:
             merged.update(pipeline.incidents)
         return merged
+
+
+def _ahead(pipeline: Pipeline, message: Received) -> bool:
+    """Whether a message is past what the scope stored for its partition."""
+    assert message.offset_key is not None
+    return message.offset >= pipeline.offsets.get(message.offset_key, -1)
 
 
 async def _all_durable(waiting: list[tuple[list[int], Durable]]) -> list[Rejected]:
