@@ -55,6 +55,7 @@ from correlator.sources.base import Durable, Received, Source
 from correlator.sources.file import FileSource
 from correlator.sources.kafka import KafkaSource
 from correlator.sources.mqtt import MqttSource
+from correlator.store.lookups import SqlTables
 from correlator.store.sql import open_store
 from correlator.watch import RuleWatcher
 
@@ -78,6 +79,7 @@ class App:
         self.publisher = Publisher(self.sinks, self.store)
         self.dead_letter = _dead_letter(config.dead_letter)
         self.rules = RuleVersion.read(config.rules)  # the rules in force
+        self.sql_tables = SqlTables(self.store, self.now)
         notify = config.notify
         host, port = config.http.host_port
         self.external_url = notify.external_url or f"http://{host}:{port}"
@@ -102,7 +104,12 @@ class App:
         )
         self.registry.register(
             DaemonCollector(
-                self.scopes, self._connected, self.publisher.lag, self.reloads, self._deliveries
+                self.scopes,
+                self._connected,
+                self.publisher.lag,
+                self.reloads,
+                self._deliveries,
+                self.sql_tables.counts,
             )
         )
         self.restored = False
@@ -234,7 +241,9 @@ class App:
         """
         async with self._reload_lock:
             try:
-                version = await asyncio.to_thread(RuleVersion.read, self.config.rules)
+                version = await asyncio.to_thread(
+                    RuleVersion.read, self.config.rules, self.sql_tables.texts
+                )
             except RuleSetError as exc:
                 self.reloads["failure"] += 1
                 log.error("reload refused", errors=[str(e) for e in exc.errors])
@@ -249,6 +258,7 @@ class App:
                 if version.digest != pipeline.rules.digest:
                     await pipeline.reload(version)
             self.reloads["success"] += 1
+            self.sql_tables.rules_changed()
             log.info("rules reloaded", summary=version.ruleset.summary())
             return version.ruleset.summary()
 
@@ -261,6 +271,14 @@ class App:
             await self._reload_requests.get()
             with contextlib.suppress(RuleSetError):
                 await self.reload()
+
+    async def _read_sql_tables(self) -> None:
+        """Start with the SQL lookup tables' rows (a failed read starts without them)."""
+        if await self.sql_tables.read(self.rules.ruleset.sql_tables, all_tables=True):
+            self.rules = await asyncio.to_thread(
+                RuleVersion.read, self.config.rules, self.sql_tables.texts
+            )
+            self.pipeline.rules = self.rules
 
     # -- what the HTTP layer reads ----------------------------------------------
 
@@ -310,6 +328,7 @@ class App:
             await self.dead_letter.start()
             await self.publisher.start()
             publishing = asyncio.create_task(self.publisher.run())
+            await self._read_sql_tables()
             await self.scopes.open(self.default_scope)
             self.restored = True
             await self._serve(publishing)
@@ -342,6 +361,9 @@ class App:
         helpers = [
             asyncio.create_task(self._reloading()),
             asyncio.create_task(self.deliverer.run()),
+            asyncio.create_task(
+                self.sql_tables.run(lambda: self.rules.ruleset.sql_tables, self.request_reload)
+            ),
         ]
         if self.config.watch_rules:
             watcher = RuleWatcher(Path(self.config.rules), self.request_reload)

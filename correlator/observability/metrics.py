@@ -17,6 +17,8 @@ Exported:
 - `correlator_source_connected{source}`, `correlator_source_lag{source}` (Kafka:
   messages behind the high watermark), `correlator_sink_queued_batches{sink}`;
 - `correlator_reloads_total{result}`: rule reloads, `success` or `failure`;
+- `correlator_table_reads_total{table, result}`: reads of SQL lookup tables,
+  `success` or `failure` (a failure keeps the table's last rows);
 - `correlator_journal_commit_seconds`: histogram of group-commit latency.
 """
 
@@ -65,12 +67,14 @@ class DaemonCollector(Collector):
         sink_queues: Callable[[], Mapping[str, int]],
         reloads: Mapping[str, int],
         deliveries: Callable[[], Mapping[str, int]] = dict,
+        table_reads: Callable[[], Mapping[tuple[str, str], int]] = dict,
     ) -> None:
         self._pipelines = pipelines  # one per scope
         self._sources = sources
         self._sink_queues = sink_queues
         self._reloads = reloads
         self._deliveries = deliveries  # notification actions by result
+        self._table_reads = table_reads  # SQL lookup tables read, by (table, result)
 
     def collect(self) -> Iterator[Metric]:
         pipelines = list(self._pipelines)
@@ -141,6 +145,12 @@ class DaemonCollector(Collector):
         for result in ("success", "failure"):
             reloads.add_metric([result], self._reloads.get(result, 0))
         yield reloads
+        reads = CounterMetricFamily(
+            "correlator_table_reads", "Reads of SQL lookup tables", labels=["table", "result"]
+        )
+        for (table, result), count in sorted(self._table_reads().items()):
+            reads.add_metric([table, result], count)
+        yield reads
 
 
 def _engine_counters(engines: list[Engine]) -> Iterator[Metric]:

@@ -31,7 +31,14 @@ from correlator.route.tree import problems as route_problems
 from correlator.ruleset.compiled import Cache, shared
 from correlator.ruleset.document import RuleFile
 from correlator.ruleset.schema import NormalizeRule, Strict
-from correlator.ruleset.tables import TABLE_FOLDER, Table, build_table, is_table_file
+from correlator.ruleset.tables import (
+    TABLE_FOLDER,
+    Table,
+    TableSpec,
+    build_table,
+    is_table_data,
+    is_table_file,
+)
 from correlator.ruleset.yamlpos import Located, YamlError, dotted, load, read_utf8
 
 TEST_FILE_SUFFIXES = ("_test.yaml", "_test.yml")
@@ -65,6 +72,7 @@ class RuleSet:
     compiled: Cache = field(default_factory=dict)  # templates compiled by the load, by text
     route: Route | None = None  # Alertmanager's routing tree, if a file has one
     receivers: list[dict[str, Any]] = field(default_factory=list)  # as written (Alertmanager's)
+    sql_tables: dict[str, TableSpec] = field(default_factory=dict)  # read by the daemon
 
     def build_operators(self, max_lateness: float = 300.0) -> list[Operator]:
         """Fresh operators with empty state for an engine with this `max_lateness`."""
@@ -148,7 +156,7 @@ def _read(paths: list[Path], errors: list[RuleError]) -> dict[str, str]:
 
 
 def _load(texts: dict[str, str], errors: list[RuleError]) -> RuleSet:
-    data = {name: text for name, text in texts.items() if is_table_file(name)}
+    data = {name: text for name, text in texts.items() if is_table_data(name)}
     rules = {name: text for name, text in texts.items() if name not in data}
     with shared() as cache:  # validation and building compile each text once
         parsed = [_parse(name, text, errors) for name, text in rules.items()]
@@ -267,6 +275,12 @@ def _compile(sources: list[_Source], files: list[str], data: dict[str, str]) -> 
         env=env,
         route=route,
         receivers=[r for source in sources for r in source.model.receivers],
+        sql_tables={
+            name: spec
+            for source in sources
+            for name, spec in source.model.tables.items()
+            if spec.sql is not None
+        },
     )
 
 
@@ -281,9 +295,9 @@ def _tables(
                 errors.append(source.error(("tables", name), f"table {name!r} defined twice"))
                 continue
             try:
-                tables[name] = build_table(spec, data, source.name)
+                tables[name] = build_table(name, spec, data, source.name)
             except ValueError as exc:
-                where = ("tables", name, "file" if spec.file is not None else "rows")
+                where = ("tables", name, "sql" if spec.sql else "file" if spec.file else "rows")
                 errors.append(source.error(where, f"tables.{name}: {exc}"))
     return tables
 

@@ -8,6 +8,7 @@ the current ones (reload semantics: unchanged rules keep their state).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +24,11 @@ class RuleVersion:
     digest: str
 
     @classmethod
-    def read(cls, root: str | Path) -> RuleVersion:
-        """Read and load the rule files under `root`; raise RuleSetError."""
-        return cls.of(orjson.dumps(rule_texts(root), option=orjson.OPT_SORT_KEYS))
+    def read(cls, root: str | Path, tables: Mapping[str, str] | None = None) -> RuleVersion:
+        """Read and load the rule files under `root`, with the SQL tables' rows
+        (`{"sql:<name>": text}`, see `sql_rows_text`); raise RuleSetError."""
+        texts = rule_texts(root) | dict(tables or {})
+        return cls.of(orjson.dumps(texts, option=orjson.OPT_SORT_KEYS))
 
     @classmethod
     def of(cls, blob: bytes) -> RuleVersion:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 # journal entry kinds: an event, a timer tick, an operator's action, the rule set in force
 EVENT: Final = "event"
@@ -138,6 +138,9 @@ class Store(Protocol):
         self, since: float, until: float, *, identifier: str | None = None, limit: int = 1000
     ) -> list[HistoryRecord]:
         """Rows deleted in [since, until), oldest first."""
+
+    async def read_table(self, query: str, max_rows: int) -> list[dict[str, Any]]:
+        """A lookup table's rows by column name, read-only; StoreError past `max_rows`."""
 
 
 def history_rows(records: Sequence[HistoryRecord]) -> list[tuple[object, ...]]:

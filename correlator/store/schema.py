@@ -74,6 +74,15 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             last_error TEXT)""",
         "CREATE INDEX outbox_due ON outbox (due)",
     ),
+    (  # 5: which journal entry put which rule set in force, so unused ones can go
+        """CREATE TABLE ruleset_uses (
+            scope TEXT NOT NULL,
+            seq {bigint} NOT NULL,
+            digest TEXT NOT NULL,
+            PRIMARY KEY (scope, seq, digest))""",
+        # rule sets stored before this migration: kept for good (scope '' has no snapshot)
+        "INSERT INTO ruleset_uses (scope, seq, digest) SELECT '', 0, digest FROM rulesets",
+    ),
 )
 
 SQLITE_TYPES: Final = {"blob": "BLOB", "real": "REAL", "bigint": "INTEGER"}
@@ -111,6 +120,16 @@ UPSERT_SNAPSHOT: Final = (
 )
 INSERT_RULESET: Final = (
     "INSERT INTO rulesets (digest, texts) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING"
+)
+INSERT_RULESET_USE: Final = "INSERT INTO ruleset_uses (scope, seq, digest) VALUES (?, ?, ?)"
+# a snapshot at `seq` needs only the rule set in force then (the last use at or before it)
+# and those the journal after it names; other versions (old SQL table rows) are deleted
+DROP_RULESET_USES: Final = (
+    "DELETE FROM ruleset_uses WHERE scope = ? AND seq < "
+    "(SELECT max(seq) FROM ruleset_uses WHERE scope = ? AND seq <= ?)"
+)
+DROP_UNUSED_RULESETS: Final = (
+    "DELETE FROM rulesets WHERE digest NOT IN (SELECT digest FROM ruleset_uses)"
 )
 UPSERT_SINK: Final = (
     "INSERT INTO sink_positions (sink, scope, seq) VALUES (?, ?, ?) "

@@ -21,6 +21,7 @@ import psycopg
 
 from correlator.store import journal, schema
 from correlator.store.base import (
+    RULES,
     Action,
     Batch,
     Entry,
@@ -47,6 +48,7 @@ class Dialect:
     types: dict[str, str]
     placeholder: str  # "?" (sqlite3) or "%s" (psycopg)
     begin: str
+    read_only: str  # makes a connection refuse writes (lookup-table queries)
 
 
 def sqlite_dialect(path: str, *, synchronous: str = "NORMAL") -> Dialect:
@@ -61,14 +63,19 @@ def sqlite_dialect(path: str, *, synchronous: str = "NORMAL") -> Dialect:
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
-    return Dialect("sqlite", connect, schema.SQLITE_TYPES, "?", "BEGIN IMMEDIATE")
+    return Dialect(
+        "sqlite", connect, schema.SQLITE_TYPES, "?", "BEGIN IMMEDIATE", "PRAGMA query_only = ON"
+    )
 
 
 def postgres_dialect(url: str) -> Dialect:
     def connect() -> psycopg.Connection[Any]:
         return psycopg.connect(url, autocommit=True)
 
-    return Dialect("postgresql", connect, schema.POSTGRES_TYPES, "%s", "BEGIN")
+    return Dialect(
+        "postgresql", connect, schema.POSTGRES_TYPES, "%s", "BEGIN",
+        "SET default_transaction_read_only = on",
+    )  # fmt: skip
 
 
 _SYNCHRONOUS = frozenset(("OFF", "NORMAL", "FULL", "EXTRA"))
@@ -196,10 +203,12 @@ class SqlStore:
         offsets = [(scope, s, t, p, o) for (s, t, p), o in batch.offsets.items()]
         history = history_rows(batch.history)
         rulesets = list(batch.rulesets.items())
+        uses = [(scope, e.seq, e.data.decode()) for e in entries if e.kind == RULES]
         actions = [(a.key, a.scope, a.receiver, a.payload, a.due, a.created) for a in batch.outbox]
 
         def work(cur: Cursor) -> None:
             self._many(cur, schema.INSERT_RULESET, rulesets)
+            self._many(cur, schema.INSERT_RULESET_USE, uses)
             self._many(cur, schema.INSERT_ACTION, actions)
             if entries:
                 self._append(cur, scope, entries)
@@ -230,6 +239,8 @@ class SqlStore:
                 self._sql("DELETE FROM journal_batches WHERE scope = ? AND last_seq <= ?"),
                 (scope, seq),
             )
+            cur.execute(self._sql(schema.DROP_RULESET_USES), (scope, scope, seq))
+            cur.execute(schema.DROP_UNUSED_RULESETS)
 
         await self._run(work)
 
@@ -297,6 +308,31 @@ class SqlStore:
 
     async def set_sink_position(self, sink: str, scope: str, seq: int) -> None:
         await self._run(lambda cur: cur.execute(self._sql(schema.UPSERT_SINK), (sink, scope, seq)))
+
+    async def read_table(self, query: str, max_rows: int) -> list[dict[str, Any]]:
+        """A lookup table's rows (`tables: {sql: …}`), by column name.
+
+        On a connection of its own, read-only, in a thread of its own: a slow
+        query never holds up a journal commit, and cannot write to the state.
+        """
+
+        def work() -> list[dict[str, Any]]:
+            conn = self.dialect.connect()
+            try:
+                cur = conn.cursor()
+                cur.execute(self.dialect.read_only)
+                cur.execute(query)
+                if cur.description is None:
+                    raise StoreError("the query returns no rows (is it a SELECT?)")
+                names = [column[0] for column in cur.description]
+                rows = cur.fetchmany(max_rows + 1)
+                if len(rows) > max_rows:
+                    raise StoreError(f"more than {max_rows} rows")
+                return [dict(zip(names, row, strict=True)) for row in rows]
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(work)
 
     async def history(
         self, since: float, until: float, *, identifier: str | None = None, limit: int = 1000

@@ -10,6 +10,7 @@ import pytest
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
 from correlator.ruleset.loader import load_rules
+from correlator.ruleset.tables import sql_rows_text
 from correlator.ruleset.version import RuleVersion
 
 RULES = """
@@ -96,6 +97,15 @@ def test_a_changed_table_is_a_changed_rule_and_part_of_the_journaled_version(
         (("on: [create]", "on: [explode]"), "policies[0].on[0]"),
         (("- set: {", "- set: {bogus: x, "), "cannot set 'bogus'"),
         (("actions: [{notify: dba-pager}]", "actions: [{}]"), "exactly one of lookup, set, notify"),
+        (("{key: site, rows:", "{key: site, sql: 'select 1', rows:"), "exactly one of file, rows"),
+        (("{key: site, rows:", "{key: site, ttl: 5m, rows:"), "ttl is for sql tables"),
+        *[
+            (
+                ("{key: site, rows: [{site: ams, city: Amsterdam}]}", f"{{key: site, sql: {q}}}"),
+                "a sql table is read whole, never per key",
+            )
+            for q in ("'select * from s where site = :key'", "'select * from s where a = ?'")
+        ],
     ],
 )
 def test_mistakes_are_errors_at_their_line(
@@ -105,6 +115,25 @@ def test_mistakes_are_errors_at_their_line(
     with pytest.raises(RuleSetError) as caught:
         load_rules(tmp_path)
     assert message in str(caught.value), str(caught.value)
+
+
+def test_a_sql_table_takes_its_rows_from_the_rule_set_texts(tmp_path: Path) -> None:
+    """The daemon adds `sql:<name>` to the texts it loads (and journals); without
+    them (`check`, `test`, `replay`) the table is empty and lookups take the default."""
+    sites = "{key: site, rows: [{site: ams, city: Amsterdam}]}"
+    text = RULES.replace(sites, "{key: site, sql: 'select site, city from sites', ttl: 1m}")
+    rules = _rules(tmp_path, text)
+    assert not RuleVersion.read(rules).ruleset.sql_tables["sites"].file
+    rows = sql_rows_text([{"site": "ams", "city": "Amsterdam", "n": 1, "gone": None}])
+    for texts, expected in (
+        ({}, {}),
+        ({"sql:sites": rows}, {"city": "Amsterdam", "n": "1", "gone": ""}),
+    ):
+        version = RuleVersion.read(rules, texts)
+        assert RuleVersion.of(version.blob).digest == version.digest  # what the journal keeps
+        engine = Engine(version.ruleset)
+        engine.process({"node": "db1", "alertgroup": "Disk"}, 1.0)
+        assert engine.table.rows["db1:Disk::"].annotations == expected
 
 
 def test_an_incident_policy_acts_on_the_root_cause(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from correlator.model import Alert
-from correlator.store.base import TICK, Action, Batch, Entry
+from correlator.store.base import RULES, TICK, Action, Batch, Entry
 from correlator.store.history import history_record
 from correlator.store.schema import CURRENT_VERSION
 from correlator.store.sql import SqlStore, StoreError, dialect_for, open_store
@@ -80,6 +80,24 @@ async def test_a_snapshot_replaces_the_journal_it_covers(store: SqlStore) -> Non
     restored = await store.load("s")
     assert (restored.snapshot, restored.snapshot_seq, restored.entries) == (b"state-after-5", 5, [])
     assert (await store.load("other")).snapshot is None
+
+
+async def test_a_snapshot_drops_the_rule_sets_nothing_needs_any_more(store: SqlStore) -> None:
+    """Each SQL-table refresh is a rule-set version: the store keeps only the version in
+    force at each scope's snapshot and those its journal tail names (any scope's)."""
+
+    def rules(seq: int, digest: str) -> Entry:
+        return Entry(seq, 100.0 + seq, RULES, digest.encode())
+
+    versions = {d: d.encode() * 3 for d in ("v1", "v2", "v3", "v4")}
+    await store.commit(Batch("s", [rules(1, "v1"), *_entries(2, 2)], rulesets=versions))
+    await store.commit(Batch("s", [rules(4, "v2"), *_entries(5, 1), rules(6, "v3")]))
+    await store.commit(Batch("t", [rules(1, "v4")]))
+    await store.save_snapshot("s", 5, b"state-after-5", at=200.0)  # under v2; v3 comes after
+    assert [await store.ruleset(d) for d in versions] == [None, b"v2v2v2", b"v3v3v3", b"v4v4v4"]
+    await store.save_snapshot("s", 6, b"state-after-6", at=201.0)
+    assert [await store.ruleset(d) for d in versions] == [None, None, b"v3v3v3", b"v4v4v4"]
+    assert (await store.load("s")).entries == []
 
 
 async def test_sink_positions_are_kept_per_sink_and_scope(store: SqlStore) -> None:
@@ -171,14 +189,14 @@ async def test_an_older_schema_is_migrated_forward(store_url: str) -> None:
     await old.open()
     insert = old._sql("INSERT INTO journal (scope, seq, at, kind, data) VALUES (?, ?, ?, ?, ?)")
     for statement in ("DROP TABLE rulesets", "DROP TABLE journal_batches", "DROP TABLE outbox",
-                      "UPDATE schema_version SET version = 1"):  # fmt: skip
+                      "DROP TABLE ruleset_uses", "UPDATE schema_version SET version = 1"):  # fmt: skip
         await old._run(lambda cur, sql=statement: cur.execute(sql))
     await old._run(lambda cur: cur.executemany(insert, [("s", *e) for e in _entries(1, 2)]))
     await old.close()
     new = open_store(store_url)
     await new.open()
     try:
-        assert await new.schema_version() == CURRENT_VERSION == 4
+        assert await new.schema_version() == CURRENT_VERSION == 5
         assert await new.ruleset("x") is None
         assert (await new.load("s")).entries == _entries(1, 2)
         with pytest.raises(StoreError, match="duplicate journal seq: 2 is not after the stored 2"):
@@ -187,6 +205,24 @@ async def test_an_older_schema_is_migrated_forward(store_url: str) -> None:
         assert (await new.load("s")).entries == _entries(1, 4)
         await new.save_snapshot("s", 3, b"state-after-3", at=200.0)
         assert (await new.load("s")).entries == _entries(4, 1)
+    finally:
+        await new.close()
+
+
+async def test_rule_sets_stored_before_their_uses_were_recorded_are_kept(store_url: str) -> None:
+    """Version 4 stored rule sets without recording which entry used them: never dropped."""
+    old = open_store(store_url)
+    await old.open()
+    await old.commit(Batch("s", [Entry(1, 1.0, RULES, b"v0")], rulesets={"v0": b"{}"}))
+    for statement in ("DROP TABLE ruleset_uses", "UPDATE schema_version SET version = 4"):
+        await old._run(lambda cur, sql=statement: cur.execute(sql))
+    await old.close()
+    new = open_store(store_url)
+    await new.open()
+    try:
+        await new.commit(Batch("s", [Entry(2, 2.0, RULES, b"v1")], rulesets={"v1": b"[]"}))
+        await new.save_snapshot("s", 2, b"state-after-2", at=3.0)
+        assert (await new.ruleset("v0"), await new.ruleset("v1")) == (b"{}", b"[]")
     finally:
         await new.close()
 
