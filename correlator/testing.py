@@ -30,8 +30,15 @@ from correlator.model import (
     NOTIFICATION,
     Change,
 )
-from correlator.ruleset.loader import RuleSet, load_rules, validation_errors
+from correlator.ruleset.loader import (
+    RuleSet,
+    load_rule_texts,
+    load_rules,
+    rule_texts,
+    validation_errors,
+)
 from correlator.ruleset.schema import Duration
+from correlator.ruleset.tables import SQL_PREFIX, sql_rows_text
 from correlator.ruleset.yamlpos import Located, YamlError, dotted, load, read_utf8
 from correlator.testing_match import Expectation, check_expectation
 from correlator.timeparse import format_duration, parse_timestamp
@@ -85,6 +92,8 @@ class TestFile(_Model):
     __test__ = False  # not a pytest test class
 
     rule_files: list[str] | None = None
+    # rows of the rules' SQL lookup tables (the daemon reads them from its database)
+    tables: dict[str, list[dict[str, Any]]] = {}
     start: float = 0.0
     max_lateness: Duration = 300.0
     tests: list[Case]
@@ -149,7 +158,15 @@ def load_test_file(path: str | Path) -> tuple[TestFile, RuleSet]:
                     f"{path}:{line}:{col}: rule_files[{i}]: no file matches {pattern!r}"
                 )
             roots.extend(Path(p) for p in found)
-    return spec, load_rules(*roots)
+    if not spec.tables:
+        return spec, load_rules(*roots)
+    rows = {SQL_PREFIX + name: sql_rows_text(table) for name, table in spec.tables.items()}
+    rules = load_rule_texts(rule_texts(*roots) | rows)
+    for name in spec.tables:
+        if name not in rules.sql_tables:
+            line, col = located.position(("tables", name), key=True)
+            raise TestFileError(f"{path}:{line}:{col}: tables: {name!r} is not a sql table")
+    return spec, rules
 
 
 def _check_bounds(path: Path, located: Located, spec: TestFile) -> None:

@@ -211,3 +211,35 @@ def test_a_test_file_that_is_not_utf8_exits_2(
     path.write_bytes(path.read_bytes().replace(b"repeats", b"r\xe9peats"))
     assert main(["test", str(path)]) == 2
     assert capsys.readouterr().err == f"{path}:4:12: not UTF-8: byte 0xe9\n"
+
+
+def test_a_test_file_gives_the_rows_of_sql_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rule tests of a policy that looks up a SQL table: the rows come from the test file
+    (the daemon reads them from its database); a name that is no sql table is an error."""
+    (tmp_path / "cmdb.yaml").write_text(
+        textwrap.dedent("""
+        tables:
+          cmdb: {sql: "select host, team from cmdb", key: host, default: {team: noc}}
+        policies:
+          - {name: enrich, on: [create], actions: [{lookup: {table: cmdb, key: "{{ node }}"}}]}
+        """)
+    )
+    test = """
+    tables:
+      cmdb: [{host: n1, team: dba}]
+    tests:
+      - name: enriched from the rows
+        events: [{at: 1s, event: {check: ping, host: n1, site: ams1}},
+                 {at: 1s, event: {check: ping, host: n2, site: ams1}}]
+        expect:
+          - at: 2s
+            alerts: [{identifier: "n1:NodeUnreachable::", labels.team: dba},
+                     {identifier: "n2:NodeUnreachable::", labels.team: noc}]
+    """
+    path = _write(tmp_path, test)
+    assert main(["test", str(path)]) == 0, capsys.readouterr()
+    path.write_text(textwrap.dedent(test).replace("  cmdb: [", "  cmbd: ["))
+    assert main(["test", str(path)]) == 2
+    assert f"{path}:3:3: tables: 'cmbd' is not a sql table" in capsys.readouterr().err
