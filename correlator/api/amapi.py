@@ -1,7 +1,7 @@
 """Alertmanager's API v2 for readers and silencers: amtool, Grafana's data source, Karma.
 
-`GET /api/v2/alerts` (`filter`, `silenced`, `inhibited`, `active`,
-`receiver`), `GET /api/v2/alerts/groups`, `GET /api/v2/status`,
+`GET /api/v2/alerts` and `GET /api/v2/alerts/groups` (`filter`, `silenced`,
+`inhibited`, `active`, `receiver`), `GET /api/v2/status`,
 `GET /api/v2/receivers`, and silences: `POST /api/v2/silences`,
 `GET /api/v2/silences`, `GET /api/v2/silence/{id}`, `DELETE
 /api/v2/silence/{id}`, in Alertmanager's JSON shapes. An alert there is a row
@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import Response
 
 from correlator import __version__
@@ -25,6 +26,7 @@ from correlator.correlate.silences import PREFIX, Silence
 from correlator.model import CLEARED, Alert
 from correlator.notify.webhook import ZERO_TIME, alert_item, rfc3339
 from correlator.ruleset.labelview import parse_label_matchers
+from correlator.ruleset.matchers import Matcher
 from correlator.ruleset.regex import full_match
 from correlator.timeparse import parse_timestamp
 
@@ -56,46 +58,30 @@ class Silencing(Protocol):
 
 
 STARTED = time.time()
+# the Alertmanager release whose API v2 this answers as: clients choose their API by it
+# (Karma parses it as semver and needs at least 0.17.0); correlator's own is the revision
+AM_VERSION = "0.27.0"
 
 
 def register(api: FastAPI, service: Silencing) -> None:
     @api.get("/api/v2/alerts")
-    async def alerts(
-        filter: Annotated[list[str] | None, Query()] = None,
-        silenced: bool = True,
-        inhibited: bool = True,
-        active: bool = True,
-        receiver: str | None = None,
-    ) -> list[dict[str, Any]]:
-        wanted = _matchers(filter or [])
-        receiver_ok = full_match(receiver) if receiver else None
-        out = []
-        for row in service.rows():
-            if row.status == CLEARED or not all(m.test(row) for m in wanted):
-                continue
-            item = _gettable(service, row)
-            status = item["status"]
-            if status["silencedBy"] and not silenced:
-                continue
-            if status["inhibitedBy"] and not inhibited:
-                continue
-            if status["state"] == "active" and not active:
-                continue
-            if receiver_ok and not any(receiver_ok(r["name"]) for r in item["receivers"]):
-                continue
-            out.append(item)
-        return out
+    async def alerts(query: Annotated[Listing, Depends()]) -> list[dict[str, Any]]:
+        shown = _shown(service, query, by_receiver=True)
+        return [item for item in map(shown, service.rows()) if item is not None]
 
     @api.get("/api/v2/alerts/groups")
-    async def groups() -> list[dict[str, Any]]:
-        return [
-            {
-                "labels": labels,
-                "receiver": {"name": receiver},
-                "alerts": [_gettable(service, a) for a in members if a.status != CLEARED],
-            }
-            for labels, receiver, members in service.groups()
-        ]
+    async def groups(query: Annotated[Listing, Depends()]) -> list[dict[str, Any]]:
+        """Alertmanager's groups, filtered as its alerts are; a group left empty is left out."""
+        shown = _shown(service, query, by_receiver=False)  # `receiver` is the group's here
+        receiver_ok = full_match(query.receiver) if query.receiver else None
+        out = []
+        for labels, name, members in service.groups():
+            if receiver_ok is not None and not receiver_ok(name):
+                continue
+            items = [item for item in map(shown, members) if item is not None]
+            if items:
+                out.append({"labels": labels, "receiver": {"name": name}, "alerts": items})
+        return out
 
     @api.get("/api/v2/receivers")
     async def receivers() -> list[dict[str, str]]:
@@ -106,8 +92,8 @@ def register(api: FastAPI, service: Silencing) -> None:
         return {
             "cluster": {"name": "", "status": "disabled", "peers": []},
             "versionInfo": {
-                "version": __version__,
-                "revision": "",
+                "version": AM_VERSION,
+                "revision": f"correlator {__version__}",
                 "branch": "",
                 "buildUser": "",
                 "buildDate": "",
@@ -119,13 +105,18 @@ def register(api: FastAPI, service: Silencing) -> None:
 
     @api.get("/api/v2/silences")
     async def silences(filter: Annotated[list[str] | None, Query()] = None) -> list[Any]:
-        wanted = [(m.name, m.value) for m in _matchers(filter or [])]
+        """Alertmanager's order: active (ending first), pending (starting first), expired
+        (ended last first); a filter keeps the silences that hold each of its matchers."""
+        wanted = [_matcher_item(m) for m in _matchers(filter or [])]
         now = service.now()
-        return [
-            _silence(s, now)
-            for s in service.silence_list()
-            if all(any(x["name"] == n and x["value"] == v for x in s.matchers) for n, v in wanted)
-        ]
+        chosen = [s for s in service.silence_list() if all(w in s.matchers for w in wanted)]
+        by_state: dict[str, list[Silence]] = {"active": [], "pending": [], "expired": []}
+        for silence in chosen:
+            by_state[silence.state(now)].append(silence)
+        by_state["active"].sort(key=lambda s: s.ends_at)
+        by_state["pending"].sort(key=lambda s: s.starts_at)
+        by_state["expired"].sort(key=lambda s: -s.ends_at)
+        return [_silence(s, now) for state in by_state.values() for s in state]
 
     @api.get("/api/v2/silence/{sid}")
     async def one_silence(sid: str) -> dict[str, Any]:
@@ -158,6 +149,48 @@ def _matchers(lines: list[str]) -> list[Any]:
         return [m for line in lines for m in parse_label_matchers(line)]
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
+
+
+@dataclass
+class Listing:
+    """The queries of Alertmanager's alert listings (alerts and groups)."""
+
+    filter: Annotated[list[str] | None, Query()] = None
+    silenced: bool = True
+    inhibited: bool = True
+    active: bool = True
+    receiver: str | None = None
+
+
+def _shown(
+    service: Silencing, query: Listing, *, by_receiver: bool
+) -> Callable[[Alert], dict[str, Any] | None]:
+    """A row as an item of Alertmanager's alert listings, or None if the query
+    leaves it out; a cleared row is resolved, and Alertmanager lists no resolved
+    alert."""
+    wanted = _matchers(query.filter or [])
+    receiver_ok = full_match(query.receiver) if query.receiver and by_receiver else None
+
+    def shown(row: Alert) -> dict[str, Any] | None:
+        if row.status == CLEARED or not all(m.test(row) for m in wanted):
+            return None
+        item = _gettable(service, row)
+        status = item["status"]
+        if (
+            (query.silenced or not status["silencedBy"])
+            and (query.inhibited or not status["inhibitedBy"])
+            and (query.active or status["state"] != "active")
+            and (receiver_ok is None or any(receiver_ok(r["name"]) for r in item["receivers"]))
+        ):
+            return item
+        return None
+
+    return shown
+
+
+def _matcher_item(m: Matcher) -> dict[str, Any]:
+    """A parsed matcher as a silence holds it (Alertmanager's `isRegex`/`isEqual`)."""
+    return {"name": m.name, "value": m.value, "isRegex": "~" in m.op, "isEqual": "!" not in m.op}
 
 
 def _gettable(service: Silencing, row: Alert) -> dict[str, Any]:

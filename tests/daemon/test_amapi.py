@@ -5,21 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from support.daemon import Running, write_rules
-
-ROUTING = """
-route:
-  receiver: noc
-  group_by: [site]
-  group_wait: 1h
-  routes:
-    - {matchers: ['severity="critical"'], receiver: pager}
-receivers: [{name: noc}, {name: pager}]
-inhibit_rules:
-  - source_matchers: ['alertname="SiteDown"']
-    target_matchers: ['alertname="HostDown"']
-    equal: [site]
-"""
+from support.daemon import AM_EVENTS, AM_ROUTING, Running, write_rules
 
 
 def _silence(**fields: object) -> dict[str, object]:
@@ -35,18 +21,9 @@ def _silence(**fields: object) -> dict[str, object]:
 
 
 async def test_alerts_groups_receivers_and_status(daemon: Running, rules_dir: Path) -> None:
-    write_rules(rules_dir, ROUTING)
+    write_rules(rules_dir, AM_ROUTING)
     async with daemon() as (_, client):
-        events = [
-            {
-                "node": "h1",
-                "alertgroup": "HostDown",
-                "severity": "critical",
-                "labels": {"site": "a"},
-            },
-            {"node": "h2", "alertgroup": "HostDown", "labels": {"site": "b"}},
-            {"node": "sw", "alertgroup": "SiteDown", "labels": {"site": "b"}},
-        ]
+        events = AM_EVENTS
         assert (await client.post("/api/v1/events", json=events)).status_code == 200
         alerts = (await client.get("/api/v2/alerts")).json()
         status = {a["labels"]["node"]: a["status"] for a in alerts}
