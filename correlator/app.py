@@ -201,6 +201,9 @@ class App:
     def receiver_names(self) -> list[str]:
         return [str(r.get("name", "")) for r in self.rules.ruleset.receivers]
 
+    def alertmanager_config(self) -> str:
+        return self.rules.ruleset.alertmanager_config
+
     def groups(self) -> list[tuple[dict[str, str], str, list[Alert]]]:
         found = []
         for pipeline in self.scopes:

@@ -44,6 +44,9 @@ class Silencing(Protocol):
 
     def receiver_names(self) -> list[str]: ...
 
+    def alertmanager_config(self) -> str:
+        """The rule files' Alertmanager sections as one YAML configuration."""
+
     def groups(self) -> list[tuple[dict[str, str], str, list[Alert]]]:
         """Every aggregation group: its labels, receiver and alerts."""
         ...
@@ -99,7 +102,7 @@ def register(api: FastAPI, service: Silencing) -> None:
                 "buildDate": "",
                 "goVersion": "",
             },
-            "config": {"original": ""},
+            "config": {"original": service.alertmanager_config()},
             "uptime": rfc3339(STARTED),
         }
 

@@ -22,6 +22,7 @@ from correlator.correlate.policy import PolicyOperator, PolicySpec
 from correlator.correlate.topology import find_cycles
 from correlator.errors import RuleError, RuleSetError
 from correlator.normalize.probe import Normalizer
+from correlator.route.amconfig import alertmanager_config
 from correlator.route.dispatch import NAME as DISPATCHER
 from correlator.route.dispatch import Dispatcher, sends_resolved
 from correlator.route.intervals import TimeIntervals, TimeIntervalSpec
@@ -73,6 +74,7 @@ class RuleSet:
     route: Route | None = None  # Alertmanager's routing tree, if a file has one
     receivers: list[dict[str, Any]] = field(default_factory=list)  # as written (Alertmanager's)
     sql_tables: dict[str, TableSpec] = field(default_factory=dict)  # read by the daemon
+    alertmanager_config: str = ""  # the Alertmanager sections as YAML (`/api/v2/status`)
 
     def build_operators(self, max_lateness: float = 300.0) -> list[Operator]:
         """Fresh operators with empty state for an engine with this `max_lateness`."""
@@ -275,6 +277,7 @@ def _compile(sources: list[_Source], files: list[str], data: dict[str, str]) -> 
         env=env,
         route=route,
         receivers=[r for source in sources for r in source.model.receivers],
+        alertmanager_config=alertmanager_config(source.located.data for source in sources),
         sql_tables={
             name: spec
             for source in sources

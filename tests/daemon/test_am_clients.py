@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import yaml
 from support.daemon import AM_EVENTS, AM_ROUTING, Running, write_rules
 
 LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -169,6 +170,9 @@ async def test_grafana_and_karma_read_every_answer_they_ask_for(
         status = _valid((await client.get("/api/v2/status")).json(), STATUS)
         major, minor, patch = map(int, status["versionInfo"]["version"].split("."))
         assert (major, minor, patch) >= (0, 17, 0)  # Karma: semver.MustParse, then >=0.17.0
+        config = yaml.safe_load(status["config"]["original"])  # Grafana shows the routing tree
+        assert config["route"]["receiver"] == "noc"
+        assert [r["name"] for r in config["receivers"]] == ["noc", "pager"]
         _valid((await client.get("/api/v2/receivers")).json(), {"type": "array", "items": RECEIVER})
 
         def nodes(answer: list[dict[str, Any]]) -> list[str]:
