@@ -23,6 +23,7 @@ from correlator.store.base import Store
 log = structlog.get_logger("correlator")
 
 MAX_ROWS = 1_000_000  # a lookup table is held in memory by every rule that reads it
+READ_TIMEOUT = 60.0  # seconds: a query that hangs must not hold up the start or the next reads
 
 
 class SqlTables:
@@ -56,12 +57,13 @@ class SqlTables:
     async def _read(self, name: str, spec: TableSpec) -> str | None:
         assert spec.sql is not None
         try:
-            rows = await self.store.read_table(spec.sql, MAX_ROWS)
+            rows = await asyncio.wait_for(self.store.read_table(spec.sql, MAX_ROWS), READ_TIMEOUT)
             if rows and spec.key not in rows[0]:
                 raise ValueError(f"the query returns no {spec.key!r} column (the table's key)")
-        except Exception as exc:  # a database error of either driver, a bad query
+        except Exception as exc:  # a database error of either driver, a bad query, a timeout
             self.reads[name, "failure"] += 1
-            log.error("lookup table not read: keeping its last rows", table=name, error=str(exc))
+            error = str(exc) or type(exc).__name__
+            log.error("lookup table not read: keeping its last rows", table=name, error=error)
             return None
         self.reads[name, "success"] += 1
         # one order whatever the database's: the same rows are the same rule-set version
