@@ -35,7 +35,16 @@ about the same. Then the per-rule `size()` (each at most the cap) and the
 object: events_per_second, peak_rss_mb, rss_mb_at, operator_sizes, cap_hits,
 rule_events, table_rows, timers and the settings used.
 
-Run: `.venv/bin/python bench/storm.py [--events N] [--cap N] [--rate N]`.
+Memory mode, `--open N`: N events of the same mix, none expiring, every cap
+above N, so every rule holds all it would: the RSS per open alert with every
+kind resident (issue 14: 1M open alerts under 1.5 GB).
+
+`--daemon-heap` collects garbage as the daemon does (`correlator run`: young
+collections every 10,000 allocations instead of 700). The storm's table is
+large and churns, so full collections cost about as much as the engine.
+
+Run: `.venv/bin/python bench/storm.py [--events N] [--cap N] [--rate N] [--open N]
+[--daemon-heap]`.
 """
 
 from __future__ import annotations
@@ -61,8 +70,9 @@ EDGES = 20  # topology: edge-0..edge-19 depend on core-0 / core-1
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def rules_yaml(cap: int, expire: int) -> str:
-    """One rule of every stateful kind, each with the small cap `cap`."""
+def rules_yaml(cap: int, expire: int | None) -> str:
+    """One rule of every stateful kind, each with the cap `cap` (no expiry: `expire` None)."""
+    alert = "{}" if expire is None else f"{{expire_after: {expire}s}}"
     graph = "".join(f"  edge-{n}: {{depends_on: [core-{n % 2}]}}\n" for n in range(EDGES))
     return f"""
 topology:
@@ -75,7 +85,7 @@ correlate:
     count: 2
     window: 1m
     max_groups: {cap}
-    alert: {{expire_after: {expire}s}}
+    alert: {alert}
   - name: storm-pair
     kind: pair
     first: ['alertgroup="JobStarted"']
@@ -83,14 +93,14 @@ correlate:
     on: [labels.key]
     within: 2m
     max_pairs: {cap}
-    alert: {{expire_after: {expire}s}}
+    alert: {alert}
   - name: storm-absence
     kind: absence
     match: ['alertgroup="Heartbeat"']
     group_by: [labels.key]
     for: 2m
     max_groups: {cap}
-    alert: {{expire_after: {expire}s}}
+    alert: {alert}
   - name: storm-incident
     kind: incident
     match: ['alertgroup="LinkDown"']
@@ -141,20 +151,18 @@ correlate:
 """
 
 
-def load(cap: int, expire: int) -> RuleSet:
+def load(cap: int, expire: int | None) -> RuleSet:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "storm.yaml").write_text(rules_yaml(cap, expire))
         return load_rules(tmp)
 
 
-def event(i: int, rate: float, expire: int) -> dict[str, Any]:
+def event(i: int, rate: float, expire: int | None) -> dict[str, Any]:
     """Event number `i`: its own key `k<i>`, at START + i / rate."""
     key = f"k{i:07d}"
-    base: dict[str, Any] = {
-        "timestamp": START + i / rate,
-        "alertkey": key,
-        "expire_after": f"{expire}s",
-    }
+    base: dict[str, Any] = {"timestamp": START + i / rate, "alertkey": key}
+    if expire is not None:
+        base["expire_after"] = f"{expire}s"
     slot = i % 100
     if slot <= 60:
         node = f"edge-{i % EDGES}" if slot < 60 else f"core-{i % 2}"
@@ -174,7 +182,9 @@ def event(i: int, rate: float, expire: int) -> dict[str, Any]:
     return base
 
 
-def batches(total: int, size: int, rate: float, expire: int) -> Iterator[list[dict[str, Any]]]:
+def batches(
+    total: int, size: int, rate: float, expire: int | None
+) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, total, size):
         yield [event(i, rate, expire) for i in range(start, min(start + size, total))]
 
@@ -207,7 +217,22 @@ def main() -> None:
     parser.add_argument(
         "--expire-after", type=int, default=60, help="seconds, events and raised alerts"
     )
+    parser.add_argument(
+        "--open",
+        type=int,
+        metavar="N",
+        help="memory mode: N events, nothing expires, every cap above N (all of it resident)",
+    )
+    parser.add_argument(
+        "--daemon-heap",
+        action="store_true",
+        help="collect garbage as `correlator run` does (young collections every 10,000 allocations)",
+    )
     args = parser.parse_args()
+    if args.daemon_heap:
+        gc.set_threshold(10_000, 10, 10)  # correlator.cli._tune_heap: the daemon's policy
+    if args.open:
+        args.events, args.expire_after, args.cap = args.open, None, max(args.cap, 2 * args.open)
 
     rules = load(args.cap, args.expire_after)
     engine = Engine(rules)
@@ -219,8 +244,9 @@ def main() -> None:
     done = 0
     elapsed = 0.0
     gc.collect()
+    rss_start = rss_mb()
     print(f"events {args.events:,}, {args.rate:,.0f}/s of event time, cap {args.cap:,} per rule, "
-          f"expire_after {args.expire_after}s, rules: {', '.join(engine.operators)}")  # fmt: skip
+          f"expire_after {args.expire_after}, rules: {', '.join(engine.operators)}")  # fmt: skip
     print(f"{'events':>10} {'rss MB':>8} {'peak MB':>8} {'rows':>8} {'timers':>8} {'op state':>9}")
     for batch in batches(args.events, per_tick, args.rate, args.expire_after):
         began = time.perf_counter()
@@ -249,7 +275,11 @@ def main() -> None:
     print("operator sizes (cap " + f"{args.cap:,}):")
     for name, size in sizes.items():
         print(f"  {name:<20} {size:>8,}  cap hits {cap_hits.get(name, 0):>9,}")
-    print(f"table rows {len(engine.table):,}; dead-lettered {dead:,}")
+    rows = len(engine.table)
+    open_rows = sum(1 for row in engine.table.rows.values() if row.status != "cleared")
+    per_row = (rss_mb() - rss_start) * 2**20 / max(rows, 1)
+    print(f"table rows {rows:,} ({open_rows:,} open), {per_row:,.0f} B of RSS per row "
+          f"with every rule's state; dead-lettered {dead:,}")  # fmt: skip
     print(json.dumps({
         "events_per_second": round(args.events / elapsed),
         "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -257,7 +287,9 @@ def main() -> None:
         "operator_sizes": sizes,
         "cap_hits": cap_hits,
         "rule_events": rule_events,
-        "table_rows": len(engine.table),
+        "table_rows": rows,
+        "open_rows": open_rows,
+        "rss_bytes_per_row": round(per_row),
         "timers": len(engine._timers),
         "suppressed": len(engine._suppressors),
         "dead_lettered": dead,
@@ -265,6 +297,7 @@ def main() -> None:
         "rate": args.rate,
         "cap": args.cap,
         "expire_after": args.expire_after,
+        "daemon_heap": args.daemon_heap,
     }))  # fmt: skip
 
 

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, model_validator
 
@@ -69,13 +69,17 @@ from correlator.ruleset.templates import Template
 Key = tuple[str, ...]
 
 
+_DEFAULT_TITLE: Final = "{{ summary }}{% if count > 1 %} (+{{ count - 1 }} related){% endif %}"
+_SHORT: Final = 60_000  # a summary this long renders as it is (Jinja2 cuts at 64 KiB)
+
+
 class IncidentRule(Rule):
     kind: Literal["incident"]
     group_by: FieldNames
     window: Duration
     min_members: int = Field(1, ge=1)
     max_members: int = Field(1000, ge=1)
-    title: TemplateText = "{{ summary }}{% if count > 1 %} (+{{ count - 1 }} related){% endif %}"
+    title: TemplateText = _DEFAULT_TITLE
     root_cause: Matchers = []
     max_incidents: int = Field(100_000, ge=1)
 
@@ -156,6 +160,7 @@ class IncidentOperator(Operator):
         self._cap = spec.max_incidents
         self._title = Template(spec.title)
         self._title_reads_members = "members" in spec.title
+        self._default_title = spec.title == _DEFAULT_TITLE
         self._context = SyntheticAlert(spec.name, None)  # the template context of alert: specs
         self._groups: dict[Key, _Group] = {}
         self._of: dict[str, _Incident] = {}  # member identifier → its live incident
@@ -352,24 +357,54 @@ class IncidentOperator(Operator):
         self._publish(inc, now, ctx, INCIDENT_OPENED)
         self._adopt(inc, inc.members.values(), now, ctx)
 
-    def _view(self, inc: _Incident) -> dict[str, Any]:
-        """The published incident: O(members) for its member list, nothing more per member."""
+    def _title_of(self, inc: _Incident, root: Alert | None, count: int) -> str:
+        """The incident's title; the default one without Jinja2 (it is rendered per publish,
+        and its count changes with every member, so the template's memo seldom holds it)."""
+        if self._default_title and root is not None:
+            summary = root.summary
+            if type(summary) is str and len(summary) < _SHORT:
+                return summary if count <= 1 else f"{summary} (+{count - 1} related)"
         members = inc.members.values()
         alerts = [m.alert for m in members] if self._title_reads_members else []
+        context = TitleContext(self._context, inc.group, inc.values, root, alerts, count)
+        return self._title.render(context)
+
+    def _view(self, inc: _Incident, *, changed_only: bool) -> dict[str, Any] | None:
+        """The published incident; None when `changed_only` and it is the one last shown.
+
+        A member list only grows, so an equal length means an equal list: an
+        unchanged incident costs no list of its members and no dict.
+        """
+        members = inc.members.values()
         root = inc.root.alert if inc.root is not None else None
-        context = TitleContext(self._context, inc.group, inc.values, root, alerts, len(members))
+        title = self._title_of(inc, root, len(members))
         if inc.severity is None:
             open_levels = (m.alert.severity for m in members if m.alert.status != STATUS_CLEARED)
             inc.severity = max(open_levels, default=0)
+        status = "closed" if inc.closed_at is not None else "open"
+        root_cause = root.identifier if root is not None else None
+        shown = inc.shown
+        if (
+            changed_only
+            and shown is not None
+            and shown["title"] == title
+            and shown["status"] == status
+            and shown["severity"] == inc.severity
+            and shown["root_cause"] == root_cause
+            and len(shown["members"]) == len(members)
+            and shown["opened_at"] == inc.opened_at
+            and shown["closed_at"] == inc.closed_at
+        ):
+            return None
         return {
             "id": inc.id,
             "rule": self.name,
-            "title": self._title.render(context),
-            "status": "closed" if inc.closed_at is not None else "open",
+            "title": title,
+            "status": status,
             "severity": inc.severity,
             "group": dict(inc.group),
             "members": list(inc.members),
-            "root_cause": root.identifier if root is not None else None,
+            "root_cause": root_cause,
             "opened_at": inc.opened_at,
             "updated_at": inc.updated_at,
             "closed_at": inc.closed_at,
@@ -377,11 +412,10 @@ class IncidentOperator(Operator):
 
     def _publish(self, inc: _Incident, now: float, ctx: Context, kind: str | None = None) -> None:
         """Emit the incident if it changed (or as `kind`); views are never mutated once sent."""
-        view = self._view(inc)
-        if kind is None:
-            if view == inc.shown:
-                return
-            kind = INCIDENT_UPDATED
+        view = self._view(inc, changed_only=kind is None)
+        if view is None:
+            return
+        kind = kind or INCIDENT_UPDATED
         inc.updated_at = view["updated_at"] = now
         inc.shown = view
         ctx.emit(Change(now, kind, incident=view))
