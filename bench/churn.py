@@ -27,8 +27,9 @@ Each timed run is what `correlator replay EVENTS --rules DIR --final` does
 (`correlator.replay.run` on an engine that makes no changes), in this process
 and without its start-up; the floor is `bench/replay.py`'s, on the same file,
 turn about. Each figure is the best of `--runs`. `--profile FILE` writes a
-cProfile of one more replay instead. `--daemon-heap` collects garbage as the
-daemon does (`correlator run`: young collections every 10,000 allocations).
+cProfile of one more replay instead. The heap policy is `correlator replay`'s
+(`correlator.heap.tune`: young collections every 10,000 allocations, as the
+daemon's); `--python-heap` keeps Python's defaults (every 700) to compare.
 
 Run: `.venv/bin/python bench/churn.py [--events N] [--runs N] [--profile F]`.
 The last line is one JSON object: events_per_second, floor_events_per_second,
@@ -57,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from replay import calibration_ms, floor  # the sibling benchmark's floor
 
+from correlator import heap
 from correlator import replay as command
 from correlator.correlate.base import Operator, ParentLink
 from correlator.engine import Engine
@@ -373,13 +375,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", help="write a cProfile of one replay to this file")
     parser.add_argument(
-        "--daemon-heap",
+        "--python-heap",
         action="store_true",
-        help="collect garbage as `correlator run` does (young collections every 10,000 allocations)",
+        help="Python's collection thresholds, not `correlator replay`'s (correlator.heap)",
     )
     args = parser.parse_args()
-    if args.daemon_heap:
-        gc.set_threshold(10_000, 10, 10)  # correlator.cli._tune_heap: the daemon's policy
+    if not args.python_heap:
+        heap.tune()  # what `correlator replay` does before it reads
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "rules").mkdir()
@@ -413,7 +415,7 @@ def main() -> None:
         "vs_floor": round(best / best_floor, 4),
         "events": args.events,
         "runs": args.runs,
-        "daemon_heap": args.daemon_heap,
+        "python_heap": args.python_heap,
         "rule_counts": acts,
         "calibration_ms": [round(speed, 2), round(after, 2)],
     }))  # fmt: skip

@@ -39,8 +39,9 @@ Memory mode, `--open N`: N events of the same mix, none expiring, every cap
 above N, so every rule holds all it would: the RSS per open alert with every
 kind resident (issue 14: 1M open alerts under 1.5 GB).
 
-`--daemon-heap` collects garbage as the daemon does (`correlator run`: young
-collections every 10,000 allocations instead of 700). The storm's table is
+`--daemon-heap` collects garbage as `correlator run` and `correlator replay`
+do (`correlator.heap.tune`: young collections every 10,000 allocations
+instead of 700). The storm's table is
 large and churns, so full collections cost about as much as the engine.
 
 Run: `.venv/bin/python bench/storm.py [--events N] [--cap N] [--rate N] [--open N]
@@ -60,6 +61,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from correlator import heap
 from correlator.engine import Engine
 from correlator.errors import EventError
 from correlator.ruleset.loader import RuleSet, load_rules
@@ -230,7 +232,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.daemon_heap:
-        gc.set_threshold(10_000, 10, 10)  # correlator.cli._tune_heap: the daemon's policy
+        heap.tune()  # `correlator run` and `correlator replay` do this first
     if args.open:
         args.events, args.expire_after, args.cap = args.open, None, max(args.cap, 2 * args.open)
 

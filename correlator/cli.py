@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from collections.abc import Sequence
 
 import orjson
 
+from correlator import heap
 from correlator.errors import RuleSetError, TestFileError
 
 
@@ -159,6 +159,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)  # one `file:line:col: message` line per error
         return 2
     final = args.final  # the table at the end: no change is printed, so none is made
+    heap.tune()  # a long run over many events, like the daemon's
     engine = Engine(ruleset, max_lateness=args.max_lateness, snapshots=not final, changes=not final)
     options = {"final": args.final, "until": args.until}
     if args.events == "-":
@@ -197,28 +198,9 @@ def _run(config_path: str | None) -> int:
         loop.add_signal_handler(signal.SIGHUP, app.request_reload)
         await app.run()
 
-    _tune_heap()
+    heap.tune()
     asyncio.run(serve())
     return 0
-
-
-def _tune_heap() -> None:
-    """A daemon's heap, not a script's (measured under bench/e2e.py and bench/ingest.py).
-
-    - Young collections every 10,000 allocations instead of 700: a batch's
-      short-lived objects die before they are promoted, so full collections
-      (50-150 ms each over a large table: the p99) become rare.
-    - glibc keeps up to 64 MiB freed at the top of the heap instead of 128 KiB:
-      a batch's records are freed together, and giving the pages back then
-      faulting them in again made each `orjson.dumps` cost 4 µs instead of 0.7.
-    """
-    import ctypes
-    import gc
-
-    gc.set_threshold(10_000, 10, 10)
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError, AttributeError):  # not glibc: its defaults stay
-            ctypes.CDLL(None).mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
 
 
 def _alerts(args: argparse.Namespace) -> int:
