@@ -20,7 +20,13 @@ def test_sections_of_every_file_join_and_literal_secrets_are_masked() -> None:
     second = {
         "receivers": [
             {"name": "mail", "email_configs": [{"auth_password": "hunter2", "to": "a@b"}]},
-            {"name": "snow", "servicenow_configs": [{"password_file": "/run/secrets/snow"}]},
+            {
+                "name": "snow",
+                "servicenow_configs": [
+                    {"password_file": "/run/secrets/snow", "url": "https://snow.example"}
+                ],
+            },
+            {"name": "chat", "slack_configs": [{"api_url": "https://hooks/T0/B0/x"}]},
             {"name": "hook", "webhook_configs": [{"headers": {"Authorization": "Bearer x"}}]},
         ],
         "inhibit_rules": [{"source_matchers": ['a="b"'], "target_matchers": ['c="d"']}],
@@ -30,7 +36,10 @@ def test_sections_of_every_file_join_and_literal_secrets_are_masked() -> None:
     assert list(config) == ["route", "receivers", "inhibit_rules", "mute_time_intervals"]
     assert config["route"] == first["route"]
     receivers = {r["name"]: r for r in config["receivers"]}
-    assert list(receivers) == ["noc", "pager", "mail", "snow", "hook"]
+    assert list(receivers) == ["noc", "pager", "mail", "snow", "chat", "hook"]
+    assert receivers["snow"]["servicenow_configs"][0]["url"] == "https://snow.example"
+    assert receivers["chat"]["slack_configs"][0]["api_url"] == MASK
+    assert receivers["noc"]["webhook_configs"][0]["url"] == MASK
     auth = receivers["noc"]["webhook_configs"][0]["http_config"]["authorization"]
     assert auth == {"credentials": MASK}
     assert receivers["pager"]["pagerduty_configs"][0]["routing_key"] == "${PD_KEY}"
