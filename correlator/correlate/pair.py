@@ -222,9 +222,7 @@ class PairOperator(Operator):
         default identifier and any template of the `on` values.
         """
         group = list(zip(self.spec.on, key, strict=True))
-        spec = self.alert_spec
-        seen = spec.context(group, occ, (occ,), 1, whole=False)  # what the identifier reads
-        row = ctx.table.get(spec.identifier(group, seen))
+        row = ctx.table.get(self.alert_spec.identifier_for(group, occ, (occ,), 1))
         if row is None or row.agent != self.name or row.status == STATUS_CLEARED:
             return False
         if at < row.last_occurrence - self._within:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from correlator.model import PROBLEM, Alert, parse_severity
+from correlator.ruleset import sandbox
 from correlator.ruleset.paths import alert_context, last_segment
 from correlator.ruleset.schema import AlertSpec
 from correlator.ruleset.templates import Template, compile_map
@@ -22,6 +23,9 @@ Group = Sequence[tuple[str, Any]]
 INDETERMINATE: Final = 1
 MAJOR: Final = 4
 _OWN_NAMES: Final = frozenset(("group", "count", "members", "rule"))  # not the trigger's
+_GROUP_NAMES: Final = frozenset(("group", "rule"))  # the same for every alert of one group
+_FIXED_LIMIT: Final = 1024  # groups whose fixed renders are kept (cleared when full)
+SINGLE_FIELDS: Final = ("identifier", "node", "alertgroup", "alertkey", "severity", "summary")
 
 
 def default_severity_of(members: Sequence[Alert], trigger: Alert | None) -> int:
@@ -50,6 +54,33 @@ def group_key(group: Group) -> tuple[str, ...]:
     return tuple("" if v is None else str(v) for _, v in group)
 
 
+def _reads_group_only(template: Template) -> bool:
+    """Whether the template reads nothing but `group` and `rule` (a constant reads nothing)."""
+    return template.names is not None and template.names <= _GROUP_NAMES
+
+
+class _Fixed:
+    """What one group's alert renders the same every time: its `group` and group-only texts.
+
+    A storm's alert is raised again per member event; only the texts that read
+    `count`, `members` or the trigger can differ from one raise to the next.
+    """
+
+    __slots__ = ("annotations", "group", "labels", "single")
+
+    def __init__(
+        self,
+        group: dict[str, Any],
+        single: dict[str, str],
+        labels: dict[str, str],
+        annotations: dict[str, str],
+    ) -> None:
+        self.group = group  # `group` as templates see it (read-only to them)
+        self.single = single  # rendered `alert:` fields that read only `group`/`rule`
+        self.labels = labels
+        self.annotations = annotations
+
+
 class SyntheticAlert:
     """A compiled `alert:` section."""
 
@@ -58,12 +89,21 @@ class SyntheticAlert:
         self.rule = rule
         self._single = {
             name: Template(value)
-            for name in ("identifier", "node", "alertgroup", "alertkey", "severity", "summary")
+            for name in SINGLE_FIELDS
             if (value := getattr(spec, name)) is not None
         }
         self._labels = compile_map(spec.labels)
         self._annotations = compile_map(spec.annotations)
         self.expire_after = spec.expire_after
+        # templates reading only `group` and `rule` render once per group (`_fixed_of`)
+        self._fixed_single = {n: t for n, t in self._single.items() if _reads_group_only(t)}
+        self._fixed_labels = {k: t for k, t in self._labels.items() if _reads_group_only(t)}
+        self._fixed_notes = {k: t for k, t in self._annotations.items() if _reads_group_only(t)}
+        self._varying = any(
+            not _reads_group_only(t)
+            for t in (*self._single.values(), *self._labels.values(), *self._annotations.values())
+        )
+        self._fixed: dict[tuple[tuple[str, Any], ...], _Fixed] = {}
         # what the templates read: a storm's alert is raised again per member, and the
         # trigger's fields (a dict of every field) and the members are seldom among it
         templates = [*self._single.values(), *self._labels.values(), *self._annotations.values()]
@@ -83,10 +123,21 @@ class SyntheticAlert:
         whole: bool = True,
     ) -> dict[str, Any]:
         """What templates see; not `whole`: only what this alert's own templates read."""
+        return self._context(group_values(group), trigger, members, count, whole=whole)
+
+    def _context(
+        self,
+        values: dict[str, Any],
+        trigger: Alert | None,
+        members: Sequence[Alert],
+        count: int,
+        *,
+        whole: bool,
+    ) -> dict[str, Any]:
         trigger_read = whole or self._trigger_read
         ctx: dict[str, Any] = alert_context(trigger) if trigger is not None and trigger_read else {}
         ctx.update(
-            group=group_values(group),
+            group=values,
             count=count,
             members=list(members) if whole or self._members_read else [],
             rule=self.rule,
@@ -97,6 +148,53 @@ class SyntheticAlert:
         return self._render("identifier", ctx) or ":".join(
             ("correlator", self.rule, *group_key(group))
         )
+
+    def identifier_for(
+        self, group: Group, trigger: Alert | None, members: Sequence[Alert], count: int
+    ) -> str:
+        """The identifier an alert of `group` raised for `trigger` gets.
+
+        A default identifier, or one that reads only the group, needs no
+        context of the trigger's fields (a pair's unpaired second asks this).
+        """
+        fixed = self._fixed_of(group)
+        if fixed is not None and "identifier" not in self._single:
+            return ":".join(("correlator", self.rule, *group_key(group)))
+        if fixed is not None and "identifier" in fixed.single:
+            return fixed.single["identifier"] or ":".join(
+                ("correlator", self.rule, *group_key(group))
+            )
+        return self.identifier(group, self.context(group, trigger, members, count, whole=False))
+
+    def _fixed_of(self, group: Group) -> _Fixed | None:
+        """The group's renders that read only `group`/`rule`, made once (None: not cacheable).
+
+        Keyed by the group's values, every input those templates read: a
+        render is reused only for the same values. Renders that hit a
+        template limit are not kept (each render counts its hit).
+        """
+        key = tuple(group)
+        try:
+            fixed = self._fixed.get(key)
+        except TypeError:  # a value that cannot be a key: render every time
+            return None
+        if fixed is not None:
+            return fixed
+        values = group_values(group)
+        ctx = {"group": values, "rule": self.rule}
+        hits = sandbox.LIMITS.hits
+        fixed = _Fixed(
+            values,
+            {n: t.render(ctx) for n, t in self._fixed_single.items()},
+            {k: t.render(ctx) for k, t in self._fixed_labels.items()},
+            {k: t.render(ctx) for k, t in self._fixed_notes.items()},
+        )
+        if sandbox.LIMITS.hits != hits:
+            return fixed  # used once, as a render would be, and never kept
+        if len(self._fixed) >= _FIXED_LIMIT:
+            self._fixed.clear()
+        self._fixed[key] = fixed
+        return fixed
 
     def _render(self, name: str, ctx: dict[str, Any]) -> str:
         """The `alert:` value, or "" when it sets none or renders empty (the default applies)."""
@@ -113,33 +211,52 @@ class SyntheticAlert:
         count: int = 0,
         extra: dict[str, Any] | None = None,
     ) -> Alert:
-        """A new occurrence of the synthetic alert (not yet in the table)."""
-        ctx = self.context(group, trigger, members, count, whole=False)
-        if extra:
-            ctx.update(extra)
+        """A new occurrence of the synthetic alert (not yet in the table).
+
+        Texts that read only the group come from `_fixed_of`; the others are
+        rendered from a context holding what they read. `extra` may hold any
+        name, so with it everything is rendered.
+        """
+        fixed = self._fixed_of(group) if extra is None else None
+        if fixed is None:
+            ctx = self.context(group, trigger, members, count, whole=False)
+            if extra:
+                ctx.update(extra)
+            single: dict[str, str] = {}
+            labels: dict[str, str] = {}
+            notes: dict[str, str] = {}
+        else:
+            ctx = {}
+            if self._varying:
+                ctx = self._context(fixed.group, trigger, members, count, whole=False)
+            single, labels, notes = fixed.single, fixed.labels, fixed.annotations
 
         def render(name: str, default: str) -> str:
-            return self._render(name, ctx) or default
+            text = single.get(name)
+            if text is None:
+                text = self._render(name, ctx)
+            return text or default
 
-        if text := self._render("severity", ctx).strip():
+        if text := render("severity", "").strip():
             try:
                 severity = parse_severity(text)
             except ValueError:
                 severity = MAJOR
         else:
             severity = default_severity_of(members, trigger)
+        keys = group_key(group)
         alert = Alert(  # positional, as in build_alert: raised again on every count change
-            self.identifier(group, ctx),
+            render("identifier", "") or ":".join(("correlator", self.rule, *keys)),
             render("node", "correlator"),
             render("alertgroup", self.rule),
             severity,
             PROBLEM,
             render("summary", f"{self.rule}: {count} events"),
-            render("alertkey", ":".join(group_key(group))),
+            render("alertkey", ":".join(keys)),
             "correlator",  # manager
             self.rule,  # agent
-            {k: t.render(ctx) for k, t in self._labels.items()},
-            {k: t.render(ctx) for k, t in self._annotations.items()},
+            {k: labels[k] if k in labels else t.render(ctx) for k, t in self._labels.items()},
+            {k: notes[k] if k in notes else t.render(ctx) for k, t in self._annotations.items()},
             0.0,  # first_occurrence: the table sets it
             now,  # last_occurrence
         )
