@@ -60,24 +60,26 @@ def _reads_group_only(template: Template) -> bool:
 
 
 class _Fixed:
-    """What one group's alert renders the same every time: its `group` and group-only texts.
+    """What one group's alert is the same every time: `group` and the values read from it.
 
     A storm's alert is raised again per member event; only the texts that read
     `count`, `members` or the trigger can differ from one raise to the next.
     """
 
-    __slots__ = ("annotations", "group", "labels", "single")
+    __slots__ = ("annotations", "fields", "group", "keys", "labels")
 
     def __init__(
         self,
         group: dict[str, Any],
-        single: dict[str, str],
+        keys: tuple[str, ...],
+        fields: dict[str, Any],
         labels: dict[str, str],
         annotations: dict[str, str],
     ) -> None:
         self.group = group  # `group` as templates see it (read-only to them)
-        self.single = single  # rendered `alert:` fields that read only `group`/`rule`
-        self.labels = labels
+        self.keys = keys  # the group's values as text (default identifier and alertkey)
+        self.fields = fields  # final single-field values that depend only on the group
+        self.labels = labels  # rendered labels that read only `group`/`rule`
         self.annotations = annotations
 
 
@@ -158,16 +160,12 @@ class SyntheticAlert:
         context of the trigger's fields (a pair's unpaired second asks this).
         """
         fixed = self._fixed_of(group)
-        if fixed is not None and "identifier" not in self._single:
-            return ":".join(("correlator", self.rule, *group_key(group)))
-        if fixed is not None and "identifier" in fixed.single:
-            return fixed.single["identifier"] or ":".join(
-                ("correlator", self.rule, *group_key(group))
-            )
+        if fixed is not None and "identifier" in fixed.fields:
+            return str(fixed.fields["identifier"])
         return self.identifier(group, self.context(group, trigger, members, count, whole=False))
 
     def _fixed_of(self, group: Group) -> _Fixed | None:
-        """The group's renders that read only `group`/`rule`, made once (None: not cacheable).
+        """The group's values that read only `group`/`rule`, made once (None: not cacheable).
 
         Keyed by the group's values, every input those templates read: a
         render is reused only for the same values. Renders that hit a
@@ -180,12 +178,22 @@ class SyntheticAlert:
             return None
         if fixed is not None:
             return fixed
-        values = group_values(group)
+        values, keys = group_values(group), group_key(group)
         ctx = {"group": values, "rule": self.rule}
         hits = sandbox.LIMITS.hits
+        fields: dict[str, Any] = {}
+        for name in ("identifier", "node", "alertgroup", "alertkey"):
+            template = self._single.get(name)
+            if template is None or name in self._fixed_single:
+                fields[name] = self._text(name, ctx, keys, 0)
+        if "severity" in self._fixed_single and self._render("severity", ctx).strip():
+            fields["severity"] = self._severity(ctx, (), None)  # empty: the members decide
+        if "summary" in self._fixed_single and (summary := self._render("summary", ctx)):
+            fields["summary"] = summary  # an empty one falls back on a text with the count
         fixed = _Fixed(
             values,
-            {n: t.render(ctx) for n, t in self._fixed_single.items()},
+            keys,
+            fields,
             {k: t.render(ctx) for k, t in self._fixed_labels.items()},
             {k: t.render(ctx) for k, t in self._fixed_notes.items()},
         )
@@ -195,6 +203,31 @@ class SyntheticAlert:
             self._fixed.clear()
         self._fixed[key] = fixed
         return fixed
+
+    def _text(self, name: str, ctx: dict[str, Any], keys: tuple[str, ...], count: int) -> str:
+        """A single text field: its `alert:` template's text, else the kind's default."""
+        text = self._render(name, ctx)
+        if text:
+            return text
+        if name == "identifier":
+            return ":".join(("correlator", self.rule, *keys))
+        if name == "node":
+            return "correlator"
+        if name == "alertgroup":
+            return self.rule
+        if name == "alertkey":
+            return ":".join(keys)
+        return f"{self.rule}: {count} events"  # summary
+
+    def _severity(
+        self, ctx: dict[str, Any], members: Sequence[Alert], trigger: Alert | None
+    ) -> int:
+        if text := self._render("severity", ctx).strip():
+            try:
+                return parse_severity(text)
+            except ValueError:
+                return MAJOR
+        return default_severity_of(members, trigger)
 
     def _render(self, name: str, ctx: dict[str, Any]) -> str:
         """The `alert:` value, or "" when it sets none or renders empty (the default applies)."""
@@ -213,46 +246,34 @@ class SyntheticAlert:
     ) -> Alert:
         """A new occurrence of the synthetic alert (not yet in the table).
 
-        Texts that read only the group come from `_fixed_of`; the others are
-        rendered from a context holding what they read. `extra` may hold any
-        name, so with it everything is rendered.
+        Values that depend only on the group come from `_fixed_of`; the others
+        are rendered from a context holding what they read. `extra` may hold
+        any name, so with it everything is rendered.
         """
         fixed = self._fixed_of(group) if extra is None else None
         if fixed is None:
             ctx = self.context(group, trigger, members, count, whole=False)
             if extra:
                 ctx.update(extra)
-            single: dict[str, str] = {}
+            keys, known = group_key(group), {}
             labels: dict[str, str] = {}
             notes: dict[str, str] = {}
         else:
             ctx = {}
             if self._varying:
                 ctx = self._context(fixed.group, trigger, members, count, whole=False)
-            single, labels, notes = fixed.single, fixed.labels, fixed.annotations
-
-        def render(name: str, default: str) -> str:
-            text = single.get(name)
-            if text is None:
-                text = self._render(name, ctx)
-            return text or default
-
-        if text := render("severity", "").strip():
-            try:
-                severity = parse_severity(text)
-            except ValueError:
-                severity = MAJOR
-        else:
-            severity = default_severity_of(members, trigger)
-        keys = group_key(group)
+            keys, known, labels, notes = fixed.keys, fixed.fields, fixed.labels, fixed.annotations
+        severity = known.get("severity")
+        if severity is None:
+            severity = self._severity(ctx, members, trigger)
         alert = Alert(  # positional, as in build_alert: raised again on every count change
-            render("identifier", "") or ":".join(("correlator", self.rule, *keys)),
-            render("node", "correlator"),
-            render("alertgroup", self.rule),
+            known.get("identifier") or self._text("identifier", ctx, keys, count),
+            known.get("node") or self._text("node", ctx, keys, count),
+            known.get("alertgroup") or self._text("alertgroup", ctx, keys, count),
             severity,
             PROBLEM,
-            render("summary", f"{self.rule}: {count} events"),
-            render("alertkey", ":".join(keys)),
+            known.get("summary") or self._text("summary", ctx, keys, count),
+            known.get("alertkey") or self._text("alertkey", ctx, keys, count),
             "correlator",  # manager
             self.rule,  # agent
             {k: labels[k] if k in labels else t.render(ctx) for k, t in self._labels.items()},
