@@ -216,11 +216,17 @@ class Engine:
             self._newest = at
         self.table.fold_same(row, at, now)
         decides = self._row_decides
-        if decides is None or (decides and not self._event_ops.candidates(row)):
+        if decides is None:
             return
+        if decides:  # the index reads only fields the occurrence shares: the row's answer holds
+            candidates = self._event_ops.candidates(row)
+            if not candidates:
+                return
         occ = occurrence_of(event, row, at)
         occ.tally = row.tally
-        for op, wants in self._event_ops.candidates(occ):
+        if not decides:
+            candidates = self._event_ops.candidates(occ)
+        for op, wants in candidates:
             if wants(occ):
                 op.on_event(occ, row, now, self)
 

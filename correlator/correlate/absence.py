@@ -176,9 +176,7 @@ class AbsenceOperator(Operator):
 
     def _clear_leftover(self, w: _Watch, occ: Alert, now: float, ctx: Context) -> None:
         """An open alert of ours for a group we did not know: raised before a restart or reload."""
-        identifier = self.alert_spec.identifier(
-            w.group, self.alert_spec.context(w.group, occ, (), 0, whole=False)
-        )
+        identifier = self.alert_spec.identifier_for(w.group, occ, (), 0)
         row = ctx.table.get(identifier)
         if row is not None and row.agent == self.name and row.status != STATUS_CLEARED:
             why = f"{occ.identifier} received (alert raised before the rule's state was reset)"

@@ -101,12 +101,16 @@ def _either_key(first: list[Matcher], second: list[Matcher]) -> Matcher | None:
 _FIELDS: Final = attrgetter(*(f.name for f in fields(Alert)))  # every field, in order
 
 
-def _snapshot(occ: Alert) -> Alert:
-    """A private copy: `occ` may be the live row, which dedup and expiry keep changing.
+def _snapshot(occ: Alert, row: Alert | None) -> Alert:
+    """`occ` itself, or a private copy when it is the live row, which dedup and expiry change.
 
-    Made positionally from one C-level read of every field (`dataclasses.replace`
+    An occurrence that is not the row is the event's own (the engine made it for
+    this event, and rules only read it): it is kept as it is. The copy is made
+    positionally from one C-level read of every field (`dataclasses.replace`
     cost three times as much, once per job start).
     """
+    if occ is not row:
+        return occ
     copy = Alert(*_FIELDS(occ))
     copy.labels, copy.annotations, copy.journal = dict(occ.labels), dict(occ.annotations), []
     return copy
@@ -161,24 +165,24 @@ class PairOperator(Operator):
         if self._is_second(occ) and (key in self._pending or key in self._raised):
             self._on_second(key, occ, at, now, ctx)
         elif self._is_first(occ):
-            self._on_first(key, occ, at, ctx)
+            self._on_first(key, occ, row, at, ctx)
         else:
             self._on_second(key, occ, at, now, ctx)
 
-    def _on_first(self, key: Key, occ: Alert, at: float, ctx: Context) -> None:
+    def _on_first(self, key: Key, occ: Alert, row: Alert | None, at: float, ctx: Context) -> None:
         if self._paired(key, at):
             return
         pending = self._pending.get(key)
         if pending is not None:
             if at < pending.at:  # an earlier first, delivered late: the pair starts there
-                pending.first, pending.at = _snapshot(occ), at
+                pending.first, pending.at = _snapshot(occ, row), at
                 pending.deadline = at + self._within
                 ctx.schedule(pending.deadline, self, (_DUE, key))
             return  # a repeat neither extends nor restarts the timer
         if self.size() >= self._cap:
             ctx.count("cap_hit", self.name)
             return
-        pending = _Pending(_snapshot(occ), at, at + self._within)
+        pending = _Pending(_snapshot(occ, row), at, at + self._within)
         self._pending[key] = pending
         ctx.schedule(pending.deadline, self, (_DUE, key))
 
@@ -222,9 +226,7 @@ class PairOperator(Operator):
         default identifier and any template of the `on` values.
         """
         group = list(zip(self.spec.on, key, strict=True))
-        spec = self.alert_spec
-        seen = spec.context(group, occ, (occ,), 1, whole=False)  # what the identifier reads
-        row = ctx.table.get(spec.identifier(group, seen))
+        row = ctx.table.get(self.alert_spec.identifier_for(group, occ, (occ,), 1))
         if row is None or row.agent != self.name or row.status == STATUS_CLEARED:
             return False
         if at < row.last_occurrence - self._within:
@@ -238,6 +240,8 @@ class PairOperator(Operator):
 
         A newer second that completed nothing (a repeat) keeps the start of the run
         the older one completed, so a redelivered `first` of that run still pairs.
+        A newer second replaces the older one's values in place (its own timer
+        comes due later; the older one's then finds the second too new to forget).
         """
         at = occ.last_occurrence
         start = float("inf") if first is None else first
@@ -246,12 +250,15 @@ class PairOperator(Operator):
             if known.at == at:  # the same second again: keep what it completed
                 known.first = min(known.first, start)
             return  # an older second: the newer one stands for the newer run
-        if known is None and self.size() >= self._cap:
-            ctx.count("cap_hit", self.name)
-            return
-        if known is not None and first is None:
-            start = known.first
-        self._seconds[key] = _Second(start, at, occ.identifier)
+        if known is None:
+            if self.size() >= self._cap:
+                ctx.count("cap_hit", self.name)
+                return
+            self._seconds[key] = _Second(start, at, occ.identifier)
+        else:
+            if first is not None:
+                known.first = start
+            known.at, known.identifier = at, occ.identifier
         ctx.schedule(at + self._keep, self, (_SEEN, key))
 
     def _clear_late(

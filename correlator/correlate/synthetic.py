@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from correlator.model import PROBLEM, Alert, parse_severity
+from correlator.ruleset import sandbox
 from correlator.ruleset.paths import alert_context, last_segment
 from correlator.ruleset.schema import AlertSpec
 from correlator.ruleset.templates import Template, compile_map
@@ -22,6 +23,9 @@ Group = Sequence[tuple[str, Any]]
 INDETERMINATE: Final = 1
 MAJOR: Final = 4
 _OWN_NAMES: Final = frozenset(("group", "count", "members", "rule"))  # not the trigger's
+_GROUP_NAMES: Final = frozenset(("group", "rule"))  # the same for every alert of one group
+_FIXED_LIMIT: Final = 1024  # groups whose fixed renders are kept (cleared when full)
+SINGLE_FIELDS: Final = ("identifier", "node", "alertgroup", "alertkey", "severity", "summary")
 
 
 def default_severity_of(members: Sequence[Alert], trigger: Alert | None) -> int:
@@ -50,6 +54,35 @@ def group_key(group: Group) -> tuple[str, ...]:
     return tuple("" if v is None else str(v) for _, v in group)
 
 
+def _reads_group_only(template: Template) -> bool:
+    """Whether the template reads nothing but `group` and `rule` (a constant reads nothing)."""
+    return template.names is not None and template.names <= _GROUP_NAMES
+
+
+class _Fixed:
+    """What one group's alert is the same every time: `group` and the values read from it.
+
+    A storm's alert is raised again per member event; only the texts that read
+    `count`, `members` or the trigger can differ from one raise to the next.
+    """
+
+    __slots__ = ("annotations", "fields", "group", "keys", "labels")
+
+    def __init__(
+        self,
+        group: dict[str, Any],
+        keys: tuple[str, ...],
+        fields: dict[str, Any],
+        labels: dict[str, str],
+        annotations: dict[str, str],
+    ) -> None:
+        self.group = group  # `group` as templates see it (read-only to them)
+        self.keys = keys  # the group's values as text (default identifier and alertkey)
+        self.fields = fields  # final single-field values that depend only on the group
+        self.labels = labels  # rendered labels that read only `group`/`rule`
+        self.annotations = annotations
+
+
 class SyntheticAlert:
     """A compiled `alert:` section."""
 
@@ -58,12 +91,21 @@ class SyntheticAlert:
         self.rule = rule
         self._single = {
             name: Template(value)
-            for name in ("identifier", "node", "alertgroup", "alertkey", "severity", "summary")
+            for name in SINGLE_FIELDS
             if (value := getattr(spec, name)) is not None
         }
         self._labels = compile_map(spec.labels)
         self._annotations = compile_map(spec.annotations)
         self.expire_after = spec.expire_after
+        # templates reading only `group` and `rule` render once per group (`_fixed_of`)
+        self._fixed_single = {n: t for n, t in self._single.items() if _reads_group_only(t)}
+        self._fixed_labels = {k: t for k, t in self._labels.items() if _reads_group_only(t)}
+        self._fixed_notes = {k: t for k, t in self._annotations.items() if _reads_group_only(t)}
+        self._varying = any(
+            not _reads_group_only(t)
+            for t in (*self._single.values(), *self._labels.values(), *self._annotations.values())
+        )
+        self._fixed: dict[tuple[tuple[str, Any], ...], _Fixed] = {}
         # what the templates read: a storm's alert is raised again per member, and the
         # trigger's fields (a dict of every field) and the members are seldom among it
         templates = [*self._single.values(), *self._labels.values(), *self._annotations.values()]
@@ -83,10 +125,21 @@ class SyntheticAlert:
         whole: bool = True,
     ) -> dict[str, Any]:
         """What templates see; not `whole`: only what this alert's own templates read."""
+        return self._context(group_values(group), trigger, members, count, whole=whole)
+
+    def _context(
+        self,
+        values: dict[str, Any],
+        trigger: Alert | None,
+        members: Sequence[Alert],
+        count: int,
+        *,
+        whole: bool,
+    ) -> dict[str, Any]:
         trigger_read = whole or self._trigger_read
         ctx: dict[str, Any] = alert_context(trigger) if trigger is not None and trigger_read else {}
         ctx.update(
-            group=group_values(group),
+            group=values,
             count=count,
             members=list(members) if whole or self._members_read else [],
             rule=self.rule,
@@ -97,6 +150,84 @@ class SyntheticAlert:
         return self._render("identifier", ctx) or ":".join(
             ("correlator", self.rule, *group_key(group))
         )
+
+    def identifier_for(
+        self, group: Group, trigger: Alert | None, members: Sequence[Alert], count: int
+    ) -> str:
+        """The identifier an alert of `group` raised for `trigger` gets.
+
+        A default identifier, or one that reads only the group, needs no
+        context of the trigger's fields (a pair's unpaired second asks this).
+        """
+        fixed = self._fixed_of(group)
+        if fixed is not None and "identifier" in fixed.fields:
+            return str(fixed.fields["identifier"])
+        return self.identifier(group, self.context(group, trigger, members, count, whole=False))
+
+    def _fixed_of(self, group: Group) -> _Fixed | None:
+        """The group's values that read only `group`/`rule`, made once (None: not cacheable).
+
+        Keyed by the group's values, every input those templates read: a
+        render is reused only for the same values. Renders that hit a
+        template limit are not kept (each render counts its hit).
+        """
+        key = tuple(group)
+        try:
+            fixed = self._fixed.get(key)
+        except TypeError:  # a value that cannot be a key: render every time
+            return None
+        if fixed is not None:
+            return fixed
+        values, keys = group_values(group), group_key(group)
+        ctx = {"group": values, "rule": self.rule}
+        hits = sandbox.LIMITS.hits
+        fields: dict[str, Any] = {}
+        for name in ("identifier", "node", "alertgroup", "alertkey"):
+            template = self._single.get(name)
+            if template is None or name in self._fixed_single:
+                fields[name] = self._text(name, ctx, keys, 0)
+        if "severity" in self._fixed_single and self._render("severity", ctx).strip():
+            fields["severity"] = self._severity(ctx, (), None)  # empty: the members decide
+        if "summary" in self._fixed_single and (summary := self._render("summary", ctx)):
+            fields["summary"] = summary  # an empty one falls back on a text with the count
+        fixed = _Fixed(
+            values,
+            keys,
+            fields,
+            {k: t.render(ctx) for k, t in self._fixed_labels.items()},
+            {k: t.render(ctx) for k, t in self._fixed_notes.items()},
+        )
+        if sandbox.LIMITS.hits != hits:
+            return fixed  # used once, as a render would be, and never kept
+        if len(self._fixed) >= _FIXED_LIMIT:
+            self._fixed.clear()
+        self._fixed[key] = fixed
+        return fixed
+
+    def _text(self, name: str, ctx: dict[str, Any], keys: tuple[str, ...], count: int) -> str:
+        """A single text field: its `alert:` template's text, else the kind's default."""
+        text = self._render(name, ctx)
+        if text:
+            return text
+        if name == "identifier":
+            return ":".join(("correlator", self.rule, *keys))
+        if name == "node":
+            return "correlator"
+        if name == "alertgroup":
+            return self.rule
+        if name == "alertkey":
+            return ":".join(keys)
+        return f"{self.rule}: {count} events"  # summary
+
+    def _severity(
+        self, ctx: dict[str, Any], members: Sequence[Alert], trigger: Alert | None
+    ) -> int:
+        if text := self._render("severity", ctx).strip():
+            try:
+                return parse_severity(text)
+            except ValueError:
+                return MAJOR
+        return default_severity_of(members, trigger)
 
     def _render(self, name: str, ctx: dict[str, Any]) -> str:
         """The `alert:` value, or "" when it sets none or renders empty (the default applies)."""
@@ -113,33 +244,40 @@ class SyntheticAlert:
         count: int = 0,
         extra: dict[str, Any] | None = None,
     ) -> Alert:
-        """A new occurrence of the synthetic alert (not yet in the table)."""
-        ctx = self.context(group, trigger, members, count, whole=False)
-        if extra:
-            ctx.update(extra)
+        """A new occurrence of the synthetic alert (not yet in the table).
 
-        def render(name: str, default: str) -> str:
-            return self._render(name, ctx) or default
-
-        if text := self._render("severity", ctx).strip():
-            try:
-                severity = parse_severity(text)
-            except ValueError:
-                severity = MAJOR
+        Values that depend only on the group come from `_fixed_of`; the others
+        are rendered from a context holding what they read. `extra` may hold
+        any name, so with it everything is rendered.
+        """
+        fixed = self._fixed_of(group) if extra is None else None
+        if fixed is None:
+            ctx = self.context(group, trigger, members, count, whole=False)
+            if extra:
+                ctx.update(extra)
+            keys, known = group_key(group), {}
+            labels: dict[str, str] = {}
+            notes: dict[str, str] = {}
         else:
-            severity = default_severity_of(members, trigger)
+            ctx = {}
+            if self._varying:
+                ctx = self._context(fixed.group, trigger, members, count, whole=False)
+            keys, known, labels, notes = fixed.keys, fixed.fields, fixed.labels, fixed.annotations
+        severity = known.get("severity")
+        if severity is None:
+            severity = self._severity(ctx, members, trigger)
         alert = Alert(  # positional, as in build_alert: raised again on every count change
-            self.identifier(group, ctx),
-            render("node", "correlator"),
-            render("alertgroup", self.rule),
+            known.get("identifier") or self._text("identifier", ctx, keys, count),
+            known.get("node") or self._text("node", ctx, keys, count),
+            known.get("alertgroup") or self._text("alertgroup", ctx, keys, count),
             severity,
             PROBLEM,
-            render("summary", f"{self.rule}: {count} events"),
-            render("alertkey", ":".join(group_key(group))),
+            known.get("summary") or self._text("summary", ctx, keys, count),
+            known.get("alertkey") or self._text("alertkey", ctx, keys, count),
             "correlator",  # manager
             self.rule,  # agent
-            {k: t.render(ctx) for k, t in self._labels.items()},
-            {k: t.render(ctx) for k, t in self._annotations.items()},
+            {k: labels[k] if k in labels else t.render(ctx) for k, t in self._labels.items()},
+            {k: notes[k] if k in notes else t.render(ctx) for k, t in self._annotations.items()},
             0.0,  # first_occurrence: the table sets it
             now,  # last_occurrence
         )
