@@ -1,8 +1,16 @@
-"""`correlator run` as its own process for the benchmarks: a config in a temp dir, ready-wait."""
+"""`correlator run` as its own process for the benchmarks: a config in a temp dir, ready-wait.
+
+`BENCH_PROFILE=FILE` runs the daemon under a profiler (its figures are then
+not comparable): cProfile when FILE ends in `.prof`, else pyinstrument (not a
+dependency: `pip install pyinstrument` in the venv), whose text report goes
+to FILE. `cpu_seconds` reads a process's CPU time, the daemon's cost of a
+phase with the other core's load left out.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -38,11 +46,27 @@ def write_config(folder: Path, port: int, **settings: Any) -> Path:
     return path
 
 
+def daemon_command(config: Path) -> list[str]:
+    """`correlator run -c CONFIG`, under the profiler `BENCH_PROFILE` asks for."""
+    run = ["run", "-c", str(config)]
+    profile = os.environ.get("BENCH_PROFILE")
+    if not profile:
+        return [str(Path(sys.executable).with_name("correlator")), *run]
+    if profile.endswith(".prof"):
+        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "correlator", *run]
+    return [sys.executable, "-m", "pyinstrument", "-o", profile, "-m", "correlator", *run]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (every thread), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def running(config: Path, port: int) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
     """Start the daemon, wait for /readyz, yield it and a client; SIGTERM it at the end."""
-    correlator = Path(sys.executable).with_name("correlator")
-    daemon = subprocess.Popen([str(correlator), "run", "-c", str(config)])  # noqa: S603
+    daemon = subprocess.Popen(daemon_command(config))  # noqa: S603
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             while True:
