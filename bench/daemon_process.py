@@ -3,7 +3,8 @@
 `BENCH_PROFILE=FILE` runs the daemon under a profiler (its figures are then
 not comparable): cProfile when FILE ends in `.prof`, else pyinstrument (not a
 dependency: `pip install pyinstrument` in the venv), whose text report goes
-to FILE. `cpu_seconds` reads a process's CPU time, the daemon's cost of a
+to FILE. `BENCH_WRAP=COMMAND` starts it under a command such as valgrind, for
+instruction counts. `cpu_seconds` reads a process's CPU time, the daemon's cost of a
 phase with the other core's load left out.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -47,14 +49,16 @@ def write_config(folder: Path, port: int, **settings: Any) -> Path:
 
 
 def daemon_command(config: Path) -> list[str]:
-    """`correlator run -c CONFIG`, under the profiler `BENCH_PROFILE` asks for."""
+    """`correlator run -c CONFIG`, under the profiler `BENCH_PROFILE` asks for, after
+    the command prefix `BENCH_WRAP` gives (e.g. `valgrind --tool=cachegrind`)."""
     run = ["run", "-c", str(config)]
+    wrap = shlex.split(os.environ.get("BENCH_WRAP", ""))
     profile = os.environ.get("BENCH_PROFILE")
     if not profile:
-        return [str(Path(sys.executable).with_name("correlator")), *run]
+        return [*wrap, sys.executable, "-m", "correlator", *run]
     if profile.endswith(".prof"):
-        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "correlator", *run]
-    return [sys.executable, "-m", "pyinstrument", "-o", profile, "-m", "correlator", *run]
+        return [*wrap, sys.executable, "-m", "cProfile", "-o", profile, "-m", "correlator", *run]
+    return [*wrap, sys.executable, "-m", "pyinstrument", "-o", profile, "-m", "correlator", *run]
 
 
 def cpu_seconds(pid: int) -> float:
