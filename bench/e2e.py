@@ -29,7 +29,14 @@ from pathlib import Path
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from daemon_process import cpu_seconds, daemon_command, free_port, write_config
+from daemon_process import (
+    cpu_seconds,
+    daemon_command,
+    free_port,
+    page_faults,
+    peak_rss_mb,
+    write_config,
+)
 from engine import calibration_ms  # bench/engine.py: the machine's speed right now
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -102,10 +109,13 @@ async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, float]:
             throughput: list[tuple[float, float]] = []
             tally: dict[str, int] = {}
             _settle_heap()
-            cpu = [0.0]  # the daemon's CPU from its first change record to its last
-            started = lambda: cpu.append(cpu_seconds(daemon.pid))  # noqa: E731
-            await _read(consumer, args.events, throughput, tally, started)
-            cpu.append(cpu_seconds(daemon.pid))
+            usage: list[tuple[float, int]] = []  # the daemon's, at its first and last record
+
+            def note_usage() -> None:
+                usage.append((cpu_seconds(daemon.pid), page_faults(daemon.pid)))
+
+            await _read(consumer, args.events, throughput, tally, note_usage)
+            note_usage()
             first, last = throughput[0][0], throughput[-1][0]
             steady = int(args.rate * args.seconds)
             latency: list[tuple[float, float]] = []
@@ -116,6 +126,7 @@ async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, float]:
             )
             async with httpx.AsyncClient() as client:
                 total = (await client.get(f"http://127.0.0.1:{port}/api/v1/alerts?limit=0")).json()
+            peak = peak_rss_mb(daemon.pid)
         finally:
             daemon.send_signal(signal.SIGTERM)
             await asyncio.wait_for(daemon.wait(), 60)
@@ -125,7 +136,9 @@ async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, float]:
     return {
         "events": args.events,
         "events_per_second": round(args.events / (last - first)),
-        "cpu_us_per_event": round((cpu[-1] - cpu[-2]) / args.events * 1e6, 1),  # all threads
+        "cpu_us_per_event": round((usage[1][0] - usage[0][0]) / args.events * 1e6, 1),
+        "page_faults_per_event": round((usage[1][1] - usage[0][1]) / args.events, 2),
+        "peak_rss_mb": peak,
         "rate": args.rate,
         "p50_ms": round(delays[len(delays) // 2], 1),
         "p99_ms": round(delays[int(len(delays) * 0.99)], 1),

@@ -40,6 +40,7 @@ import structlog
 from correlator import snapshot
 from correlator.engine import Engine
 from correlator.errors import EventError, RuleSetError
+from correlator.jsonbytes import json_bytes
 from correlator.model import DELETED, NOTIFICATION, Change
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.version import RuleVersion
@@ -397,7 +398,7 @@ class Pipeline:
                 body: dict[str, Any] = change.to_dict()
                 body["seq"] = self._change_seq
                 identifier = alert.identifier if alert is not None else _incident_id(change)
-                out.append(Record(self._change_seq, identifier, change.kind, orjson.dumps(body)))
+                out.append(Record(self._change_seq, identifier, change.kind, json_bytes(body)))
             if batch is not None and change.kind == DELETED and alert is not None:
                 batch.history.append(history_record(alert, change.at))
 
@@ -408,7 +409,7 @@ class Pipeline:
         if not count:
             return
         key = f"{self.scope}:n{self._notifications}"  # the same after a replay: idempotent
-        payload = orjson.dumps(change.to_dict())
+        payload = json_bytes(change.to_dict())
         for i in range(count):
             action = Action(f"{key}:{i}", self.scope, receiver, payload, change.at, due=change.at)
             batch.outbox.append(action)

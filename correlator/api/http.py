@@ -22,6 +22,7 @@ from correlator.api.amapi import Silencing
 from correlator.api.auth import Token
 from correlator.api.filters import select
 from correlator.errors import RuleSetError
+from correlator.jsonbytes import json_bytes
 from correlator.model import Alert
 from correlator.sources.base import Durable, Received, Rejected
 
@@ -256,7 +257,7 @@ async def _ingest(
     rejected: list[Rejected] = []
     if events:
         messages = [
-            Received(orjson.dumps(e), "http", event=e if type(e) is dict else None) for e in events
+            Received(json_bytes(e), "http", event=e if type(e) is dict else None) for e in events
         ]
         rejected = await (await service.submit(messages))
     where = positions or list(range(len(events)))
