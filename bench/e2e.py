@@ -142,6 +142,8 @@ async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, float]:
         "rate": args.rate,
         "p50_ms": round(delays[len(delays) // 2], 1),
         "p99_ms": round(delays[int(len(delays) * 0.99)], 1),
+        "p90_ms": round(delays[int(len(delays) * 0.9)], 1),
+        "max_ms": round(delays[-1], 1),
         "alerts": total["total"],
     }
 
