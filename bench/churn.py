@@ -28,7 +28,7 @@ Each timed run is what `correlator replay EVENTS --rules DIR --final` does
 and without its start-up; the floor is `bench/replay.py`'s, on the same file,
 turn about. Each figure is the best of `--runs`. `--profile FILE` writes a
 cProfile of one more replay instead. The heap policy is `correlator replay`'s
-(`correlator.heap.tune`: young collections every 10,000 allocations, as the
+(`correlator.heap.tune`: young collections per 100,000 new objects, as the
 daemon's); `--python-heap` keeps Python's defaults (every 700) to compare.
 
 Run: `.venv/bin/python bench/churn.py [--events N] [--runs N] [--profile F]`.

@@ -8,7 +8,9 @@ Latency: events produced at a steady rate, each stamped when sent; the time
 until its change record is read back from the sink topic, p50 and p99.
 
 Run: `.venv/bin/python bench/e2e.py [--events N] [--rate R] [--seconds S]`; the
-last line is one JSON object with `events_per_second`, `p50_ms`, `p99_ms`.
+last line is one JSON object with `events_per_second`, `p50_ms`, `p99_ms` and
+`cpu_us_per_event`, the daemon's CPU time (all threads) per event from its
+first change record to its last: less moved than wall time by other jobs.
 """
 
 from __future__ import annotations
@@ -21,12 +23,20 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from daemon_process import free_port, write_config
+from daemon_process import (
+    cpu_seconds,
+    daemon_command,
+    free_port,
+    page_faults,
+    peak_rss_mb,
+    write_config,
+)
 from engine import calibration_ms  # bench/engine.py: the machine's speed right now
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -54,13 +64,20 @@ async def _produce(producer: AIOKafkaProducer, n: int, rate: float | None) -> No
 
 
 async def _read(
-    consumer: AIOKafkaConsumer, n: int, arrivals: list[tuple[float, float]], tally: dict[str, int]
+    consumer: AIOKafkaConsumer,
+    n: int,
+    arrivals: list[tuple[float, float]],
+    tally: dict[str, int],
+    first: Callable[[], None] = lambda: None,
 ) -> None:
     """Read change records until the alerts' tallies add up to `n` events; note for each
-    record (time read, time its newest event was sent). Repeats may come coalesced."""
+    record (time read, time its newest event was sent). Repeats may come coalesced.
+    `first` is called when the first records arrive."""
     while sum(tally.values()) < n:
         for messages in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
             now = time.time()
+            if not arrivals:
+                first()
             for m in messages:
                 alert = orjson.loads(m.value)["alert"]
                 tally[alert["identifier"]] = alert["tally"]
@@ -85,15 +102,20 @@ async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, float]:
     await producer.start()
     await consumer.start()
     with tempfile.TemporaryDirectory() as tmp:
-        correlator = Path(sys.executable).with_name("correlator")
         config = _config(tmp, bootstrap, port)
         await _produce(producer, args.events, None)  # prefilled: the daemon reads flat out
-        daemon = await asyncio.create_subprocess_exec(str(correlator), "run", "-c", str(config))
+        daemon = await asyncio.create_subprocess_exec(*daemon_command(config))
         try:
             throughput: list[tuple[float, float]] = []
             tally: dict[str, int] = {}
             _settle_heap()
-            await _read(consumer, args.events, throughput, tally)
+            usage: list[tuple[float, int]] = []  # the daemon's, at its first and last record
+
+            def note_usage() -> None:
+                usage.append((cpu_seconds(daemon.pid), page_faults(daemon.pid)))
+
+            await _read(consumer, args.events, throughput, tally, note_usage)
+            note_usage()
             first, last = throughput[0][0], throughput[-1][0]
             steady = int(args.rate * args.seconds)
             latency: list[tuple[float, float]] = []
@@ -104,6 +126,7 @@ async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, float]:
             )
             async with httpx.AsyncClient() as client:
                 total = (await client.get(f"http://127.0.0.1:{port}/api/v1/alerts?limit=0")).json()
+            peak = peak_rss_mb(daemon.pid)
         finally:
             daemon.send_signal(signal.SIGTERM)
             await asyncio.wait_for(daemon.wait(), 60)
@@ -113,9 +136,14 @@ async def _run(args: argparse.Namespace, bootstrap: str) -> dict[str, float]:
     return {
         "events": args.events,
         "events_per_second": round(args.events / (last - first)),
+        "cpu_us_per_event": round((usage[1][0] - usage[0][0]) / args.events * 1e6, 1),
+        "page_faults_per_event": round((usage[1][1] - usage[0][1]) / args.events, 2),
+        "peak_rss_mb": peak,
         "rate": args.rate,
         "p50_ms": round(delays[len(delays) // 2], 1),
         "p99_ms": round(delays[int(len(delays) * 0.99)], 1),
+        "p90_ms": round(delays[int(len(delays) * 0.9)], 1),
+        "max_ms": round(delays[-1], 1),
         "alerts": total["total"],
     }
 
@@ -131,6 +159,7 @@ def main() -> None:
         result = asyncio.run(_run(args, bootstrap))
     result["calibration_ms"] = [round(before, 2), round(calibration_ms(), 2)]
     print(f"{result['events_per_second']:,} events/s sustained (journal on, Kafka in and out); "
+          f"daemon CPU {result['cpu_us_per_event']} µs per event; "
           f"at {args.rate:,.0f}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
           f"calibration {result['calibration_ms']} ms")  # fmt: skip
     print(json.dumps(result))

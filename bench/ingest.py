@@ -8,8 +8,10 @@ dedup path), and reads the daemon's resident memory. Alertmanager 0.25 does ~70k
 ~2.4 KB per alert.
 
 Run: `.venv/bin/python bench/ingest.py [--alerts N] [--batch N]`; the last line is
-one JSON object with `alerts_per_second`, `resend_alerts_per_second` and
-`bytes_per_alert`.
+one JSON object with `alerts_per_second`, `resend_alerts_per_second`,
+`bytes_per_alert` and the daemon's CPU time per alert in each phase
+(`cpu_us_per_alert`, `resend_cpu_us_per_alert`: less moved than wall time
+by other jobs on the machine).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import orjson
-from daemon_process import free_port, running, write_config
+from daemon_process import cpu_seconds, free_port, running, write_config
 from engine import calibration_ms  # bench/engine.py: the machine's speed right now
 
 
@@ -34,7 +36,7 @@ def _rss(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def _alerts(n: int, start: int) -> list[dict[str, object]]:
+def _alerts(n: int, start: int, starts_at: str) -> list[dict[str, object]]:
     return [
         {
             "labels": {
@@ -45,7 +47,7 @@ def _alerts(n: int, start: int) -> list[dict[str, object]]:
                 "team": f"team-{i % 20}",
             },
             "annotations": {"summary": f"load is high on host-{i}"},
-            "startsAt": "2026-12-03T12:00:00Z",
+            "startsAt": starts_at,
             "endsAt": "2999-01-01T00:00:00Z",
         }
         for i in range(start, start + n)
@@ -53,8 +55,14 @@ def _alerts(n: int, start: int) -> list[dict[str, object]]:
 
 
 def _bodies(total: int, batch: int) -> list[bytes]:
-    """Every batch's JSON, made before the clock starts: the client's encoder is not timed."""
-    return [orjson.dumps(_alerts(batch, start)) for start in range(0, total, batch)]
+    """Every batch's JSON, made before the clock starts: the client's encoder is not timed.
+
+    The alerts started ten minutes ago, within the daemon's `max_lateness` (1 d):
+    until 2026-12-04 this was a fixed 2026-12-03 stamp, which from the next day on
+    was stamped with each arrival instead, a different expiry at every re-send.
+    """
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600))
+    return [orjson.dumps(_alerts(batch, start, started)) for start in range(0, total, batch)]
 
 
 def _post_all(client: httpx.Client, bodies: list[bytes]) -> float:
@@ -78,9 +86,12 @@ def main() -> None:
         with running(config, port) as (daemon, client):
             idle = _rss(daemon.pid)
             bodies = _bodies(args.alerts, args.batch)
+            cpu = [cpu_seconds(daemon.pid)]
             first = _post_all(client, bodies)
+            cpu.append(cpu_seconds(daemon.pid))
             loaded = _rss(daemon.pid)
             again = _post_all(client, bodies)
+            cpu.append(cpu_seconds(daemon.pid))
             total = client.get("/api/v1/alerts", params={"limit": 0}).json()["total"]
     assert total == args.alerts, total
     result = {
@@ -89,12 +100,16 @@ def main() -> None:
         "alerts_per_second": round(args.alerts / first),
         "resend_alerts_per_second": round(args.alerts / again),
         "bytes_per_alert": round((loaded - idle) / args.alerts),
+        # the daemon's CPU per alert (all its threads): less moved by the other core's load
+        "cpu_us_per_alert": round((cpu[1] - cpu[0]) / args.alerts * 1e6, 1),
+        "resend_cpu_us_per_alert": round((cpu[2] - cpu[1]) / args.alerts * 1e6, 1),
         "rss_mb": round(loaded / 2**20),
         "calibration_ms": [round(before, 2), round(calibration_ms(), 2)],
     }
     print(f"first send: {result['alerts_per_second']:,} alerts/s; re-send (dedup): "
           f"{result['resend_alerts_per_second']:,} alerts/s; "
           f"{result['bytes_per_alert']:,} bytes per alert (RSS {result['rss_mb']} MB); "
+          f"daemon CPU {result['cpu_us_per_alert']} / {result['resend_cpu_us_per_alert']} µs per alert; "
           f"calibration {result['calibration_ms']} ms (bench/engine.py's)")  # fmt: skip
     print(json.dumps(result))
 

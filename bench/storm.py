@@ -40,7 +40,7 @@ above N, so every rule holds all it would: the RSS per open alert with every
 kind resident (issue 14: 1M open alerts under 1.5 GB).
 
 `--daemon-heap` collects garbage as `correlator run` and `correlator replay`
-do (`correlator.heap.tune`: young collections every 10,000 allocations
+do (`correlator.heap.tune`: young collections per 100,000 new objects
 instead of 700). The storm's table is
 large and churns, so full collections cost about as much as the engine.
 
@@ -228,7 +228,7 @@ def main() -> None:
     parser.add_argument(
         "--daemon-heap",
         action="store_true",
-        help="collect garbage as `correlator run` does (young collections every 10,000 allocations)",
+        help="collect garbage as `correlator run` and `replay` do (correlator.heap.tune)",
     )
     args = parser.parse_args()
     if args.daemon_heap:

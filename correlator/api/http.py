@@ -22,6 +22,7 @@ from correlator.api.amapi import Silencing
 from correlator.api.auth import Token
 from correlator.api.filters import select
 from correlator.errors import RuleSetError
+from correlator.jsonbytes import json_bytes
 from correlator.model import Alert
 from correlator.sources.base import Durable, Received, Rejected
 
@@ -96,7 +97,8 @@ def who(request: Request) -> str:
 
 def create_api(service: Service) -> FastAPI:
     api = FastAPI(title="correlator", default_response_class=_ORJSONResponse)
-    api.middleware("http")(auth.middleware(service.tokens))
+    if service.tokens:  # without tokens it lets everything through: no per-request wrapper
+        api.middleware("http")(auth.middleware(service.tokens))
     amapi.register(api, service)
 
     @api.get("/healthz")
@@ -256,7 +258,7 @@ async def _ingest(
     rejected: list[Rejected] = []
     if events:
         messages = [
-            Received(orjson.dumps(e), "http", event=e if type(e) is dict else None) for e in events
+            Received(json_bytes(e), "http", event=e if type(e) is dict else None) for e in events
         ]
         rejected = await (await service.submit(messages))
     where = positions or list(range(len(events)))

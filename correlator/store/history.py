@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import orjson
-
+from correlator.jsonbytes import json_bytes
 from correlator.model import CLEARED, Alert
 from correlator.store.base import HistoryRecord
 
@@ -25,5 +24,5 @@ def history_record(alert: Alert, deleted_at: float) -> HistoryRecord:
         acknowledged_at=ack.at if ack is not None else None,
         cleared_at=alert.state_change if alert.status == CLEARED else None,
         deleted_at=deleted_at,
-        alert=orjson.dumps(alert.to_dict()),
+        alert=json_bytes(alert.to_dict()),
     )

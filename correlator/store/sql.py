@@ -30,6 +30,7 @@ from correlator.store.base import (
     Restored,
     history_rows,
 )
+from correlator.store.checkpoint import Checkpointer
 
 T = TypeVar("T")
 Cursor = Any  # sqlite3.Cursor or psycopg.Cursor: both DB-API 2
@@ -49,6 +50,7 @@ class Dialect:
     placeholder: str  # "?" (sqlite3) or "%s" (psycopg)
     begin: str
     read_only: str  # makes a connection refuse writes (lookup-table queries)
+    checkpoints: bool = False  # SQLite on a file: WAL checkpoints on a thread (`Checkpointer`)
 
 
 def sqlite_dialect(path: str, *, synchronous: str = "NORMAL") -> Dialect:
@@ -61,11 +63,15 @@ def sqlite_dialect(path: str, *, synchronous: str = "NORMAL") -> Dialect:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
+        if background:  # not inside a commit: the store's Checkpointer runs them
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
 
+    background = path != ":memory:"
     return Dialect(
-        "sqlite", connect, schema.SQLITE_TYPES, "?", "BEGIN IMMEDIATE", "PRAGMA query_only = ON"
-    )
+        "sqlite", connect, schema.SQLITE_TYPES, "?", "BEGIN IMMEDIATE",
+        "PRAGMA query_only = ON", background,
+    )  # fmt: skip
 
 
 def postgres_dialect(url: str) -> Dialect:
@@ -103,6 +109,8 @@ class SqlStore:
         self.dialect = dialect
         self._conn: Any = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"store-{dialect.name}")
+        self.checkpointer = Checkpointer(dialect.connect) if dialect.checkpoints else None
+        self._journal_bytes = 0  # written by the last commit (for the checkpointer)
 
     # -- plumbing --------------------------------------------------------------
 
@@ -132,6 +140,8 @@ class SqlStore:
         await self._run(self._migrate)
 
     async def close(self) -> None:
+        if self.checkpointer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.close)
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
@@ -205,6 +215,7 @@ class SqlStore:
         rulesets = list(batch.rulesets.items())
         uses = [(scope, e.seq, e.data.decode()) for e in entries if e.kind == RULES]
         actions = [(a.key, a.scope, a.receiver, a.payload, a.due, a.created) for a in batch.outbox]
+        self._journal_bytes = 0
 
         def work(cur: Cursor) -> None:
             self._many(cur, schema.INSERT_RULESET, rulesets)
@@ -216,6 +227,8 @@ class SqlStore:
             self._many(cur, schema.INSERT_HISTORY, history)
 
         await self._run(work)
+        if self.checkpointer is not None:
+            self.checkpointer.written(self._journal_bytes)
 
     def _append(self, cur: Cursor, scope: str, entries: list[Entry]) -> None:
         """One journal row for the batch; refused unless it follows every stored entry."""
@@ -224,8 +237,9 @@ class SqlStore:
         stored = max((int(seq) for seq in cur.fetchone() if seq is not None), default=0)
         if first <= stored:
             raise StoreError(f"duplicate journal seq: {first} is not after the stored {stored}")
-        row = (scope, first, last, journal.encode(entries))
-        cur.execute(self._sql(schema.INSERT_JOURNAL_BATCH), row)
+        blob = journal.encode(entries)
+        self._journal_bytes = len(blob)
+        cur.execute(self._sql(schema.INSERT_JOURNAL_BATCH), (scope, first, last, blob))
 
     def _many(self, cur: Cursor, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         if rows:

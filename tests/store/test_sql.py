@@ -255,3 +255,32 @@ async def test_the_outbox_keeps_actions_until_done(store_url: str) -> None:
         assert await store.next_action_due() is None
     finally:
         await store.close()
+
+
+async def test_sqlite_checkpoints_its_log_on_a_thread_not_in_a_commit(tmp_path: Path) -> None:
+    """Commits only append to the WAL; every `every_bytes` of journal, the checkpointer
+    copies the log into the database file, and the data reads back after a reopen."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(url)
+    await store.open()
+    checkpointer = store.checkpointer
+    assert checkpointer is not None
+    checkpointer.every_bytes = 1 << 30  # none yet
+    database = tmp_path / "state.db"
+    try:
+        size = database.stat().st_size
+        for first in range(1, 2001, 100):
+            await store.commit(Batch("s", _entries(first, 100)))
+        assert database.stat().st_size == size  # all of it still in the log
+        checkpointer.every_bytes = 1
+        await store.commit(Batch("s", _entries(2001, 100)))
+        checkpointer.idle()
+        assert database.stat().st_size > size + 20_000  # the journal moved into the file
+    finally:
+        await store.close()
+    reopened = open_store(url)
+    await reopened.open()
+    try:
+        assert [e.seq for e in (await reopened.load("s")).entries] == list(range(1, 2101))
+    finally:
+        await reopened.close()
