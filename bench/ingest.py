@@ -3,8 +3,9 @@
 Starts `correlator run` as its own process (SQLite state in a temporary
 directory, journal on, no rules), posts the alerts in batches of 1,000 over one
 keep-alive connection (each answer comes once the batch is durable; the bodies
-are encoded before the clock starts), then posts the same alerts again (the
-dedup path), and reads the daemon's resident memory. Alertmanager 0.25 does ~70k/s and ~80k/s re-sends on this machine at
+are encoded before the clock starts), then posts the same alerts again with a
+later `endsAt`, as Prometheus re-sends them (the dedup path), and reads the
+daemon's resident memory. Alertmanager 0.25 does ~70k/s and ~80k/s re-sends on this machine at
 ~2.4 KB per alert.
 
 Run: `.venv/bin/python bench/ingest.py [--alerts N] [--batch N]`; the last line is
@@ -36,7 +37,7 @@ def _rss(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def _alerts(n: int, start: int, starts_at: str) -> list[dict[str, object]]:
+def _alerts(n: int, start: int, starts_at: str, ends_at: str) -> list[dict[str, object]]:
     return [
         {
             "labels": {
@@ -48,21 +49,24 @@ def _alerts(n: int, start: int, starts_at: str) -> list[dict[str, object]]:
             },
             "annotations": {"summary": f"load is high on host-{i}"},
             "startsAt": starts_at,
-            "endsAt": "2999-01-01T00:00:00Z",
+            "endsAt": ends_at,
         }
         for i in range(start, start + n)
     ]
 
 
-def _bodies(total: int, batch: int) -> list[bytes]:
+def _bodies(total: int, batch: int, ends_in: float) -> list[bytes]:
     """Every batch's JSON, made before the clock starts: the client's encoder is not timed.
 
     The alerts started ten minutes ago, within the daemon's `max_lateness` (1 d):
     until 2026-12-04 this was a fixed 2026-12-03 stamp, which from the next day on
     was stamped with each arrival instead, a different expiry at every re-send.
+    `endsAt` is `ends_in` seconds ahead, as Prometheus sets it at each send (four
+    evaluation intervals ahead): a re-send carries a later one, a new expiry.
     """
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600))
-    return [orjson.dumps(_alerts(batch, start, started)) for start in range(0, total, batch)]
+    ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + ends_in))
+    return [orjson.dumps(_alerts(batch, i, started, ends)) for i in range(0, total, batch)]
 
 
 def _post_all(client: httpx.Client, bodies: list[bytes]) -> float:
@@ -85,12 +89,13 @@ def main() -> None:
         config = write_config(Path(tmp), port)
         with running(config, port) as (daemon, client):
             idle = _rss(daemon.pid)
-            bodies = _bodies(args.alerts, args.batch)
+            bodies = _bodies(args.alerts, args.batch, ends_in=240.0)
+            resent = _bodies(args.alerts, args.batch, ends_in=300.0)  # a minute later
             cpu = [cpu_seconds(daemon.pid)]
             first = _post_all(client, bodies)
             cpu.append(cpu_seconds(daemon.pid))
             loaded = _rss(daemon.pid)
-            again = _post_all(client, bodies)
+            again = _post_all(client, resent)
             cpu.append(cpu_seconds(daemon.pid))
             total = client.get("/api/v1/alerts", params={"limit": 0}).json()["total"]
     assert total == args.alerts, total

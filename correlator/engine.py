@@ -181,7 +181,7 @@ class Engine:
         if gates is not None and type(event) is dict and event.keys().isdisjoint(gates):
             repeat = repeat_of(event, self.table.rows, now, self._newest - self.max_lateness)
             if repeat is not None:
-                self._repeat(event, repeat[0], repeat[1], now)
+                self._repeat(event, *repeat, now)
                 return self._drain()
         try:
             occ = self._normalizer.normalize(event, now)
@@ -206,7 +206,9 @@ class Engine:
                 op.on_event(occ, row, now, self)
         return self._drain()
 
-    def _repeat(self, event: dict[str, Any], row: Alert, at: float, now: float) -> None:
+    def _repeat(
+        self, event: dict[str, Any], row: Alert, at: float, expire_after: float | None, now: float
+    ) -> None:
         """What the full path does with an event that changes nothing of its row but tally.
 
         The event rules see an occurrence made from the row's fields (which the
@@ -214,7 +216,7 @@ class Engine:
         """
         if at > self._newest:
             self._newest = at
-        self.table.fold_same(row, at, now)
+        self.table.fold_same(row, at, now, expire_after)
         decides = self._row_decides
         if decides is None:
             return

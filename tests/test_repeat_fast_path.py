@@ -27,6 +27,7 @@ import pytest
 from correlator import engine as engine_module
 from correlator import replay as replay_module
 from correlator import testing
+from correlator.api.alertmanager import to_event
 from correlator.cli import main
 from correlator.engine import Engine
 from correlator.errors import EventError
@@ -45,9 +46,11 @@ def fast_path(enabled: bool) -> Iterator[list[int]]:
     folded = [0]
     fold_same = AlertTable.fold_same
 
-    def counted(table: AlertTable, row: Any, at: float, now: float) -> None:
+    def counted(
+        table: AlertTable, row: Any, at: float, now: float, expire_after: float | None = None
+    ) -> None:
         folded[0] += 1
-        fold_same(table, row, at, now)
+        fold_same(table, row, at, now, expire_after)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(AlertTable, "fold_same", counted)
@@ -313,3 +316,32 @@ def test_exact_repeats_that_are_more_alike(ruleset: Callable[[str], RuleSet], na
     with fast_path(False):
         full = run()
     assert fast == full
+
+
+def test_prometheus_resends_with_a_moving_end_fold_fast(ruleset: Callable[[str], RuleSet]) -> None:
+    """Prometheus re-sends a firing alert with the same start and a later `endsAt` each
+    time: each re-send is a repeat with a new expiry, folded fast, and the row then
+    expires at the last `endsAt` as on the full path (tick past it: cleared alike)."""
+    rules = ruleset(BY_ALERTNAME)
+    alert = {"labels": {"alertname": "Lat", "instance": "db1:9100", "severity": "warning"},
+             "annotations": {"summary": "slow"}, "startsAt": "2026-01-01T00:00:00Z"}  # fmt: skip
+
+    def run() -> list[bytes]:
+        engine = Engine(rules, snapshots=True)
+        out: list[bytes] = []
+        for i in range(6):
+            now = T0 + 60 * i
+            ends = {**alert, "endsAt": now + 240.0}  # four evaluation intervals ahead
+            changes = engine.process(to_event(ends, now, 300.0), now)
+            out.extend(orjson.dumps(change.to_dict()) for change in changes)
+        out.extend(orjson.dumps(c.to_dict()) for c in engine.tick(T0 + 300 + 239))
+        out.extend(orjson.dumps(c.to_dict()) for c in engine.tick(T0 + 300 + 241))
+        return out
+
+    with fast_path(True) as folded:
+        fast = run()
+    with fast_path(False):
+        full = run()
+    assert fast == full
+    assert folded == [5]
+    assert b'"status":"cleared"' in fast[-2] + fast[-1]

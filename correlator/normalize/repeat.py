@@ -21,9 +21,12 @@ from correlator.timeparse import MAX_TIMESTAMP, parse_duration
 
 def repeat_of(
     raw: dict[str, Any], rows: Mapping[str, Alert], now: float, oldest: float
-) -> tuple[Alert, float] | None:
-    """The open row `raw` repeats and the event's time, if folding it changes nothing else.
+) -> tuple[Alert, float, float | None] | None:
+    """The open row `raw` repeats, the event's time and its `expire_after` (None: it
+    sets none), if folding it changes nothing else.
 
+    A new `expire_after` is taken (the full path's fold sets it and changes nothing
+    else with it): Prometheus moves an alert's `endsAt` on every re-send.
     `oldest`: the earliest event time the engine still takes (older is dead-lettered).
     """
     get = raw.get
@@ -82,11 +85,12 @@ def repeat_of(
     ):
         return None
     expiry = get("expire_after")
-    if expiry is not None and expiry != "":
-        seconds = _duration_text(expiry) if type(expiry) is str else _duration(expiry)
-        if seconds is None or seconds != row.expire_after:
-            return None
-    return row, at
+    if expiry is None or expiry == "":
+        return row, at, None
+    seconds = _duration_text(expiry) if type(expiry) is str else _duration(expiry)
+    if seconds is None:  # not a duration: the full path dead-letters it
+        return None
+    return row, at, seconds
 
 
 def occurrence_of(raw: dict[str, Any], row: Alert, at: float) -> Alert:

@@ -149,8 +149,11 @@ class AlertTable:
         self._notify("updated" if fields_changed else "repeated", row, now)
         return row
 
-    def fold_same(self, row: Alert, at: float, now: float) -> None:
-        """What `_fold` does with an occurrence that carries exactly what the open row has.
+    def fold_same(
+        self, row: Alert, at: float, now: float, expire_after: float | None = None
+    ) -> None:
+        """What `_fold` does with an occurrence that carries exactly what the open row has
+        (but for `expire_after`, if it sets one).
 
         The engine's repeat fast path: the commonest event, without an occurrence object.
         The caller checked the rest (not cleared, nothing pinned, not late).
@@ -158,6 +161,8 @@ class AlertTable:
         self._stats.dedup_hits += 1
         row.tally += 1
         row.last_occurrence = at
+        if expire_after is not None:
+            row.expire_after = expire_after
         if row.expire_after is not None:
             row.expire_at = at + row.expire_after
             self._arm_expiry(row)
