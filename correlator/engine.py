@@ -207,7 +207,13 @@ class Engine:
         return self._drain()
 
     def _repeat(
-        self, event: dict[str, Any], row: Alert, at: float, expire_after: float | None, now: float
+        self,
+        event: dict[str, Any],
+        row: Alert,
+        at: float,
+        expire_after: float | None,
+        annotations: dict[str, str] | None,
+        now: float,
     ) -> None:
         """What the full path does with an event that changes nothing of its row but tally.
 
@@ -216,7 +222,7 @@ class Engine:
         """
         if at > self._newest:
             self._newest = at
-        self.table.fold_same(row, at, now, expire_after)
+        self.table.fold_same(row, at, now, expire_after, annotations)
         decides = self._row_decides
         if decides is None:
             return

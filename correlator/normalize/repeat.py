@@ -12,21 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from correlator.model import CLEARED, PROBLEM, SEVERITY_OF_NAME, Alert
 from correlator.normalize.build import INDETERMINATE
 from correlator.timeparse import MAX_TIMESTAMP, parse_duration
 
+_STR: Final = frozenset((str,))
+
 
 def repeat_of(
     raw: dict[str, Any], rows: Mapping[str, Alert], now: float, oldest: float
-) -> tuple[Alert, float, float | None] | None:
-    """The open row `raw` repeats, the event's time and its `expire_after` (None: it
-    sets none), if folding it changes nothing else.
+) -> tuple[Alert, float, float | None, dict[str, str] | None] | None:
+    """The open row `raw` repeats, the event's time, its `expire_after` (None: it sets
+    none) and the annotations to merge (None: none differ), if folding it changes
+    nothing else.
 
-    A new `expire_after` is taken (the full path's fold sets it and changes nothing
-    else with it): Prometheus moves an alert's `endsAt` on every re-send.
+    A new `expire_after` and new annotation texts are taken (the full path's fold
+    sets them and changes nothing else with them): Prometheus moves an alert's
+    `endsAt` on every re-send, and many sources stamp a note on every event.
     `oldest`: the earliest event time the engine still takes (older is dead-lettered).
     """
     get = raw.get
@@ -80,17 +84,23 @@ def repeat_of(
     ):
         return None
     notes = get("annotations")
-    if notes is not None and (
-        type(notes) is not dict or not notes.items() <= row.annotations.items()
-    ):
-        return None
+    merge = None  # annotations the fold sets (a per-event note, such as when it was sent)
+    if notes is not None:
+        if type(notes) is not dict:
+            return None
+        if not notes.items() <= row.annotations.items():
+            if not (
+                _STR.issuperset(map(type, notes.values())) and _STR.issuperset(map(type, notes))
+            ):
+                return None  # values to convert or drop: the full path's `string_map`
+            merge = notes
     expiry = get("expire_after")
     if expiry is None or expiry == "":
-        return row, at, None
+        return row, at, None, merge
     seconds = _duration_text(expiry) if type(expiry) is str else _duration(expiry)
     if seconds is None:  # not a duration: the full path dead-letters it
         return None
-    return row, at, seconds
+    return row, at, seconds, merge
 
 
 def occurrence_of(raw: dict[str, Any], row: Alert, at: float) -> Alert:

@@ -150,10 +150,15 @@ class AlertTable:
         return row
 
     def fold_same(
-        self, row: Alert, at: float, now: float, expire_after: float | None = None
+        self,
+        row: Alert,
+        at: float,
+        now: float,
+        expire_after: float | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> None:
         """What `_fold` does with an occurrence that carries exactly what the open row has
-        (but for `expire_after`, if it sets one).
+        (but for `expire_after` and annotation texts, if it sets them).
 
         The engine's repeat fast path: the commonest event, without an occurrence object.
         The caller checked the rest (not cleared, nothing pinned, not late).
@@ -161,12 +166,13 @@ class AlertTable:
         self._stats.dedup_hits += 1
         row.tally += 1
         row.last_occurrence = at
+        updated = annotations is not None and _merge(row.annotations, annotations)
         if expire_after is not None:
             row.expire_after = expire_after
         if row.expire_after is not None:
             row.expire_at = at + row.expire_after
             self._arm_expiry(row)
-        self._notify("repeated", row, now)
+        self._notify("updated" if updated else "repeated", row, now)
 
     def repeat(self, row: Alert, at: float, now: float) -> None:
         """One more occurrence that changes nothing but tally (and the time it was last seen)."""
