@@ -278,9 +278,8 @@ class App:
     async def _read_sql_tables(self) -> None:
         """Start with the SQL lookup tables' rows (a failed read starts without them)."""
         if await self.sql_tables.read(self.rules.ruleset.sql_tables, all_tables=True):
-            self.rules = await asyncio.to_thread(
-                RuleVersion.read, self.config.rules, self.sql_tables.texts
-            )
+            # the files loaded at construction, not read again: the rows are what is new
+            self.rules = await asyncio.to_thread(self.rules.with_tables, self.sql_tables.texts)
             self.pipeline.rules = self.rules
 
     # -- what the HTTP layer reads ----------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from correlator.ruleset.loader import RuleSet, load_rule_texts, rule_texts
+from correlator.ruleset.tables import SQL_PREFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,11 @@ class RuleVersion:
         (`{"sql:<name>": text}`, see `sql_rows_text`); raise RuleSetError."""
         texts = rule_texts(root) | dict(tables or {})
         return cls.of(orjson.dumps(texts, option=orjson.OPT_SORT_KEYS))
+
+    def with_tables(self, tables: Mapping[str, str]) -> RuleVersion:
+        """These rule texts with other SQL tables' rows (as `read` takes them)."""
+        texts = {k: v for k, v in orjson.loads(self.blob).items() if not k.startswith(SQL_PREFIX)}
+        return self.of(orjson.dumps(texts | dict(tables), option=orjson.OPT_SORT_KEYS))
 
     @classmethod
     def of(cls, blob: bytes) -> RuleVersion:

@@ -110,7 +110,6 @@ class SqlStore:
         self._conn: Any = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"store-{dialect.name}")
         self.checkpointer = Checkpointer(dialect.connect) if dialect.checkpoints else None
-        self._journal_bytes = 0  # written by the last commit (for the checkpointer)
 
     # -- plumbing --------------------------------------------------------------
 
@@ -215,31 +214,31 @@ class SqlStore:
         rulesets = list(batch.rulesets.items())
         uses = [(scope, e.seq, e.data.decode()) for e in entries if e.kind == RULES]
         actions = [(a.key, a.scope, a.receiver, a.payload, a.due, a.created) for a in batch.outbox]
-        self._journal_bytes = 0
 
-        def work(cur: Cursor) -> None:
+        def work(cur: Cursor) -> int:
             self._many(cur, schema.INSERT_RULESET, rulesets)
             self._many(cur, schema.INSERT_RULESET_USE, uses)
             self._many(cur, schema.INSERT_ACTION, actions)
-            if entries:
-                self._append(cur, scope, entries)
+            written = self._append(cur, scope, entries) if entries else 0
             self._many(cur, schema.UPSERT_OFFSET, offsets)
             self._many(cur, schema.INSERT_HISTORY, history)
+            return written
 
-        await self._run(work)
+        written = await self._run(work)
         if self.checkpointer is not None:
-            self.checkpointer.written(self._journal_bytes)
+            self.checkpointer.written(written)
 
-    def _append(self, cur: Cursor, scope: str, entries: list[Entry]) -> None:
-        """One journal row for the batch; refused unless it follows every stored entry."""
+    def _append(self, cur: Cursor, scope: str, entries: list[Entry]) -> int:
+        """One journal row for the batch (its bytes returned); refused unless it follows
+        every stored entry."""
         first, last = entries[0].seq, entries[-1].seq
         cur.execute(self._sql(schema.LAST_JOURNAL_SEQS), (scope, scope))
         stored = max((int(seq) for seq in cur.fetchone() if seq is not None), default=0)
         if first <= stored:
             raise StoreError(f"duplicate journal seq: {first} is not after the stored {stored}")
         blob = journal.encode(entries)
-        self._journal_bytes = len(blob)
         cur.execute(self._sql(schema.INSERT_JOURNAL_BATCH), (scope, first, last, blob))
+        return len(blob)
 
     def _many(self, cur: Cursor, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         if rows:
