@@ -50,6 +50,7 @@ from correlator.sources.base import Durable, Received, Rejected
 from correlator.store.base import (
     ACTION,
     EVENT,
+    EVENTS,
     RULES,
     TICK,
     Action,
@@ -183,8 +184,12 @@ class Pipeline:
                     changes = self.engine.tick(entry.at)
                 elif entry.kind == ACTION:
                     changes = self._apply(orjson.loads(entry.data), entry.at)
+                elif entry.kind == EVENTS:
+                    for event in orjson.loads(entry.data):
+                        self._records(self._fold_stored(event, entry.at), records, None)
+                    continue
                 else:
-                    changes = self._fold_stored(entry)
+                    changes = self._fold_stored(orjson.loads(entry.data), entry.at)
                 self._records(changes, records, None)
         gc.freeze()  # the restored state lives long: spare it from every full collection
         if in_force.digest != current.digest:
@@ -246,9 +251,9 @@ class Pipeline:
         await self._queue.put(_Submitted([], durable, rules=rules))
         await durable
 
-    def _fold_stored(self, entry: Entry) -> list[Change]:
+    def _fold_stored(self, event: Any, at: float) -> list[Change]:
         try:
-            return self.engine.process(orjson.loads(entry.data), entry.at)
+            return self.engine.process(event, at)
         except EventError:  # dead-lettered the first time already
             return []
 
@@ -325,6 +330,9 @@ class Pipeline:
         if item.action is not None:
             self._act(commit, item, item.action, now)
         for index, message in enumerate(item.messages):
+            if message.events is not None:
+                self._batch(commit, item, message.source, message.events, now)
+                continue
             commit.events += 1
             if message.offset_key is not None:
                 commit.batch.offsets[message.offset_key] = message.offset + 1
@@ -336,6 +344,41 @@ class Pipeline:
                 self.dead_letters[reason] += 1
             else:
                 self.counts[(message.source, "accepted")] += 1
+
+    def _batch(
+        self, commit: _Commit, item: _Submitted, source: str, events: list[Any], now: float
+    ) -> None:
+        """Fold a parsed batch (an HTTP body) journaled as one entry: its objects as one JSON
+        array, each counting one in the journal's numbering.
+
+        One entry instead of one per event spares an encoder call, a copy and an
+        entry per event: about a tenth of HTTP ingest's cost per alert.
+        """
+        commit.events += len(events)
+        kept = [event for event in events if type(event) is dict]
+        if kept:
+            self._seq += len(kept)
+            commit.batch.entries.append(Entry(self._seq, now, EVENTS, json_bytes(kept)))
+        accepted = 0
+        process = self.engine.process
+        records, batch = commit.records, commit.batch
+        for index, event in enumerate(events):
+            if type(event) is not dict:
+                reason, why = "not_object", "an event must be a JSON object"
+            else:
+                try:
+                    changes = process(event, now)
+                except EventError as exc:
+                    reason, why = exc.reason, str(exc)
+                else:
+                    self._records(changes, records, batch)
+                    accepted += 1
+                    continue
+            commit.dead.append(DeadLetter(now, source, reason, why, json_bytes(event)))
+            item.rejected.append((index, f"{reason}: {why}"))
+            self.dead_letters[reason] += 1
+        self.counts[(source, "accepted")] += accepted
+        self.counts[(source, "dead_lettered")] += len(events) - accepted
 
     def _act(self, commit: _Commit, item: _Submitted, action: dict[str, Any], now: float) -> None:
         try:
@@ -361,12 +404,10 @@ class Pipeline:
 
     def _event(self, commit: _Commit, message: Received, now: float) -> tuple[str, str]:
         """Fold one message; the dead-letter reason and message when it cannot be an alert."""
-        event = message.event
-        if event is None:
-            try:
-                event = orjson.loads(message.value)
-            except orjson.JSONDecodeError as exc:
-                return "not_json", str(exc)
+        try:
+            event = orjson.loads(message.value)
+        except orjson.JSONDecodeError as exc:
+            return "not_json", str(exc)
         if not isinstance(event, dict):
             return "not_object", "an event must be a JSON object"
         self._journal(commit, EVENT, now, message.value)

@@ -159,6 +159,58 @@ async def test_bad_input_is_dead_lettered_with_its_reason_and_acknowledged(tmp_p
     assert letters[3]["raw_base64"] == "//4="
 
 
+async def test_a_parsed_batch_is_one_entry_numbered_per_event_and_restores_exactly(
+    tmp_path: Path,
+) -> None:
+    """HTTP bodies go in as parsed batches: one journal entry each, its `seq` that of its
+    last event (snapshots still count events); items that are not objects or not alerts
+    are dead-lettered by their index in the batch; a restart replays the batches, mixed
+    with single messages, into the same table and records."""
+    rules = _rules(tmp_path, RULES)
+    clock = FakeTime()
+    store = await _store(tmp_path)
+    rng = random.Random(3)
+    try:
+        async with _pipeline(rules, store, clock, tmp_path) as (live, published):
+            for n in range(0, 300, 10):
+                clock.now += rng.choice((0.0, 0.5, 20.0))
+                items: list[Any] = [orjson.loads(_event(m, clock.now)) for m in range(n, n + 10)]
+                if n % 30 == 0:
+                    await (await live.submit([Received(_event(n + 1000, clock.now), "kafka")]))
+                if n == 50:
+                    items[3], items[7] = [1, 2], {"node": "n1"}
+                rejected = await (await live.submit([Received(b"", "http", events=items)]))
+                if n == 50:
+                    assert rejected == [
+                        (3, "not_object: an event must be a JSON object"),
+                        (7, "invalid: missing required field 'alertgroup'"),
+                    ]
+                else:
+                    assert rejected == []
+            live_table, live_records = _table(live.engine), list(published)
+            assert live.counts[("http", "accepted")] == 298
+            assert live.counts[("http", "dead_lettered")] == 2
+        stored = await store.load("default")
+        batches = [e for e in stored.entries if e.kind == "events"]
+        assert len(batches) == 30
+        counted = [len(orjson.loads(e.data)) if e.kind == "events" else 1 for e in stored.entries]
+        assert stored.entries[-1].seq == sum(counted) == live.journal_tail  # every object counts
+        assert [len(orjson.loads(e.data)) for e in batches][5] == 9  # [1, 2] is not journaled
+        assert all(b.seq - a.seq >= 9 for a, b in zip(batches, batches[1:], strict=False))
+        async with _pipeline(rules, store, clock, tmp_path) as (restored, replayed):
+            assert _table(restored.engine) == live_table
+            assert [r.payload for r in replayed] == [r.payload for r in live_records]
+    finally:
+        await store.close()
+    letters = [
+        orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()
+    ]
+    assert [(d["reason"], d["source"], d["raw"]) for d in letters] == [
+        ("not_object", "http", "[1,2]"),
+        ("invalid", "http", '{"node":"n1"}'),
+    ]
+
+
 class _FailingStore:
     """A store whose commits fail (a full disk): nothing may be acknowledged."""
 

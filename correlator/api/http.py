@@ -22,7 +22,6 @@ from correlator.api.amapi import Silencing
 from correlator.api.auth import Token
 from correlator.api.filters import select
 from correlator.errors import RuleSetError
-from correlator.jsonbytes import json_bytes
 from correlator.model import Alert
 from correlator.sources.base import Durable, Received, Rejected
 
@@ -253,14 +252,11 @@ async def _ingest(
 ) -> Response:
     """Submit, wait until durable, answer with what was accepted and what was not (and why).
 
-    Each item is journaled as its JSON; objects are handed over parsed (not parsed twice).
+    The items go as one parsed batch: the pipeline journals them as one entry.
     """
     rejected: list[Rejected] = []
     if events:
-        messages = [
-            Received(json_bytes(e), "http", event=e if type(e) is dict else None) for e in events
-        ]
-        rejected = await (await service.submit(messages))
+        rejected = await (await service.submit([Received(b"", "http", events=events)]))
     where = positions or list(range(len(events)))
     reasons = {**refused, **{where[i]: why for i, why in rejected}}
     accepted = len(events) - len(rejected)

@@ -30,8 +30,9 @@ class Received(NamedTuple):
     offset_key: OffsetKey | None = None  # Kafka: (source, topic, partition)
     offset: int = -1  # Kafka: the message's offset (the next one to read is offset + 1)
     key: bytes | None = None
-    # the value already parsed (HTTP ingest parses the whole body once); `value` is journaled
-    event: dict[str, Any] | None = None
+    # a batch already parsed (HTTP ingest parses the whole body once), instead of `value`:
+    # journaled as one entry; a rejected item is reported by its index in this list
+    events: list[Any] | None = None
 
 
 # a message the pipeline dead-lettered: its index in the submitted batch and why

@@ -21,6 +21,9 @@ from typing import Any, Final, NamedTuple, Protocol
 
 # journal entry kinds: an event, a timer tick, an operator's action, the rule set in force
 EVENT: Final = "event"
+# a batch of events (an HTTP body) as one JSON array; its `seq` is that of its last
+# event: every event counts one in the journal's numbering, as an `event` entry does
+EVENTS: Final = "events"
 TICK: Final = "tick"
 ACTION: Final = "action"  # data: {"action", "identifier", "who", "value"} as JSON
 RULES: Final = "rules"  # data: the rule set's digest (its texts are in `rulesets`)

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from itertools import accumulate
 from typing import Final
 
-from correlator.store.base import ACTION, EVENT, RULES, TICK, Entry
+from correlator.store.base import ACTION, EVENT, EVENTS, RULES, TICK, Entry
 
-KINDS: Final = (EVENT, TICK, ACTION, RULES)  # a kind is stored as its index here
+KINDS: Final = (EVENT, TICK, ACTION, RULES, EVENTS)  # a kind is stored as its index here
 _CODES: Final = {kind: code for code, kind in enumerate(KINDS)}
 _COUNT = struct.Struct("<I")
 
