@@ -64,7 +64,6 @@ from correlator.store.history import history_record
 log = structlog.get_logger("correlator.pipeline")
 
 MAX_INCIDENTS = 10_000  # closed incidents kept for the API beyond the open ones
-GROUP_BELOW = 100  # events: a smaller batch waits up to `commit_interval` for more inputs
 
 
 @dataclass(slots=True)
@@ -297,12 +296,11 @@ class Pipeline:
         if first is not None:
             self._fold(commit, first, now)
         loop = asyncio.get_running_loop()
-        # a batch this large commits with what is queued now: waiting for more only
-        # delays its submitter (an HTTP client posting 1,000 alerts waited 5 ms each time);
-        # so does a source that submitted several messages: it grouped what it had (a Kafka
-        # fetch, whose next one comes 10 ms later: 5 ms of every event's latency at 5,000/s)
-        grouped = first is not None and len(first.messages) > 1
-        wait = self.commit_interval if commit.events < GROUP_BELOW and not grouped else 0.0
+        # only a lone input waits `commit_interval` for company: a source that submitted
+        # several events grouped what it had (a Kafka fetch, whose next one comes 10 ms
+        # later: 5 ms of every event's latency at 5,000/s; an HTTP body, whose client
+        # waits for the answer: 5 ms per 1,000 alerts posted), and waiting only delays it
+        wait = self.commit_interval if commit.events <= 1 else 0.0
         deadline = loop.time() + wait
         while commit.events < self.commit_max_events:
             try:
