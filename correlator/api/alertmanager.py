@@ -48,8 +48,13 @@ def to_event(alert: Any, now: float, max_lateness: float) -> dict[str, Any]:
         raise BadAlert("an alert must be a JSON object")
     get = alert.get
     labels: Any = get("labels")
-    if type(labels) is not dict or not _STR.issuperset(map(type, labels.values())):
+    if type(labels) is not dict:
         _check_strings(labels, "labels")
+    try:  # one C-level pass: joining raises TypeError on a value that is not a string
+        alertkey = '",'.join(map('="'.join, sorted(labels.items()))) + '"'
+    except TypeError:
+        _check_strings(labels, "labels")
+        raise
     annotations: Any = get("annotations") or {}
     if type(annotations) is not dict or not _STR.issuperset(map(type, annotations.values())):
         _check_strings(annotations, "annotations")
@@ -62,7 +67,7 @@ def to_event(alert: Any, now: float, max_lateness: float) -> dict[str, Any]:
     event: dict[str, Any] = {
         "node": get_label("instance") or get_label("node") or get_label("job") or "prometheus",
         "alertgroup": name,
-        "alertkey": ",".join([f'{k}="{v}"' for k, v in sorted(labels.items())]),
+        "alertkey": alertkey,
         "manager": "prometheus",
         "labels": labels,
         "annotations": annotations,

@@ -6,10 +6,11 @@ can act on; the caller dead-letters the event.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from functools import cache
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 from correlator.errors import InvalidEvent
 from correlator.model import (
@@ -38,7 +39,17 @@ def text_field(fields: Mapping[str, Any], name: str) -> str:
     return str(value)
 
 
+_STR: Final = frozenset((str,))
+
+
 def string_map(value: Any, name: str) -> dict[str, str]:
+    """A copy of labels or annotations as strings (numbers and booleans converted)."""
+    if (
+        type(value) is dict
+        and _STR.issuperset(map(type, value.values()))
+        and _STR.issuperset(map(type, value))
+    ):
+        return dict(value)  # the usual map: copied at C speed
     if value is None or value == "":  # empty means not set, as for every field
         return {}
     if not isinstance(value, dict):
@@ -137,7 +148,10 @@ def build_alert(
     raw_severity = fields.get("severity")
     severity = SEVERITY_OF_NAME.get(raw_severity) if type(raw_severity) is str else None
     if severity is None:
-        severity = _severity(raw_severity)
+        if type(raw_severity) is int and 0 <= raw_severity <= 5:
+            severity = raw_severity  # a level, as the Alertmanager mapping gives it
+        else:
+            severity = _severity(raw_severity)
     kind = fields.get("type") or PROBLEM
     if type(kind) is not str or kind not in TYPES:  # a list or a map cannot be looked up
         kind = _type(kind)
@@ -152,7 +166,9 @@ def build_alert(
         except ValueError as exc:
             raise InvalidEvent(f"field 'timestamp': {exc}") from None
     raw_expiry = fields.get("expire_after")
-    if raw_expiry is not None and raw_expiry != "" and expire_after is None:
+    if type(raw_expiry) is float and 0.0 <= raw_expiry < math.inf and expire_after is None:
+        expire_after = raw_expiry  # seconds, as the Alertmanager mapping gives it
+    elif raw_expiry is not None and raw_expiry != "" and expire_after is None:
         try:
             expire_after = parse_duration(raw_expiry)
         except ValueError as exc:

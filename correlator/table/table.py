@@ -395,15 +395,29 @@ def _share_strings(alert: Alert) -> None:
     in memory, and a repeat's comparison reads a string that other rows keep
     in the CPU's cache. A string compares equal interned or not.
     """
-    alert.alertgroup = _shared(alert.alertgroup)
-    alert.alertkey = _shared(alert.alertkey)
-    alert.manager = _shared(alert.manager)
-    alert.agent = _shared(alert.agent)
-    alert.summary = _shared(alert.summary)
+    try:  # inline: a call per text cost as much as interning it
+        alert.alertgroup = intern(alert.alertgroup)
+        alert.alertkey = intern(alert.alertkey)
+        alert.manager = intern(alert.manager)
+        alert.agent = intern(alert.agent)
+        alert.summary = intern(alert.summary)
+        labels = alert.labels
+        for key, value in labels.items():
+            labels[key] = intern(value)
+    except TypeError:  # a subclass of str cannot be interned: the others are
+        _share_each(alert)
+
+
+def _share_each(alert: Alert) -> None:
+    for name in _SHARED_FIELDS:
+        setattr(alert, name, _shared(getattr(alert, name)))
     labels = alert.labels
     for key, value in labels.items():
         labels[key] = _shared(value)
 
 
+_SHARED_FIELDS = ("alertgroup", "alertkey", "manager", "agent", "summary")
+
+
 def _shared(text: str) -> str:
-    return intern(text) if type(text) is str else text  # a subclass of str cannot be
+    return intern(text) if type(text) is str else text
