@@ -301,3 +301,28 @@ def test_journal_keeps_its_first_and_last_notes() -> None:
     )
     assert row.journal[JOURNAL_HEAD].at == float(JOURNAL_HEAD + dropped - 1)  # the last one dropped
     assert row.to_dict()["journal"][JOURNAL_HEAD]["who"] == "correlator"
+
+
+def test_new_rows_share_equal_texts_through_a_bounded_table(engine: Callable[..., Engine]) -> None:
+    """Rows that carry equal texts hold one copy (memory per row); the texts kept for
+    sharing stay bounded however many distinct ones arrive, and sharing goes on after."""
+    from correlator.table import table as table_module
+
+    eng = engine()
+
+    def row(n: int, site: str) -> Alert:
+        event = ev(float(n), node=f"n{n}", summary="".join(["link ", "down"]),
+                   labels={"site": "".join(["ams", site]), "host": f"n{n}"})  # fmt: skip
+        eng.process(event, float(n))
+        found = eng.table.get(f"n{n}:Down::")
+        assert found is not None
+        return found
+
+    first, second = row(1, "1"), row(2, "1")
+    assert second.summary is first.summary and second.labels["site"] is first.labels["site"]
+    assert second.alertgroup is first.alertgroup
+    for n in range(3, 3 + table_module.SHARED_TEXTS):  # distinct texts: the table fills
+        row(n, "1")
+        assert len(eng.table._texts) <= table_module.SHARED_TEXTS
+    late, later = row(10_000, "2"), row(10_001, "2")
+    assert later.labels["site"] is late.labels["site"] and later.summary is late.summary
