@@ -46,7 +46,7 @@ from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.version import RuleVersion
 from correlator.sinks.base import Record
 from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink
-from correlator.sources.base import Durable, Received, Rejected
+from correlator.sources.base import Durable, Received, Refused, Rejected
 from correlator.store.base import (
     ACTION,
     EVENT,
@@ -361,7 +361,9 @@ class Pipeline:
         process = self.engine.process
         records, batch = commit.records, commit.batch
         for index, event in enumerate(events):
-            if type(event) is not dict:
+            if type(event) is Refused:
+                reason, why, event = "invalid", event.why, event.raw
+            elif type(event) is not dict:
                 reason, why = "not_object", "an event must be a JSON object"
             else:
                 try:

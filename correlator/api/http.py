@@ -23,7 +23,7 @@ from correlator.api.auth import Token
 from correlator.api.filters import select
 from correlator.errors import RuleSetError
 from correlator.model import Alert
-from correlator.sources.base import Durable, Received, Rejected
+from correlator.sources.base import Durable, Received, Refused, Rejected
 
 
 class Service(Silencing, Protocol):
@@ -119,7 +119,7 @@ def create_api(service: Service) -> FastAPI:
         """One event (a JSON object) or an array of them."""
         body = await _json_body(request, service.max_body_bytes)
         items = body if isinstance(body, list) else [body]
-        return await _ingest(service, items, {})
+        return await _ingest(service, items)
 
     @api.post("/api/v2/alerts")
     async def post_alerts(request: Request) -> Response:
@@ -129,16 +129,11 @@ def create_api(service: Service) -> FastAPI:
             raise HTTPException(400, "expected a JSON array of alerts")
         now = service.now()
         lateness = service.max_lateness
-        events: list[dict[str, Any]] = []
-        refused: dict[int, str] = {}
-        positions: list[int] = []
-        for index, alert in enumerate(body):
-            try:
-                events.append(to_event(alert, now, lateness))
-                positions.append(index)
-            except BadAlert as exc:
-                refused[index] = str(exc)
-        return await _ingest(service, events, refused, positions)
+        try:
+            events: list[Any] = [to_event(alert, now, lateness) for alert in body]
+        except BadAlert:  # one by one: the bad ones are dead-lettered in their places
+            events = [_mapped(alert, now, lateness) for alert in body]
+        return await _ingest(service, events)
 
     @api.post("/-/reload")
     async def reload() -> Response:
@@ -244,24 +239,25 @@ async def _json_body(request: Request, limit: int) -> Any:
         raise HTTPException(400, f"not JSON: {exc}") from None
 
 
-async def _ingest(
-    service: Service,
-    events: list[Any],
-    refused: dict[int, str],
-    positions: list[int] | None = None,
-) -> Response:
+def _mapped(alert: Any, now: float, lateness: float) -> dict[str, Any] | Refused:
+    try:
+        return to_event(alert, now, lateness)
+    except BadAlert as exc:
+        return Refused(alert, str(exc))
+
+
+async def _ingest(service: Service, events: list[Any]) -> Response:
     """Submit, wait until durable, answer with what was accepted and what was not (and why).
 
-    The items go as one parsed batch: the pipeline journals them as one entry.
+    The items go as one parsed batch: the pipeline journals them as one entry and
+    dead-letters the rest, each reported by its index in the body.
     """
     rejected: list[Rejected] = []
     if events:
         rejected = await (await service.submit([Received(b"", "http", events=events)]))
-    where = positions or list(range(len(events)))
-    reasons = {**refused, **{where[i]: why for i, why in rejected}}
     accepted = len(events) - len(rejected)
     body = {
         "accepted": accepted,
-        "rejected": [{"index": i, "reason": reasons[i]} for i in sorted(reasons)],
+        "rejected": [{"index": i, "reason": why} for i, why in rejected],
     }
     return _ORJSONResponse(body, status_code=200 if accepted else 400)

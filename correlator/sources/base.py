@@ -35,6 +35,14 @@ class Received(NamedTuple):
     events: list[Any] | None = None
 
 
+class Refused(NamedTuple):
+    """An item of a parsed batch that its source could not make an event of (an
+    Alertmanager alert without a name): dead-lettered as `invalid`, never journaled."""
+
+    raw: Any
+    why: str
+
+
 # a message the pipeline dead-lettered: its index in the submitted batch and why
 Rejected = tuple[int, str]
 # resolves once the batch is durable, with the messages that were dead-lettered

@@ -76,18 +76,18 @@ async def test_a_bad_item_is_rejected_with_its_index_and_the_rest_kept(daemon: R
 
 async def test_alertmanager_posts_become_alerts(daemon: Running) -> None:
     """`POST /api/v2/alerts` as Prometheus sends it: firing, re-sent, resolved; a bad item is
-    rejected by index."""
+    rejected by index and dead-lettered with the alert as it came."""
     alert = {
         "labels": {"alertname": "HighLoad", "instance": "web1:9100", "severity": "critical"},
         "annotations": {"summary": "load is 12"},
         "startsAt": "2026-12-03T15:00:00Z",
         "endsAt": "2999-01-01T00:00:00Z",
     }
-    async with daemon() as (_, client):
+    async with daemon() as (app, client):
         sent = await client.post("/api/v2/alerts", json=[alert, {"labels": {}}])
         assert sent.status_code == 200
         assert sent.json()["rejected"] == [
-            {"index": 1, "reason": "labels.alertname is missing or empty"}
+            {"index": 1, "reason": "invalid: labels.alertname is missing or empty"}
         ]
         await client.post("/api/v2/alerts", json=[alert])
         (row,) = _rows((await client.get("/api/v1/alerts")).json())
@@ -103,6 +103,18 @@ async def test_alertmanager_posts_become_alerts(daemon: Running) -> None:
         (row,) = _rows((await client.get("/api/v1/alerts")).json())
         assert row["status"] == "cleared"
         assert (await client.post("/api/v2/alerts", json={"labels": {}})).status_code == 400
+        refused = await client.post("/api/v2/alerts", json=[{"labels": {"alertname": 7}}])
+        assert refused.status_code == 400
+        assert refused.json()["rejected"] == [
+            {"index": 0, "reason": "invalid: labels.alertname must be a string"}
+        ]
+    letters = [
+        orjson.loads(line) for line in app.pipeline.dead_letter.path.read_bytes().splitlines()
+    ]
+    assert [(d["source"], d["reason"], d["raw"]) for d in letters] == [
+        ("http", "invalid", '{"labels":{}}'),
+        ("http", "invalid", '{"labels":{"alertname":7}}'),
+    ]
 
 
 async def test_probes_and_metrics(daemon: Running) -> None:
