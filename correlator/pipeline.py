@@ -362,7 +362,7 @@ class Pipeline:
         records, batch = commit.records, commit.batch
         for index, event in enumerate(events):
             if type(event) is Refused:
-                reason, why, event = "invalid", event.why, event.raw
+                event, why, reason = event
             elif type(event) is not dict:
                 reason, why = "not_object", "an event must be a JSON object"
             else:
@@ -374,7 +374,8 @@ class Pipeline:
                     self._records(changes, records, batch)
                     accepted += 1
                     continue
-            commit.dead.append(DeadLetter(now, source, reason, why, json_bytes(event)))
+            raw = event if type(event) is bytes else json_bytes(event)
+            commit.dead.append(DeadLetter(now, source, reason, why, raw))
             item.rejected.append((index, f"{reason}: {why}"))
             self.dead_letters[reason] += 1
         self.counts[(source, "accepted")] += accepted

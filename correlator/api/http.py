@@ -117,16 +117,18 @@ def create_api(service: Service) -> FastAPI:
     @api.post("/api/v1/events")
     async def post_events(request: Request) -> Response:
         """One event (a JSON object) or an array of them."""
-        body = await _json_body(request, service.max_body_bytes)
+        body = await _input_body(request, service)
         items = body if isinstance(body, list) else [body]
         return await _ingest(service, items)
 
     @api.post("/api/v2/alerts")
     async def post_alerts(request: Request) -> Response:
         """Alertmanager's API as Prometheus and amtool use it: an array of postable alerts."""
-        body = await _json_body(request, service.max_body_bytes)
+        body = await _input_body(request, service)
         if not isinstance(body, list):
-            raise HTTPException(400, "expected a JSON array of alerts")
+            why = "expected a JSON array of alerts"
+            await _ingest(service, [Refused(body, why)])
+            raise HTTPException(400, why)
         now = service.now()
         lateness = service.max_lateness
         try:
@@ -223,6 +225,24 @@ def create_api(service: Service) -> FastAPI:
 
 
 async def _json_body(request: Request, limit: int) -> Any:
+    try:
+        return orjson.loads(await _body(request, limit))
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"not JSON: {exc}") from None
+
+
+async def _input_body(request: Request, service: Service) -> Any:
+    """An ingest body parsed; one that is not JSON is dead-lettered as any source's is."""
+    raw = await _body(request, service.max_body_bytes)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        await _ingest(service, [Refused(raw, str(exc), "not_json")])
+        raise HTTPException(400, f"not JSON: {exc}") from None
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The raw body; 413 past `limit` bytes (declared or read), without reading the rest."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"body over the {limit}-byte limit")
@@ -233,10 +253,7 @@ async def _json_body(request: Request, limit: int) -> Any:
         if size > limit:
             raise HTTPException(413, f"body over the {limit}-byte limit")
         chunks.append(chunk)
-    try:
-        return orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        raise HTTPException(400, f"not JSON: {exc}") from None
+    return b"".join(chunks)
 
 
 def _mapped(alert: Any, now: float, lateness: float) -> dict[str, Any] | Refused:

@@ -37,10 +37,12 @@ class Received(NamedTuple):
 
 class Refused(NamedTuple):
     """An item of a parsed batch that its source could not make an event of (an
-    Alertmanager alert without a name): dead-lettered as `invalid`, never journaled."""
+    Alertmanager alert without a name, a body that is not JSON): dead-lettered with
+    `reason`, never journaled. `raw`: the item as parsed, or the bytes."""
 
     raw: Any
     why: str
+    reason: str = "invalid"
 
 
 # a message the pipeline dead-lettered: its index in the submitted batch and why

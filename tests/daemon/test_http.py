@@ -71,7 +71,9 @@ async def test_a_bad_item_is_rejected_with_its_index_and_the_rest_kept(daemon: R
         "invalid",
         "not_object",
         "invalid",
+        "not_json",  # the whole body, with its bytes
     ]
+    assert orjson.loads(letters[-1])["raw"] == "{oops"
 
 
 async def test_alertmanager_posts_become_alerts(daemon: Running) -> None:
@@ -103,6 +105,7 @@ async def test_alertmanager_posts_become_alerts(daemon: Running) -> None:
         (row,) = _rows((await client.get("/api/v1/alerts")).json())
         assert row["status"] == "cleared"
         assert (await client.post("/api/v2/alerts", json={"labels": {}})).status_code == 400
+        assert (await client.post("/api/v2/alerts", content=b"[{")).status_code == 400
         refused = await client.post("/api/v2/alerts", json=[{"labels": {"alertname": 7}}])
         assert refused.status_code == 400
         assert refused.json()["rejected"] == [
@@ -113,6 +116,8 @@ async def test_alertmanager_posts_become_alerts(daemon: Running) -> None:
     ]
     assert [(d["source"], d["reason"], d["raw"]) for d in letters] == [
         ("http", "invalid", '{"labels":{}}'),
+        ("http", "invalid", '{"labels":{}}'),  # not an array
+        ("http", "not_json", "[{"),
         ("http", "invalid", '{"labels":{"alertname":7}}'),
     ]
 
