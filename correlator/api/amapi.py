@@ -68,12 +68,12 @@ AM_VERSION = "0.27.0"
 
 def register(api: FastAPI, service: Silencing) -> None:
     @api.get("/api/v2/alerts")
-    async def alerts(query: Annotated[Listing, Depends()]) -> list[dict[str, Any]]:
+    async def alerts(query: Annotated[Listing, Depends(_listing)]) -> list[dict[str, Any]]:
         shown = _shown(service, query, by_receiver=True)
         return [item for item in map(shown, service.rows()) if item is not None]
 
     @api.get("/api/v2/alerts/groups")
-    async def groups(query: Annotated[Listing, Depends()]) -> list[dict[str, Any]]:
+    async def groups(query: Annotated[Listing, Depends(_listing)]) -> list[dict[str, Any]]:
         """Alertmanager's groups, filtered as its alerts are; a group left empty is left out."""
         shown = _shown(service, query, by_receiver=False)  # `receiver` is the group's here
         receiver_ok = full_match(query.receiver) if query.receiver else None
@@ -158,11 +158,22 @@ def _matchers(lines: list[str]) -> list[Any]:
 class Listing:
     """The queries of Alertmanager's alert listings (alerts and groups)."""
 
-    filter: Annotated[list[str] | None, Query()] = None
+    filter: list[str] | None = None
     silenced: bool = True
     inhibited: bool = True
     active: bool = True
     receiver: str | None = None
+
+
+async def _listing(
+    filter: Annotated[list[str] | None, Query()] = None,
+    silenced: bool = True,
+    inhibited: bool = True,
+    active: bool = True,
+    receiver: str | None = None,
+) -> Listing:
+    """The listing's query parameters (async: FastAPI would call a class from a thread)."""
+    return Listing(filter, silenced, inhibited, active, receiver)
 
 
 def _shown(
