@@ -537,9 +537,14 @@ class Engine:
         The note goes into the row before the table publishes the change, so
         the `alert.created` record already says why the alert was raised.
         """
-        occ = operator.alert_spec.build(
-            group, now, trigger=trigger, members=members, count=count, extra=extra
-        )
+        spec = operator.alert_spec
+        occ = None
+        if extra is None and note is None:  # a storm's member: its alert is raised again
+            occ = spec.again(
+                group, now, self.table.rows, trigger=trigger, members=members, count=count
+            )
+        if occ is None:
+            occ = spec.build(group, now, trigger=trigger, members=members, count=count, extra=extra)
         if note is not None:
             (self.table.rows.get(occ.identifier) or occ).note(now, operator.name, note)
         row = self.table.upsert(occ, now)
