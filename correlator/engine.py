@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Sequence
 from functools import partial
+from operator import attrgetter
 from typing import Any, Final
 
 from correlator.correlate.base import Operator, ParentLink
@@ -65,6 +66,8 @@ _REPEAT_SHARES: Final = frozenset(
     ("identifier", "node", "alertgroup", "alertkey", "manager", "agent", "severity", "type",
      "summary")
 )  # fmt: skip
+# those of them a row holds as text, the index's own key (its lookups convert others)
+_REPEAT_TEXTS: Final = _REPEAT_SHARES - {"severity"}
 _TALLY = re.compile(r"\btally\s*(?:>=|<=|!=|==|=~|!~|=|>|<)")
 _LINKS = re.compile(r"\b(?:parent|incident)\b")
 
@@ -169,6 +172,12 @@ class Engine:
         self._gates = self._normalizer.gates
         event_rules = self._event_ops
         self._row_decides = event_rules.names <= _REPEAT_SHARES if len(event_rules) else None
+        # the usual correlate rules are all filed under one text field (alertgroup): a
+        # repeat then finds its candidates with one probe of the row's value, no call
+        one = event_rules.by_one_field() if self._row_decides else None
+        self._row_field: attrgetter[Any] | None = None
+        if one is not None and one[0] in _REPEAT_TEXTS:
+            self._row_field, self._row_buckets, self._row_always = attrgetter(one[0]), *one[1:]
 
     # -- the two entry points -------------------------------------------------
 
@@ -227,7 +236,11 @@ class Engine:
         if decides is None:
             return
         if decides:  # the index reads only fields the occurrence shares: the row's answer holds
-            candidates = self._event_ops.candidates(row)
+            field = self._row_field
+            if field is None:
+                candidates = self._event_ops.candidates(row)
+            else:
+                candidates = self._row_buckets.get(field(row), self._row_always)
             if not candidates:
                 return
         occ = occurrence_of(event, row, at)
@@ -524,9 +537,14 @@ class Engine:
         The note goes into the row before the table publishes the change, so
         the `alert.created` record already says why the alert was raised.
         """
-        occ = operator.alert_spec.build(
-            group, now, trigger=trigger, members=members, count=count, extra=extra
-        )
+        spec = operator.alert_spec
+        occ = None
+        if extra is None and note is None:  # a storm's member: its alert is raised again
+            occ = spec.again(
+                group, now, self.table.rows, trigger=trigger, members=members, count=count
+            )
+        if occ is None:
+            occ = spec.build(group, now, trigger=trigger, members=members, count=count, extra=extra)
         if note is not None:
             (self.table.rows.get(occ.identifier) or occ).note(now, operator.name, note)
         row = self.table.upsert(occ, now)

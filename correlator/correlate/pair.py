@@ -240,8 +240,9 @@ class PairOperator(Operator):
 
         A newer second that completed nothing (a repeat) keeps the start of the run
         the older one completed, so a redelivered `first` of that run still pairs.
-        A newer second replaces the older one's values in place (its own timer
-        comes due later; the older one's then finds the second too new to forget).
+        A newer second replaces the older one's values in place; the one timer
+        the key has re-arms itself for it when it comes due (a timer per second
+        cost a heap push and a pop per job end).
         """
         at = occ.last_occurrence
         start = float("inf") if first is None else first
@@ -255,11 +256,11 @@ class PairOperator(Operator):
                 ctx.count("cap_hit", self.name)
                 return
             self._seconds[key] = _Second(start, at, occ.identifier)
+            ctx.schedule(at + self._keep, self, (_SEEN, key))
         else:
             if first is not None:
                 known.first = start
             known.at, known.identifier = at, occ.identifier
-        ctx.schedule(at + self._keep, self, (_SEEN, key))
 
     def _clear_late(
         self, raised: _Raised, second: str, at: float, now: float, ctx: Context, *, how: str
@@ -286,8 +287,12 @@ class PairOperator(Operator):
                 self._late_second(group, pending, now, ctx)
         elif what == _SEEN:
             second = self._seconds.get(group)
-            if second is not None and second.at + self._keep <= now:
+            if second is None:
+                return
+            if second.at + self._keep <= now:
                 del self._seconds[group]
+            else:  # a newer second came since: keep it until its own time is up
+                ctx.schedule(second.at + self._keep, self, key)
 
     def _expire(self, key: Key, pending: _Pending, ctx: Context) -> None:
         """No second by the deadline: raise the alert (at the deadline, whatever the clock says)."""

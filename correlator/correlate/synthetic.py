@@ -9,10 +9,10 @@ segment), `count`, `members` (the matching alerts) and `rule`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from correlator.model import PROBLEM, Alert, parse_severity
+from correlator.model import CLEARED, PROBLEM, Alert, parse_severity
 from correlator.ruleset import sandbox
 from correlator.ruleset.paths import alert_context, last_segment
 from correlator.ruleset.schema import AlertSpec
@@ -66,7 +66,7 @@ class _Fixed:
     `count`, `members` or the trigger can differ from one raise to the next.
     """
 
-    __slots__ = ("annotations", "fields", "group", "keys", "labels")
+    __slots__ = ("annotations", "fields", "group", "keys", "labels", "scratch")
 
     def __init__(
         self,
@@ -81,6 +81,7 @@ class _Fixed:
         self.fields = fields  # final single-field values that depend only on the group
         self.labels = labels  # rendered labels that read only `group`/`rule`
         self.annotations = annotations
+        self.scratch: Alert | None = None  # the occurrence `again` fills in and hands out
 
 
 class SyntheticAlert:
@@ -106,6 +107,10 @@ class SyntheticAlert:
             for t in (*self._single.values(), *self._labels.values(), *self._annotations.values())
         )
         self._fixed: dict[tuple[tuple[str, Any], ...], _Fixed] = {}
+        # every label and annotation reads only `group`/`rule`: `again` may reuse a record
+        self._fixed_maps = len(self._fixed_labels) == len(self._labels) and len(
+            self._fixed_notes
+        ) == len(self._annotations)
         # what the templates read: a storm's alert is raised again per member, and the
         # trigger's fields (a dict of every field) and the members are seldom among it
         templates = [*self._single.values(), *self._labels.values(), *self._annotations.values()]
@@ -283,3 +288,47 @@ class SyntheticAlert:
         )
         alert.expire_after = self.expire_after
         return alert
+
+    def again(
+        self,
+        group: Group,
+        now: float,
+        rows: Mapping[str, Alert],
+        *,
+        trigger: Alert | None = None,
+        members: Sequence[Alert] = (),
+        count: int = 0,
+    ) -> Alert | None:
+        """`build`'s occurrence for raising again the group's alert that is open in `rows`,
+        made on a record the group keeps (None: `build` one instead).
+
+        The table folds an occurrence into an open row without keeping it, so a
+        storm's alert, raised again per member event, needs no new record: only
+        the texts that read `count`, `members` or the trigger are rendered anew.
+        """
+        fixed = self._fixed_of(group) if self._fixed_maps else None
+        if fixed is None:
+            return None
+        known = fixed.fields
+        identifier = known.get("identifier")
+        row = None if identifier is None else rows.get(identifier)
+        if row is None or row.status == CLEARED:
+            return None  # a new row or a reopen: the table may keep the occurrence
+        occ = fixed.scratch
+        if occ is None:  # the group's first raise again: its record, as `build` makes it
+            occ = fixed.scratch = self.build(
+                group, now, trigger=trigger, members=members, count=count
+            )
+            return occ
+        ctx: dict[str, Any] = {}  # as `build` renders: a context only for varying templates
+        if self._varying:
+            ctx = self._context(fixed.group, trigger, members, count, whole=False)
+        keys = fixed.keys
+        severity = known.get("severity")
+        occ.severity = self._severity(ctx, members, trigger) if severity is None else severity
+        occ.node = known.get("node") or self._text("node", ctx, keys, count)
+        occ.alertgroup = known.get("alertgroup") or self._text("alertgroup", ctx, keys, count)
+        occ.summary = known.get("summary") or self._text("summary", ctx, keys, count)
+        occ.alertkey = known.get("alertkey") or self._text("alertkey", ctx, keys, count)
+        occ.last_occurrence = now
+        return occ

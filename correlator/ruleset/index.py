@@ -72,6 +72,16 @@ class RuleIndex(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def by_one_field(self) -> tuple[str, dict[str, tuple[T, ...]], tuple[T, ...]] | None:
+        """(field, value → candidates, candidates of any other value) when one field files
+        every keyed rule, else None: a caller whose objects hold that field as text may look
+        candidates up with one dict probe and no call (the engine's repeat path).
+        """
+        if len(self._keys) != 1:
+            return None
+        key = self._keys[0]
+        return key.name, {v: items for v, (_, items) in key.buckets.items()}, self._always_items
+
     def _one_key(self, key: _Key) -> Callable[[Any], Sequence[T]]:
         get, buckets, always = key.get, key.buckets, self._always_items
 

@@ -42,3 +42,35 @@ def test_an_empty_group_only_severity_leaves_the_members_to_decide() -> None:
     minor, critical = Alert("a", "a", "X", severity=3), Alert("b", "b", "X", severity=5)
     assert synthetic.build([("node", "n")], 1.0, members=(minor,), count=1).severity == 3
     assert synthetic.build([("node", "n")], 1.0, members=(critical,), count=2).severity == 5
+
+
+def test_raising_again_fills_the_groups_record_as_build_makes_it() -> None:
+    """`again` hands out the same values `build` makes, on one record per group, and only
+    for a group whose alert is open in the rows (a new or cleared row gets a new one)."""
+    spec = AlertSpec(
+        node="{{ group.site }}",
+        severity="{{ 'critical' if count > 6 else 'major' }}",
+        summary="{{ count }} down at {{ group['labels.site'] }}",
+        labels={"site": "{{ group.site }}"},
+    )
+    synthetic = SyntheticAlert("site-down", spec)
+    trigger = Alert("h1", "h1", "NodeUnreachable")
+    group = [("labels.site", "ams1")]
+    rows: dict[str, Alert] = {}
+    assert synthetic.again(group, 1.0, rows, trigger=trigger, count=5) is None  # no row yet
+    row = synthetic.build(group, 1.0, trigger=trigger, count=5)
+    rows[row.identifier] = row
+    records = []
+    for count in (6, 7, 8):
+        again = synthetic.again(group, float(count), rows, trigger=trigger, count=count)
+        assert again is not None and again is not row
+        built = synthetic.build(group, float(count), trigger=trigger, count=count)
+        assert _fields(again) == _fields(built)
+        assert (again.last_occurrence, again.expire_after) == (float(count), built.expire_after)
+        records.append(again)
+    assert records[0] is records[1] is records[2]
+    row.status = "cleared"
+    assert synthetic.again(group, 9.0, rows, trigger=trigger, count=9) is None
+    labelled = SyntheticAlert("x", AlertSpec(labels={"seen": "{{ count }}"}))
+    rows = {"correlator:x:ams1": labelled.build(group, 1.0, count=1)}
+    assert labelled.again(group, 2.0, rows, count=2) is None  # a label that varies: built anew
