@@ -25,7 +25,7 @@ the pins when the cleared row reopens.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Final, Literal
 
@@ -89,11 +89,14 @@ class _Clock:
 
 @dataclass(slots=True, eq=False)
 class _Escalated:
-    """What an escalation set on an alert, and what it found there (for a reopen)."""
+    """What an escalation set on an alert, and what it found there (for a reopen).
+
+    `applied` is (name, value set, value found) per field, in `set:` order: one
+    tuple rather than two dicts, as a storm keeps one of these per alert.
+    """
 
     alert: Alert
-    applied: dict[str, Value] = field(default_factory=dict)
-    before: dict[str, Value] = field(default_factory=dict)
+    applied: tuple[tuple[str, Value, Value], ...] = ()
 
 
 # Transitions of a timed alert that only re-check it: it may have stopped matching,
@@ -213,21 +216,20 @@ class EscalateOperator(Operator):
         self._escalate(alert, now, ctx)
 
     def _escalate(self, alert: Alert, now: float, ctx: Context) -> None:
-        done = _Escalated(alert)
         bad = partial(ctx.count, "bad_value", self.name)
+        applied = []  # `set:` names each field once
         for name, value in rendered(alert, self._set, now, self.name, bad):
-            done.before[name] = get(alert, name)
-            done.applied[name] = value
+            applied.append((name, value, get(alert, name)))
             put(alert, name, value)
-        self._done[alert.identifier] = done
-        if done.applied:  # a new dict: a snapshot of the row (pair) may share the old one
-            pins = {name: value for name, value in done.applied.items() if value is not None}
+        self._done[alert.identifier] = _Escalated(alert, tuple(applied))
+        if applied:  # a new dict: a snapshot of the row (pair) may share the old one
+            pins = {name: value for name, value, _ in applied if value is not None}
             alert.pinned = {**alert.pinned, **pins} if alert.pinned else pins
         why = (
             f"escalated by {self.name}: open and unacknowledged for {format_duration(self._after)}"
         )
-        if done.applied:
-            why += "; set " + ", ".join(f"{k}={v}" for k, v in done.applied.items())
+        if applied:
+            why += "; set " + ", ".join(f"{k}={v}" for k, v, _ in applied)
         if self._receiver is not None:
             why += f"; notified {self._receiver}"
         ctx.modify(alert, now, self.name, why)
@@ -240,9 +242,9 @@ class EscalateOperator(Operator):
         """A reopen is a new episode: put back the labels/annotations the escalation replaced."""
         alert = done.alert
         restored = []
-        for name, value in done.applied.items():
+        for name, value, found in done.applied:
             if name.startswith(MAPS) and get(alert, name) == value:
-                put(alert, name, done.before.get(name))
+                put(alert, name, found)
                 restored.append(name)
         if restored:
             ctx.modify(
