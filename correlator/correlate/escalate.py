@@ -45,6 +45,7 @@ from correlator.correlate.base import (
     BuildEnv,
     Context,
     Operator,
+    Shared,
 )
 from correlator.correlate.settable import MAPS, Value, check_names, get, put, rendered
 from correlator.errors import RuleFieldError
@@ -87,6 +88,10 @@ class _Clock:
     paused: bool = False
 
 
+Applied = tuple[tuple[str, Value, Value], ...]  # (name, value set, value found) per field
+Outcome = tuple[Applied, dict[str, int | str], str]  # what an escalation keeps, pins, notes
+
+
 @dataclass(slots=True, eq=False)
 class _Escalated:
     """What an escalation set on an alert, and what it found there (for a reopen).
@@ -96,7 +101,7 @@ class _Escalated:
     """
 
     alert: Alert
-    applied: tuple[tuple[str, Value, Value], ...] = ()
+    applied: Applied = ()
 
 
 # Transitions of a timed alert that only re-check it: it may have stopped matching,
@@ -127,6 +132,7 @@ class EscalateOperator(Operator):
         self._cap = spec.max_alerts
         self._clocks: dict[str, _Clock] = {}
         self._done: dict[str, _Escalated] = {}
+        self._outcomes: Shared[Applied, Outcome] = Shared()  # see `_outcome`
 
     def start(self, now: float, ctx: Context) -> None:
         """A rule loaded while alerts are open times them from now (a reload never pages a burst)."""
@@ -221,10 +227,26 @@ class EscalateOperator(Operator):
         for name, value in rendered(alert, self._set, now, self.name, bad):
             applied.append((name, value, get(alert, name)))
             put(alert, name, value)
-        self._done[alert.identifier] = _Escalated(alert, tuple(applied))
-        if applied:  # a new dict: a snapshot of the row (pair) may share the old one
-            pins = {name: value for name, value, _ in applied if value is not None}
+        done, pins, why = self._outcome(tuple(applied))
+        self._done[alert.identifier] = _Escalated(alert, done)
+        if done:  # a new dict: a snapshot of the row (pair) may share the old one
             alert.pinned = {**alert.pinned, **pins} if alert.pinned else pins
+        ctx.modify(alert, now, self.name, why)
+        ctx.count("escalated", self.name)
+        if self._receiver is not None:
+            ctx.emit(Change(now, NOTIFICATION, receiver=self._receiver, alerts=[alert]))
+        ctx.signal(ESCALATED, alert, now)  # policies `on: [escalate]`
+
+    def _outcome(self, applied: Applied) -> Outcome:
+        """What an escalation keeps, pins and notes, shared by the escalations that set
+        and found the same values (in a storm, all of them: a few hundred bytes per alert).
+
+        Nothing here is mutated once made: a row's `pinned` is replaced, never changed.
+        """
+        known = self._outcomes.get(applied)
+        if known is not None:
+            return known
+        pins = {name: value for name, value, _ in applied if value is not None}
         why = (
             f"escalated by {self.name}: open and unacknowledged for {format_duration(self._after)}"
         )
@@ -232,11 +254,7 @@ class EscalateOperator(Operator):
             why += "; set " + ", ".join(f"{k}={v}" for k, v, _ in applied)
         if self._receiver is not None:
             why += f"; notified {self._receiver}"
-        ctx.modify(alert, now, self.name, why)
-        ctx.count("escalated", self.name)
-        if self._receiver is not None:
-            ctx.emit(Change(now, NOTIFICATION, receiver=self._receiver, alerts=[alert]))
-        ctx.signal(ESCALATED, alert, now)  # policies `on: [escalate]`
+        return self._outcomes.keep(applied, (applied, pins, why))
 
     def _reset(self, done: _Escalated, now: float, ctx: Context) -> None:
         """A reopen is a new episode: put back the labels/annotations the escalation replaced."""
