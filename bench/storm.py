@@ -39,13 +39,17 @@ Memory mode, `--open N`: N events of the same mix, none expiring, every cap
 above N, so every rule holds all it would: the RSS per open alert with every
 kind resident (issue 14: 1M open alerts under 1.5 GB).
 
+`--trace` (with `--open`) also runs tracemalloc over the storm and prints the
+bytes still held at the end per allocating module, divided by the rows: which
+kinds' records the memory is in.
+
 `--daemon-heap` collects garbage as `correlator run` and `correlator replay`
 do (`correlator.heap.tune`: young collections per 100,000 new objects
 instead of 700). The storm's table is
 large and churns, so full collections cost about as much as the engine.
 
 Run: `.venv/bin/python bench/storm.py [--events N] [--cap N] [--rate N] [--open N]
-[--daemon-heap]`.
+[--trace] [--daemon-heap]`.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ import os
 import resource
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -207,6 +212,19 @@ def checkpoints(total: int) -> list[int]:
     return sorted(m for m in marks if m <= total)
 
 
+def print_traced(rows: int) -> None:
+    """Bytes allocated since tracing started and still held, per module, per table row."""
+    gc.collect()
+    held: dict[str, int] = {}
+    for stat in tracemalloc.take_snapshot().statistics("filename"):
+        name = stat.traceback[0].filename.rsplit("correlator/", 1)[-1]
+        held[name] = held.get(name, 0) + stat.size
+    tracemalloc.stop()
+    print(f"tracemalloc: {sum(held.values()) / rows:,.0f} B per row held, by module:")
+    for name, size in sorted(held.items(), key=lambda item: -item[1])[:20]:
+        print(f"  {size / rows:8.1f}  {name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -230,6 +248,11 @@ def main() -> None:
         action="store_true",
         help="collect garbage as `correlator run` and `replay` do (correlator.heap.tune)",
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="tracemalloc: bytes held per row by allocating module (slow: a few times slower)",
+    )
     args = parser.parse_args()
     if args.daemon_heap:
         heap.tune()  # `correlator run` and `correlator replay` do this first
@@ -247,6 +270,8 @@ def main() -> None:
     elapsed = 0.0
     gc.collect()
     rss_start = rss_mb()
+    if args.trace:
+        tracemalloc.start()  # from here: what the rules and the table allocate
     print(f"events {args.events:,}, {args.rate:,.0f}/s of event time, cap {args.cap:,} per rule, "
           f"expire_after {args.expire_after}, rules: {', '.join(engine.operators)}")  # fmt: skip
     print(f"{'events':>10} {'rss MB':>8} {'peak MB':>8} {'rows':>8} {'timers':>8} {'op state':>9}")
@@ -269,6 +294,8 @@ def main() -> None:
             print(f"{mark:>10,} {rss:>8.1f} {peak_rss_mb():>8.1f} {len(engine.table):>8,} "
                   f"{len(engine._timers):>8,} {state:>9,}")  # fmt: skip
     rss_at.setdefault(str(args.events), round(rss_mb(), 1))
+    if args.trace:
+        print_traced(len(engine.table))
 
     sizes = {name: op.size() for name, op in engine.operators.items()}
     events = engine.stats.rule_events

@@ -7,7 +7,9 @@ removed from the heap early: cancelled timers simply find nothing to do.
 An entry names its owner by a small number, not by the object: a tuple of
 numbers and strings is left alone by the garbage collector once it has seen
 it, and a storm keeps hundreds of thousands of timers, which every full
-collection would otherwise walk (a fifth of the objects it tracked).
+collection would otherwise walk (a fifth of the objects it tracked). The rank
+and the order a timer was set in are one number (`rank * _RANK + order`), one
+slot less in each of the storm's hundreds of thousands of entries.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import heapq
 from collections.abc import Hashable, Iterator
 from itertools import count
-from typing import Any
+from typing import Any, Final
+
+_RANK: Final = 1 << 48  # a rank outweighs any number of timers set
 
 
 class TimerHeap:
@@ -24,7 +28,7 @@ class TimerHeap:
     __slots__ = ("_heap", "_numbers", "_owners", "_pending", "_seq")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, int, int, Hashable]] = []
+        self._heap: list[tuple[float, int, int, Hashable]] = []  # (when, rank+order, owner, key)
         self._seq = count()
         self._owners: dict[int, Any] = {}  # number → owner, while it has timers pending
         self._numbers: dict[int, int] = {}  # id(owner) → its number
@@ -38,7 +42,7 @@ class TimerHeap:
         if number is None:
             number = self._number(owner)
         self._pending[number] += 1
-        heapq.heappush(self._heap, (when, rank, next(self._seq), number, key))
+        heapq.heappush(self._heap, (when, rank * _RANK + next(self._seq), number, key))
 
     def _number(self, owner: Any) -> int:
         number = max(self._owners, default=-1) + 1
@@ -64,7 +68,8 @@ class TimerHeap:
         """Every pending timer as (when, rank, order, owner, key), in firing order (snapshots)."""
         owners = self._owners  # `order` is unique: owners and keys are never compared
         return [
-            (when, rank, order, owners[n], key) for when, rank, order, n, key in sorted(self._heap)
+            (when, *divmod(order, _RANK), owners[n], key)
+            for when, order, n, key in sorted(self._heap)
         ]
 
     def restore(self, entries: list[tuple[float, int, int, Any, Hashable]]) -> None:
@@ -78,7 +83,7 @@ class TimerHeap:
             if number is None:
                 number = self._number(owner)
             self._pending[number] += 1
-            self._heap.append((when, rank, order, number, key))
+            self._heap.append((when, rank * _RANK + order, number, key))
         heapq.heapify(self._heap)
         self._seq = count(max((entry[2] for entry in entries), default=-1) + 1)
 
@@ -91,5 +96,5 @@ class TimerHeap:
         """
         heap = self._heap
         while heap and (heap[0][0] <= now if inclusive else heap[0][0] < now):
-            when, _, _, number, key = heapq.heappop(heap)
+            when, _, number, key = heapq.heappop(heap)
             yield when, self._release(number), key

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 from correlator.model import Alert, Change
 from correlator.ruleset.matchers import Matcher, Predicate
@@ -41,6 +41,35 @@ MODIFIED = "modified"  # a rule changed fields (severity, labels, ...)
 # signals: told to the rules that want them, never published (the change was already)
 ESCALATED = "escalated"  # an escalate rule escalated the row (policies `on: [escalate]`)
 INCIDENT = "incident"  # an incident opened, changed or closed: told on its root-cause row
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Shared(Generic[K, V]):
+    """Equal immutable values made once, so that many alerts' records hold one copy.
+
+    A storm gives thousands of alerts the same note or record; made per alert,
+    each costs its own bytes. A bounded memo of an operator, not its state: a
+    restored engine starts without one and makes equal values again.
+    """
+
+    __slots__ = ("_limit", "_made")
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._made: dict[K, V] = {}
+        self._limit = limit
+
+    def get(self, key: K) -> V | None:
+        return self._made.get(key)
+
+    def keep(self, key: K, value: V) -> V:
+        """Remember `value` for `key` (forgetting all once `limit` are held); return it."""
+        if len(self._made) >= self._limit:
+            self._made.clear()
+        self._made[key] = value
+        return value
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,9 @@ class ClearOperator(Operator):
         reads = {m.name for m in (*scope, *problem)} | set(spec.on)
         if when is None and reads <= _FIXED:  # rules' changes cannot move the row: skip them
             self.transitions = self.transitions - {MODIFIED}
-        self._open: dict[tuple[str, ...], list[Alert]] = {}  # mostly one problem per key
+        # Mostly one problem per key, filed as itself: a list only for two or more
+        # (a storm files one row per key, and a list of one costs a hundred bytes).
+        self._open: dict[tuple[str, ...], Alert | list[Alert]] = {}
         self._key_of: dict[str, tuple[str, ...]] = {}
         self._seen: dict[tuple[str, ...], _Seen] = {}
         self._keep = max_lateness
@@ -122,13 +124,29 @@ class ClearOperator(Operator):
         old = self._key_of.get(ident)
         if old is not None:
             del self._key_of[ident]
-            bucket = self._open[old]
-            bucket[:] = [a for a in bucket if a.identifier != ident]
-            if not bucket:
+            rest = [a for a in self._filed(old) if a.identifier != ident]
+            if len(rest) > 1:
+                self._open[old] = rest
+            elif rest:
+                self._open[old] = rest[0]
+            else:
                 del self._open[old]
         if key is not None:
-            self._open.setdefault(key, []).append(alert)
+            filed = self._open.get(key)
+            if filed is None:
+                self._open[key] = alert
+            elif isinstance(filed, list):
+                filed.append(alert)
+            else:
+                self._open[key] = [filed, alert]
             self._key_of[ident] = key
+
+    def _filed(self, key: tuple[str, ...]) -> list[Alert]:
+        """The open problems filed under `key`, oldest first (a new list)."""
+        filed = self._open.get(key)
+        if filed is None:
+            return []
+        return list(filed) if isinstance(filed, list) else [filed]
 
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
         if occ.type != RESOLUTION:
@@ -136,10 +154,7 @@ class ClearOperator(Operator):
         key = self._on.of(occ)
         at = occ.last_occurrence
         self._remember(key, occ, now, ctx)
-        bucket = self._open.get(key)
-        if not bucket:
-            return
-        for problem in list(bucket):
+        for problem in self._filed(key):
             if at < problem.last_occurrence:
                 continue  # an old resolution never clears a newer problem
             why = f"resolution {occ.identifier} on {self._desc(occ)}"

@@ -25,7 +25,7 @@ the pins when the cleared row reopens.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Final, Literal
 
@@ -45,6 +45,7 @@ from correlator.correlate.base import (
     BuildEnv,
     Context,
     Operator,
+    Shared,
 )
 from correlator.correlate.settable import MAPS, Value, check_names, get, put, rendered
 from correlator.errors import RuleFieldError
@@ -87,13 +88,20 @@ class _Clock:
     paused: bool = False
 
 
+Applied = tuple[tuple[str, Value, Value], ...]  # (name, value set, value found) per field
+Outcome = tuple[Applied, dict[str, int | str], str]  # what an escalation keeps, pins, notes
+
+
 @dataclass(slots=True, eq=False)
 class _Escalated:
-    """What an escalation set on an alert, and what it found there (for a reopen)."""
+    """What an escalation set on an alert, and what it found there (for a reopen).
+
+    `applied` is (name, value set, value found) per field, in `set:` order: one
+    tuple rather than two dicts, as a storm keeps one of these per alert.
+    """
 
     alert: Alert
-    applied: dict[str, Value] = field(default_factory=dict)
-    before: dict[str, Value] = field(default_factory=dict)
+    applied: Applied = ()
 
 
 # Transitions of a timed alert that only re-check it: it may have stopped matching,
@@ -124,6 +132,7 @@ class EscalateOperator(Operator):
         self._cap = spec.max_alerts
         self._clocks: dict[str, _Clock] = {}
         self._done: dict[str, _Escalated] = {}
+        self._outcomes: Shared[Applied, Outcome] = Shared()  # see `_outcome`
 
     def start(self, now: float, ctx: Context) -> None:
         """A rule loaded while alerts are open times them from now (a reload never pages a burst)."""
@@ -213,36 +222,47 @@ class EscalateOperator(Operator):
         self._escalate(alert, now, ctx)
 
     def _escalate(self, alert: Alert, now: float, ctx: Context) -> None:
-        done = _Escalated(alert)
         bad = partial(ctx.count, "bad_value", self.name)
+        applied = []  # `set:` names each field once
         for name, value in rendered(alert, self._set, now, self.name, bad):
-            done.before[name] = get(alert, name)
-            done.applied[name] = value
+            applied.append((name, value, get(alert, name)))
             put(alert, name, value)
-        self._done[alert.identifier] = done
-        if done.applied:  # a new dict: a snapshot of the row (pair) may share the old one
-            pins = {name: value for name, value in done.applied.items() if value is not None}
+        done, pins, why = self._outcome(tuple(applied))
+        self._done[alert.identifier] = _Escalated(alert, done)
+        if done:  # a new dict: a snapshot of the row (pair) may share the old one
             alert.pinned = {**alert.pinned, **pins} if alert.pinned else pins
-        why = (
-            f"escalated by {self.name}: open and unacknowledged for {format_duration(self._after)}"
-        )
-        if done.applied:
-            why += "; set " + ", ".join(f"{k}={v}" for k, v in done.applied.items())
-        if self._receiver is not None:
-            why += f"; notified {self._receiver}"
         ctx.modify(alert, now, self.name, why)
         ctx.count("escalated", self.name)
         if self._receiver is not None:
             ctx.emit(Change(now, NOTIFICATION, receiver=self._receiver, alerts=[alert]))
         ctx.signal(ESCALATED, alert, now)  # policies `on: [escalate]`
 
+    def _outcome(self, applied: Applied) -> Outcome:
+        """What an escalation keeps, pins and notes, shared by the escalations that set
+        and found the same values (in a storm, all of them: a few hundred bytes per alert).
+
+        Nothing here is mutated once made: a row's `pinned` is replaced, never changed.
+        """
+        known = self._outcomes.get(applied)
+        if known is not None:
+            return known
+        pins = {name: value for name, value, _ in applied if value is not None}
+        why = (
+            f"escalated by {self.name}: open and unacknowledged for {format_duration(self._after)}"
+        )
+        if applied:
+            why += "; set " + ", ".join(f"{k}={v}" for k, v, _ in applied)
+        if self._receiver is not None:
+            why += f"; notified {self._receiver}"
+        return self._outcomes.keep(applied, (applied, pins, why))
+
     def _reset(self, done: _Escalated, now: float, ctx: Context) -> None:
         """A reopen is a new episode: put back the labels/annotations the escalation replaced."""
         alert = done.alert
         restored = []
-        for name, value in done.applied.items():
+        for name, value, found in done.applied:
             if name.startswith(MAPS) and get(alert, name) == value:
-                put(alert, name, done.before.get(name))
+                put(alert, name, found)
                 restored.append(name)
         if restored:
             ctx.modify(

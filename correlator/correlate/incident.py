@@ -100,18 +100,24 @@ class _Member:
     severity: int  # as last published: a change of anything else cannot alter the view
 
 
+# What `_view` compares of the last published view: title, status, severity,
+# root cause, member count, opened_at, closed_at. A storm keeps an incident per
+# alert, so the view itself (a dict of eleven, with a list and a dict) is not kept.
+Shown = tuple[str, str, int, str | None, int, float | None, float | None]
+
+
 @dataclass(slots=True, eq=False)
 class _Incident:
+    """One incident; its `group` is rebuilt from `key` when shown (one fewer dict and tuple each)."""
+
     id: str
     key: Key
-    group: tuple[tuple[str, str], ...]  # (name, value) per group_by field
-    values: dict[str, str]  # the templates' `group` (never mutated: templates are sandboxed)
     members: dict[str, _Member] = field(default_factory=dict)  # join order
     root: _Member | None = None
     opened_at: float | None = None
     updated_at: float | None = None
     closed_at: float | None = None
-    shown: dict[str, Any] | None = None  # the last published view
+    shown: Shown | None = None  # the last published view, as `_view` compares it
     severity: int | None = None  # max over open members; None: to be recomputed
 
 
@@ -271,8 +277,7 @@ class IncidentOperator(Operator):
             group = self._groups[key] = _Group(None, at)
             ctx.schedule(at + self._window + self._grace, self, key)
         ident = self._id(key, at, ctx)
-        pairs = tuple(zip(self._names, key, strict=True))
-        inc = group.current = self._live[ident] = _Incident(ident, key, pairs, group_values(pairs))
+        inc = group.current = self._live[ident] = _Incident(ident, key)
         return group, inc
 
     def _id(self, key: Key, at: float, ctx: Context) -> str:
@@ -366,8 +371,13 @@ class IncidentOperator(Operator):
                 return summary if count <= 1 else f"{summary} (+{count - 1} related)"
         members = inc.members.values()
         alerts = [m.alert for m in members] if self._title_reads_members else []
-        context = TitleContext(self._context, inc.group, inc.values, root, alerts, count)
+        pairs = self._group(inc)
+        context = TitleContext(self._context, pairs, group_values(pairs), root, alerts, count)
         return self._title.render(context)
+
+    def _group(self, inc: _Incident) -> tuple[tuple[str, str], ...]:
+        """(name, value) per group_by field: the incident's `group`."""
+        return tuple(zip(self._names, inc.key, strict=True))
 
     def _view(self, inc: _Incident, *, changed_only: bool) -> dict[str, Any] | None:
         """The published incident; None when `changed_only` and it is the one last shown.
@@ -383,26 +393,25 @@ class IncidentOperator(Operator):
             inc.severity = max(open_levels, default=0)
         status = "closed" if inc.closed_at is not None else "open"
         root_cause = root.identifier if root is not None else None
-        shown = inc.shown
-        if (
-            changed_only
-            and shown is not None
-            and shown["title"] == title
-            and shown["status"] == status
-            and shown["severity"] == inc.severity
-            and shown["root_cause"] == root_cause
-            and len(shown["members"]) == len(members)
-            and shown["opened_at"] == inc.opened_at
-            and shown["closed_at"] == inc.closed_at
-        ):
+        shown = (
+            title,
+            status,
+            inc.severity,
+            root_cause,
+            len(members),
+            inc.opened_at,
+            inc.closed_at,
+        )
+        if changed_only and inc.shown == shown:
             return None
+        inc.shown = shown
         return {
             "id": inc.id,
             "rule": self.name,
             "title": title,
             "status": status,
             "severity": inc.severity,
-            "group": dict(inc.group),
+            "group": dict(self._group(inc)),
             "members": list(inc.members),
             "root_cause": root_cause,
             "opened_at": inc.opened_at,
@@ -417,7 +426,6 @@ class IncidentOperator(Operator):
             return
         kind = kind or INCIDENT_UPDATED
         inc.updated_at = view["updated_at"] = now
-        inc.shown = view
         ctx.emit(Change(now, kind, incident=view))
         if inc.root is not None:  # policies `on: [incident]` act on the root cause
             ctx.signal(INCIDENT, inc.root.alert, now)
@@ -426,7 +434,7 @@ class IncidentOperator(Operator):
         """Point members at the incident and non-root members at the root cause."""
         assert inc.root is not None
         root = inc.root.alert
-        title = inc.shown["title"] if inc.shown else ""
+        title = inc.shown[0] if inc.shown else ""
         for member in list(members):
             alert = member.alert
             if ctx.table.get(alert.identifier) is not alert:

@@ -37,6 +37,7 @@ from correlator.correlate.base import (
     BuildEnv,
     Context,
     Operator,
+    Shared,
 )
 from correlator.model import CLEARED as CLEARED_STATUS
 from correlator.model import Alert
@@ -191,6 +192,7 @@ class InhibitOperator(Operator):
         self._sources: dict[Key, _Sources] = {}
         self._targets: dict[Key, dict[str, Alert]] = {}
         self._held: set[str] = set()  # targets this rule suppresses (kept while cleared)
+        self._keys: Shared[Key, Key] = Shared()  # one tuple per `equal` values, not per alert
 
     def start(self, now: float, ctx: Context) -> None:
         """(Re)build the index from the open rows: a new or changed rule knows them at once.
@@ -223,7 +225,7 @@ class InhibitOperator(Operator):
         key = self._key(alert)
         if old is not None and old.key == key and old.source == source and old.target == target:
             return old
-        return _Member(key, source, target)
+        return _Member(self._keys.get(key) or self._keys.keep(key, key), source, target)
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         ident = alert.identifier
