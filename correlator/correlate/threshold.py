@@ -19,8 +19,7 @@ when it fires (the group's deadline only ever moves later).
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -63,7 +62,9 @@ class _Group:
     group: list[tuple[str, str]]
     newest: float  # newest matching event time
     floor: float = float("-inf")  # events at or before a reset are discarded
-    times: deque[tuple[float, str]] = field(default_factory=deque)  # sorted (time, identifier)
+    # sorted (time, identifier): fewer than `count` (reaching it raises), so a list, not a
+    # deque, whose first block alone is 760 B in every group (snapshots may hold a deque)
+    times: list[tuple[float, str]] = field(default_factory=list)
     seen: dict[str, tuple[float, str]] = field(default_factory=dict)  # value → (time, identifier)
     alert: Alert | None = None
     count: int = 0  # events (distinct values) counted for the raised alert
@@ -187,12 +188,13 @@ class ThresholdOperator(Operator):
         cutoff = g.newest - self._window
         if self._distinct is None:
             times = g.times
+            if type(times) is not list:  # a deque, from a snapshot taken before it was a list
+                times = g.times = list(times)
             if times and at < times[-1][0]:
                 times.insert(_position(times, at), (at, occ.identifier))  # out of order
             else:
                 times.append((at, occ.identifier))
-            while times[0][0] < cutoff:
-                times.popleft()
+            _drop_before(times, cutoff)
             return len(times) >= self._count
         value = as_text(self._distinct(occ))
         known = g.seen.get(value)
@@ -287,8 +289,7 @@ class ThresholdOperator(Operator):
         if g.alert is not None and at >= g.newest:
             alert = self._detach(g)
             ctx.clear(alert, now, self.name, f"reset by {occ.identifier}")
-        while g.times and g.times[0][0] <= at:
-            g.times.popleft()
+        g.times = [entry for entry in g.times if entry[0] > at]
         g.seen = {v: e for v, e in g.seen.items() if e[0] > at}
         self._arm(key, g, ctx)
 
@@ -351,7 +352,16 @@ class ThresholdOperator(Operator):
         return len(self._groups)
 
 
-def _position(times: deque[tuple[float, str]], at: float) -> int:
+def _drop_before(times: list[tuple[float, str]], cutoff: float) -> None:
+    """Drop the entries older than `cutoff` (one slice: a window can be long)."""
+    n = 0
+    while n < len(times) and times[n][0] < cutoff:
+        n += 1
+    if n:
+        del times[:n]
+
+
+def _position(times: Sequence[tuple[float, str]], at: float) -> int:
     """Where a late event goes: after every entry at or before `at` (searching from the end)."""
     i = len(times)
     while i and times[i - 1][0] > at:

@@ -455,3 +455,21 @@ def test_alert_templates_rendering_empty_take_the_defaults(engine: Callable[[str
     row = eng.table.rows["correlator:storm:ams1"]
     assert (row.node, row.alertgroup, row.alertkey) == ("correlator", "storm", "ams1")
     assert (row.severity, row.summary) == (5, "storm: 2 events")
+
+
+def test_a_window_restored_as_a_deque_counts_on(engine: Callable[[str], Engine]) -> None:
+    """Snapshots taken before the window became a list hold a deque: it counts on the same,
+    with late events, expiry and resets."""
+    from collections import deque
+
+    plain, old = engine(RULES), engine(RULES)
+    for e in (plain, old):
+        feed(e, down(0, "n1"))
+        feed(e, down(30, "n2"))
+    (group,) = old.operators["site-outage"]._groups.values()
+    group.times = deque(group.times)  # type: ignore[assignment]
+    steps = [down(100, "n3"), down(90, "n4", "fra1"), down(95, "n5", "fra1")]
+    steps += [down(400, "n6"), down(420, "n7"), {**down(430, "up"), "alertgroup": "SiteUplinkUp"}]
+    for step in steps:
+        assert [c.to_dict() for c in feed(old, step)] == [c.to_dict() for c in feed(plain, step)]
+    assert type(group.times) is list
