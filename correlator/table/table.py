@@ -43,6 +43,7 @@ _DELETE: Final = "delete"
 _FORGET: Final = "forget"
 MAX_REMEMBERED: Final = 100_000  # resolutions remembered at once; past it they are counted
 SHARED_TEXTS: Final = 4096  # texts kept for new rows to share: a table that stays in cache
+SHARED_LENGTH: Final = 32  # a longer alertkey or summary is not shared (see `_share_texts`)
 
 
 @dataclass(slots=True)
@@ -407,10 +408,15 @@ def _share_texts(alert: Alert, texts: dict[str, str]) -> None:
         texts.clear()
     share = texts.setdefault
     alert.alertgroup = share(alert.alertgroup, alert.alertgroup)
-    alert.alertkey = share(alert.alertkey, alert.alertkey)
     alert.manager = share(alert.manager, alert.manager)
     alert.agent = share(alert.agent, alert.agent)
-    alert.summary = share(alert.summary, alert.summary)
+    # a long key or summary is nearly always its row's own (a label set, a sentence naming
+    # the host): hashing it to look it up cost more than the rare copy it saves
+    key, summary = alert.alertkey, alert.summary
+    if len(key) <= SHARED_LENGTH:
+        alert.alertkey = share(key, key)
+    if len(summary) <= SHARED_LENGTH:
+        alert.summary = share(summary, summary)
     labels = alert.labels
     for key, value in labels.items():
         labels[key] = share(value, value)
