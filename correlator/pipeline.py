@@ -29,8 +29,8 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,8 @@ from correlator import snapshot
 from correlator.engine import Engine
 from correlator.errors import EventError, RuleSetError
 from correlator.jsonbytes import json_bytes
-from correlator.model import DELETED, NOTIFICATION, Change
+from correlator.model import Change
+from correlator.records import ChangeRecords
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.version import RuleVersion
 from correlator.sinks.base import Record
@@ -53,17 +54,13 @@ from correlator.store.base import (
     EVENTS,
     RULES,
     TICK,
-    Action,
     Batch,
     Entry,
     OffsetKey,
     Store,
 )
-from correlator.store.history import history_record
 
 log = structlog.get_logger("correlator.pipeline")
-
-MAX_INCIDENTS = 10_000  # closed incidents kept for the API beyond the open ones
 
 
 @dataclass(slots=True)
@@ -124,15 +121,11 @@ class Pipeline:
         self.offsets: dict[OffsetKey, int] = {}
         self.counts: Counter[tuple[str, str]] = Counter()  # (source, accepted|dead_lettered)
         self.dead_letters: Counter[str] = Counter()  # by reason
-        # incidents as last published, by id: every open one and the latest closed ones
-        self.incidents: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.changes = ChangeRecords(scope, publish is not None, delivers)
         self._queue: asyncio.Queue[_Submitted | None] = asyncio.Queue(queue_size)
         self._timer: asyncio.TimerHandle | None = None
         self._stopping = False
         self._seq = 0  # journal entries
-        self._change_seq = 0  # published records
-        self._notifications = 0  # numbers the outbox's actions
-        self.delivers = delivers  # a receiver's integrations the daemon delivers to
         self.actions_committed = actions_committed  # wakes the deliverer
         self.snapshot_entries = snapshot_entries
         self.snapshot_interval = snapshot_interval
@@ -141,6 +134,11 @@ class Pipeline:
         self._snapshot_at = time.monotonic()
         self._saving: asyncio.Task[None] | None = None
         self.last_snapshot: tuple[float, int] = (0.0, 0)  # seconds to take it, bytes
+
+    @property
+    def incidents(self) -> Mapping[str, dict[str, Any]]:
+        """Incidents as last published, by id: every open one and the latest closed ones."""
+        return self.changes.incidents
 
     # -- the source side -------------------------------------------------------
 
@@ -185,11 +183,11 @@ class Pipeline:
                     changes = self._apply(orjson.loads(entry.data), entry.at)
                 elif entry.kind == EVENTS:
                     for event in orjson.loads(entry.data):
-                        self._records(self._fold_stored(event, entry.at), records, None)
+                        self.changes.add(self._fold_stored(event, entry.at), records, None)
                     continue
                 else:
                     changes = self._fold_stored(orjson.loads(entry.data), entry.at)
-                self._records(changes, records, None)
+                self.changes.add(changes, records, None)
         gc.freeze()  # the restored state lives long: spare it from every full collection
         if in_force.digest != current.digest:
             self.engine.load(current.ruleset)
@@ -204,10 +202,7 @@ class Pipeline:
         self.engine = self.make_engine(in_force.ruleset)
         self.engine.restore(saved["engine"])
         self._seq = self.snapshot_seq = seq
-        self._change_seq = saved["change_seq"]
-        self._notifications = saved.get("notifications", 0)
-        for view in saved["incidents"]:
-            self.incidents[str(view["id"])] = view
+        self.changes.restore(saved)
         log.info("snapshot loaded", seq=seq, bytes=len(data), alerts=len(self.engine.table))
         return in_force
 
@@ -317,7 +312,7 @@ class Pipeline:
             return
         changes = self.engine.tick(now)
         self._journal(commit, TICK, now, b"")
-        self._records(changes, commit.records, commit.batch)
+        self.changes.add(changes, commit.records, commit.batch)
 
     def _fold(self, commit: _Commit, item: _Submitted, now: float) -> None:
         commit.waiting.append(item)
@@ -371,7 +366,7 @@ class Pipeline:
                 except EventError as exc:
                     reason, why = exc.reason, str(exc)
                 else:
-                    self._records(changes, records, batch)
+                    self.changes.add(changes, records, batch)
                     accepted += 1
                     continue
             raw = event if type(event) is bytes else json_bytes(event)
@@ -392,7 +387,7 @@ class Pipeline:
             item.rejected.append((0, str(exc)))
             return
         self._journal(commit, ACTION, now, orjson.dumps(action))
-        self._records(changes, commit.records, commit.batch)
+        self.changes.add(changes, commit.records, commit.batch)
 
     def _apply(self, action: dict[str, Any], now: float) -> list[Change]:
         """An operator's action: on a row, or adding or expiring a silence."""
@@ -416,7 +411,7 @@ class Pipeline:
             changes = self.engine.process(event, now)
         except EventError as exc:
             return exc.reason, str(exc)
-        self._records(changes, commit.records, commit.batch)
+        self.changes.add(changes, commit.records, commit.batch)
         return "", ""
 
     def _journal_rules(self, commit: _Commit, now: float, rules: RuleVersion) -> None:
@@ -426,47 +421,6 @@ class Pipeline:
     def _journal(self, commit: _Commit, kind: str, now: float, data: bytes) -> None:
         self._seq += 1
         commit.batch.entries.append(Entry(self._seq, now, kind, data))
-
-    def _records(self, changes: Sequence[Change], out: list[Record], batch: Batch | None) -> None:
-        """Serialize each change now (it carries the live row) as a numbered sink record."""
-        for change in changes:
-            if change.kind == NOTIFICATION:  # for receivers, not for the change stream
-                self._notifications += 1
-                if batch is not None:
-                    self._outbox(change, batch)
-                continue
-            if change.incident is not None:
-                self._remember_incident(change.incident)
-            self._change_seq += 1
-            alert = change.alert
-            if self.publish is not None:  # no sink: the seq still counts, nothing is built
-                body: dict[str, Any] = change.to_dict()
-                body["seq"] = self._change_seq
-                identifier = alert.identifier if alert is not None else _incident_id(change)
-                out.append(Record(self._change_seq, identifier, change.kind, json_bytes(body)))
-            if batch is not None and change.kind == DELETED and alert is not None:
-                batch.history.append(history_record(alert, change.at))
-
-    def _outbox(self, change: Change, batch: Batch) -> None:
-        """One action per integration of the receiver, in this batch's transaction."""
-        receiver = str(change.receiver)
-        count = self.delivers(receiver)
-        if not count:
-            return
-        key = f"{self.scope}:n{self._notifications}"  # the same after a replay: idempotent
-        payload = json_bytes(change.to_dict())
-        for i in range(count):
-            action = Action(f"{key}:{i}", self.scope, receiver, payload, change.at, due=change.at)
-            batch.outbox.append(action)
-
-    def _remember_incident(self, view: dict[str, Any]) -> None:
-        incidents = self.incidents
-        incidents[str(view["id"])] = view
-        incidents.move_to_end(str(view["id"]))
-        if len(incidents) > MAX_INCIDENTS:  # forget the oldest closed one
-            closed = next((k for k, v in incidents.items() if v["status"] == "closed"), None)
-            if closed is not None:
-                del incidents[closed]
 
     async def _commit(self, commit: _Commit) -> None:
         batch = commit.batch
@@ -518,7 +472,7 @@ class Pipeline:
         if self._unjournaled is not None or not self.engine.settled:
             return  # the next batch journals the rules and starts them
         started = time.perf_counter()
-        seq, change_seq = self._seq, self._change_seq
+        seq, change_seq = self._seq, self.changes.change_seq
         try:
             data = await asyncio.to_thread(self._encode)
         except Exception:
@@ -531,9 +485,7 @@ class Pipeline:
     def _encode(self) -> bytes:
         state = {
             "rules": self.rules.digest,
-            "change_seq": self._change_seq,
-            "notifications": self._notifications,
-            "incidents": list(self.incidents.values()),
+            **self.changes.state(),
             "engine": self.engine.snapshot(),
         }
         return snapshot.dump(state)
@@ -583,8 +535,3 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def _incident_id(change: Change) -> str:
-    incident = change.incident or {}
-    return str(incident.get("id", ""))

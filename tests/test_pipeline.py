@@ -330,7 +330,7 @@ async def test_snapshots_bound_the_journal_and_restore_exactly(tmp_path: Path) -
             assert replayed and live_records[-1] == replayed[-1]
             assert replayed == live_records[len(live_records) - len(replayed) :]
             await _stream(restored, clock, range(300, 310))
-            assert restored._change_seq > replayed[-1].seq
+            assert restored.changes.change_seq > replayed[-1].seq
     finally:
         await store.close()
 
