@@ -26,11 +26,11 @@ from functools import lru_cache
 from typing import Any
 
 from correlator.model import SEVERITY_OF_NAME, parse_severity
+from correlator.normalize.build import ONLY_STR
 from correlator.timeparse import parse_timestamp
 
 # Go's zero time, which Alertmanager's clients send for "not set"
 _ZERO_TIME_PREFIX = "0001-01-01"
-_STR = frozenset((str,))
 
 
 class BadAlert(ValueError):
@@ -56,7 +56,7 @@ def to_event(alert: Any, now: float, max_lateness: float) -> dict[str, Any]:
         _check_strings(labels, "labels")
         raise
     annotations: Any = get("annotations") or {}
-    if type(annotations) is not dict or not _STR.issuperset(map(type, annotations.values())):
+    if type(annotations) is not dict or not ONLY_STR.issuperset(map(type, annotations.values())):
         _check_strings(annotations, "annotations")
     name = labels.get("alertname", "")
     if not name:

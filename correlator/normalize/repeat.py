@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any
 
 from correlator.model import CLEARED, PROBLEM, SEVERITY_OF_NAME, Alert
-from correlator.normalize.build import INDETERMINATE
+from correlator.normalize.build import INDETERMINATE, ONLY_STR
 from correlator.timeparse import MAX_TIMESTAMP, parse_duration
-
-_STR: Final = frozenset((str,))
 
 
 def repeat_of(
@@ -90,7 +88,8 @@ def repeat_of(
             return None
         if not notes.items() <= row.annotations.items():
             if not (
-                _STR.issuperset(map(type, notes.values())) and _STR.issuperset(map(type, notes))
+                ONLY_STR.issuperset(map(type, notes.values()))
+                and ONLY_STR.issuperset(map(type, notes))
             ):
                 return None  # values to convert or drop: the full path's `string_map`
             merge = notes
