@@ -400,9 +400,8 @@ def _share_texts(alert: Alert, texts: dict[str, str]) -> None:
 
     Not `sys.intern`: it keeps every text ever seen, and most rows bring a few
     that no other row has (an instance, a label set as alertkey), so its table
-    grew past the CPU's caches and each lookup missed them: interning took 40 %
-    of inserting a row. `texts` is kept small instead (cleared when full): the
-    texts many rows share are back in it after the next row that has them.
+    only grew. `texts` is kept small instead (cleared when full): the texts many
+    rows share are back in it after the next row that has them.
     """
     if len(texts) >= SHARED_TEXTS:
         texts.clear()
@@ -412,9 +411,9 @@ def _share_texts(alert: Alert, texts: dict[str, str]) -> None:
     alert.agent = share(alert.agent, alert.agent)
     # a long key or summary is nearly always its row's own (a label set, a sentence naming
     # the host): hashing it to look it up cost more than the rare copy it saves
-    key, summary = alert.alertkey, alert.summary
-    if len(key) <= SHARED_LENGTH:
-        alert.alertkey = share(key, key)
+    alertkey, summary = alert.alertkey, alert.summary
+    if len(alertkey) <= SHARED_LENGTH:
+        alert.alertkey = share(alertkey, alertkey)
     if len(summary) <= SHARED_LENGTH:
         alert.summary = share(summary, summary)
     labels = alert.labels
