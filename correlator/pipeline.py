@@ -82,6 +82,19 @@ class _Commit:
     waiting: list[_Submitted] = field(default_factory=list)
     events: int = 0
 
+    def release(self) -> None:
+        """Free the parsed bodies once their answers are sent, while the clients read them.
+
+        An HTTP body of 1,000 alerts and its events took 1.1-1.3 ms to free: on
+        the request's critical path when it happened at the handler's return.
+        """
+        for item in self.waiting:
+            for message in item.messages:
+                if message.events is not None:
+                    message.events.clear()
+                if message.parsed is not None:
+                    message.parsed.clear()
+
 
 class Pipeline:
     """The engine of one scope, its journal and its outputs."""
@@ -444,6 +457,7 @@ class Pipeline:
         for item in commit.waiting:
             if not item.durable.done():
                 item.durable.set_result(item.rejected)
+        asyncio.get_running_loop().call_soon(commit.release)  # after the answers go out
         if commit.records and self.publish is not None:
             await self.publish(commit.records)
         self._arm()

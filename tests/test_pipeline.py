@@ -225,6 +225,30 @@ class _FailingStore:
         raise OSError("database or disk is full")
 
 
+async def test_a_parsed_batch_is_freed_after_its_answer_and_the_rows_keep_their_own(
+    tmp_path: Path,
+) -> None:
+    """The pipeline empties a parsed batch and the body it came from once the answer is
+    out (freeing them used to delay each HTTP answer); the rows keep their own maps."""
+    clock = FakeTime()
+    store = await _store(tmp_path)
+    try:
+        async with _pipeline(_rules(tmp_path, RULES), store, clock, tmp_path) as (live, _):
+            events = [orjson.loads(_event(n, clock.now)) for n in range(6)]
+            body = [{"from": n} for n in range(6)]
+            labels = events[0]["labels"]
+            answered = await live.submit([Received(b"", "http", events=events, parsed=body)])
+            assert await answered == []
+            assert len(events) == 6  # still there when the submitter reads its answer
+            await asyncio.sleep(0)
+            assert events == [] and body == []
+            labels["site"] = "changed after the answer"
+            rows = live.engine.table.rows.values()
+            assert {r.labels["site"] for r in rows if r.alertgroup == "NodeDown"} == {"s0", "s1"}
+    finally:
+        await store.close()
+
+
 async def test_a_failed_commit_acknowledges_nothing_and_stops_the_pipeline(tmp_path: Path) -> None:
     """The submitter's future fails with the store's error; the committer task ends with it."""
     store = await _store(tmp_path)

@@ -135,7 +135,7 @@ def create_api(service: Service) -> FastAPI:
             events: list[Any] = [to_event(alert, now, lateness) for alert in body]
         except BadAlert:  # one by one: the bad ones are dead-lettered in their places
             events = [_mapped(alert, now, lateness) for alert in body]
-        return await _ingest(service, events)
+        return await _ingest(service, events, body)
 
     @api.post("/-/reload")
     async def reload() -> Response:
@@ -263,16 +263,18 @@ def _mapped(alert: Any, now: float, lateness: float) -> dict[str, Any] | Refused
         return Refused(alert, str(exc))
 
 
-async def _ingest(service: Service, events: list[Any]) -> Response:
+async def _ingest(service: Service, events: list[Any], parsed: list[Any] | None = None) -> Response:
     """Submit, wait until durable, answer with what was accepted and what was not (and why).
 
     The items go as one parsed batch: the pipeline journals them as one entry and
     dead-letters the rest, each reported by its index in the body.
     """
     rejected: list[Rejected] = []
+    count = len(events)  # the pipeline empties `events` and `parsed` once they are answered
     if events:
-        rejected = await (await service.submit([Received(b"", "http", events=events)]))
-    accepted = len(events) - len(rejected)
+        message = Received(b"", "http", events=events, parsed=parsed)
+        rejected = await (await service.submit([message]))
+    accepted = count - len(rejected)
     body = {
         "accepted": accepted,
         "rejected": [{"index": i, "reason": why} for i, why in rejected],

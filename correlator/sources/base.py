@@ -33,6 +33,9 @@ class Received(NamedTuple):
     # a batch already parsed (HTTP ingest parses the whole body once), instead of `value`:
     # journaled as one entry; a rejected item is reported by its index in this list
     events: list[Any] | None = None
+    # what `events` were made from (Alertmanager's alerts). The pipeline empties both once
+    # they are durable and answered (`_Commit.release`)
+    parsed: list[Any] | None = None
 
 
 class Refused(NamedTuple):
