@@ -135,7 +135,9 @@ class Alert:
     incident: str | None = None
     expire_at: float | None = None
     expire_after: float | None = None
-    journal: list[JournalEntry] = field(default_factory=list)
+    # notes, oldest first; `()` until the first note: most rows never get one, and a list
+    # each is 56 bytes and an object the collector walks, for every occurrence made too
+    journal: list[JournalEntry] | tuple[()] = ()
     # values a rule holds against new occurrences (escalate's `set:`), by field name
     # (`severity`, `summary`, `labels.<k>`, `annotations.<k>`); the table folds each
     # occurrence as if it carried them and drops them when a cleared row reopens.
@@ -144,7 +146,9 @@ class Alert:
 
     def note(self, at: float, who: str, text: str) -> None:
         journal = self.journal
-        if len(journal) >= JOURNAL_MAX:
+        if isinstance(journal, tuple):
+            journal = self.journal = []
+        elif len(journal) >= JOURNAL_MAX:
             _drop_oldest_note(journal)
         journal.append(JournalEntry(at, who, text))
 

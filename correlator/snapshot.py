@@ -284,7 +284,7 @@ class Decoder:
             ]
         journal = values[_JOURNAL]
         values[_JOURNAL] = (
-            [JournalEntry(*e) if len(e) == 3 else Elided(*e) for e in journal] if journal else []
+            [JournalEntry(*e) if len(e) == 3 else Elided(*e) for e in journal] if journal else ()
         )
         if "af" in whole:
             for i in _FLOAT_FIELDS:
