@@ -80,18 +80,23 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM")
 
 
+def wait_ready(client: httpx.Client, path: str) -> None:
+    """Poll `path` until it answers 200 (a server starting up refuses connections first)."""
+    while True:
+        try:
+            if client.get(path).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+
+
 @contextmanager
 def running(config: Path, port: int) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
     """Start the daemon, wait for /readyz, yield it and a client; SIGTERM it at the end."""
     daemon = subprocess.Popen(daemon_command(config))  # noqa: S603
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            while True:
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.05)
+            wait_ready(client, "/readyz")
             yield daemon, client
     finally:
         daemon.send_signal(signal.SIGTERM)

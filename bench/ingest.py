@@ -5,14 +5,19 @@ directory, journal on, no rules), posts the alerts in batches of 1,000 over one
 keep-alive connection (each answer comes once the batch is durable; the bodies
 are encoded before the clock starts), then posts the same alerts again with a
 later `endsAt`, as Prometheus re-sends them (the dedup path), and reads the
-daemon's resident memory. Alertmanager 0.25 does ~70k/s and ~80k/s re-sends on this machine at
-~2.4 KB per alert.
+daemon's resident memory. The issue gave Alertmanager 0.25 ~70k/s and ~80k/s
+re-sends on this machine kind at ~2.4 KB per alert.
 
-Run: `.venv/bin/python bench/ingest.py [--alerts N] [--batch N]`; the last line is
-one JSON object with `alerts_per_second`, `resend_alerts_per_second`,
-`bytes_per_alert` and the daemon's CPU time per alert in each phase
-(`cpu_us_per_alert`, `resend_cpu_us_per_alert`: less moved than wall time
-by other jobs on the machine).
+`--alertmanager` runs the same phases against a real Alertmanager instead
+(Debian's `prometheus-alertmanager`, 0.25 here; no clustering, its storage in
+the temporary directory), so the two can be compared side by side on the same
+machine in the same minutes: this VM's speed moves by 2-3x between days.
+
+Run: `.venv/bin/python bench/ingest.py [--alerts N] [--batch N] [--alertmanager]`;
+the last line is one JSON object with `server`, `alerts_per_second`,
+`resend_alerts_per_second`, `bytes_per_alert` and the server's CPU time per
+alert in each phase (`cpu_us_per_alert`, `resend_cpu_us_per_alert`: less
+moved than wall time by other jobs on the machine).
 """
 
 from __future__ import annotations
@@ -20,13 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import orjson
-from daemon_process import cpu_seconds, free_port, running, write_config
+from daemon_process import cpu_seconds, free_port, running, wait_ready, write_config
 from engine import calibration_ms  # bench/engine.py: the machine's speed right now
 
 
@@ -78,16 +87,54 @@ def _post_all(client: httpx.Client, bodies: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
+ALERTMANAGER_CONFIG = """
+route: {receiver: discard}
+receivers: [{name: discard}]
+"""
+
+
+@contextmanager
+def _alertmanager(
+    folder: Path, port: int
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """A real Alertmanager on `port` (one instance, no peers), ready, and a client."""
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        raise SystemExit("no Alertmanager: apt-get install prometheus-alertmanager")
+    (folder / "alertmanager.yml").write_text(ALERTMANAGER_CONFIG)
+    command = [binary, f"--config.file={folder / 'alertmanager.yml'}",
+               f"--storage.path={folder}", f"--web.listen-address=127.0.0.1:{port}",
+               "--cluster.listen-address=", "--log.level=warn"]  # fmt: skip
+    server = subprocess.Popen(command)  # noqa: S603
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            wait_ready(client, "/-/ready")
+            yield server, client
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def _count(client: httpx.Client, alertmanager: bool) -> int:
+    if alertmanager:
+        return len(client.get("/api/v2/alerts").json())
+    return int(client.get("/api/v1/alerts", params={"limit": 0}).json()["total"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--alerts", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--alertmanager", action="store_true", help="measure Alertmanager instead")
     args = parser.parse_args()
     port = free_port()
     before = calibration_ms()
     with tempfile.TemporaryDirectory() as tmp:
-        config = write_config(Path(tmp), port)
-        with running(config, port) as (daemon, client):
+        if args.alertmanager:
+            serving = _alertmanager(Path(tmp), port)
+        else:
+            serving = running(write_config(Path(tmp), port), port)
+        with serving as (daemon, client):
             idle = _rss(daemon.pid)
             bodies = _bodies(args.alerts, args.batch, ends_in=240.0)
             resent = _bodies(args.alerts, args.batch, ends_in=300.0)  # a minute later
@@ -97,24 +144,25 @@ def main() -> None:
             loaded = _rss(daemon.pid)
             again = _post_all(client, resent)
             cpu.append(cpu_seconds(daemon.pid))
-            total = client.get("/api/v1/alerts", params={"limit": 0}).json()["total"]
+            total = _count(client, args.alertmanager)
     assert total == args.alerts, total
     result = {
+        "server": "alertmanager" if args.alertmanager else "correlator",
         "alerts": args.alerts,
         "batch": args.batch,
         "alerts_per_second": round(args.alerts / first),
         "resend_alerts_per_second": round(args.alerts / again),
         "bytes_per_alert": round((loaded - idle) / args.alerts),
-        # the daemon's CPU per alert (all its threads): less moved by the other core's load
+        # the server's CPU per alert (all its threads): less moved by the other core's load
         "cpu_us_per_alert": round((cpu[1] - cpu[0]) / args.alerts * 1e6, 1),
         "resend_cpu_us_per_alert": round((cpu[2] - cpu[1]) / args.alerts * 1e6, 1),
         "rss_mb": round(loaded / 2**20),
         "calibration_ms": [round(before, 2), round(calibration_ms(), 2)],
     }
-    print(f"first send: {result['alerts_per_second']:,} alerts/s; re-send (dedup): "
+    print(f"{result['server']}: first send: {result['alerts_per_second']:,} alerts/s; re-send: "
           f"{result['resend_alerts_per_second']:,} alerts/s; "
           f"{result['bytes_per_alert']:,} bytes per alert (RSS {result['rss_mb']} MB); "
-          f"daemon CPU {result['cpu_us_per_alert']} / {result['resend_cpu_us_per_alert']} µs per alert; "
+          f"CPU {result['cpu_us_per_alert']} / {result['resend_cpu_us_per_alert']} µs per alert; "
           f"calibration {result['calibration_ms']} ms (bench/engine.py's)")  # fmt: skip
     print(json.dumps(result))
 
