@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Coroutine, Iterable, Iterator, Mapping
@@ -100,7 +102,10 @@ class App:
         self.default_scope = config.state.scope
         self.pipeline = self._pipeline(self.default_scope)  # HTTP, MQTT, files, shared Kafka
         self.scopes = Scopes(
-            self._pipeline, self.publisher if self.sinks else None, timeout=config.shutdown_timeout
+            self._pipeline,
+            self.publisher if self.sinks else None,
+            timeout=config.shutdown_timeout,
+            rules=lambda: self.rules,
         )
         self.registry.register(
             DaemonCollector(
@@ -218,15 +223,17 @@ class App:
     async def silence(self, spec: dict[str, Any]) -> str | None:
         """Every engine of the daemon gets the silence (each journals it)."""
         for pipeline in self.scopes:
-            refused = await pipeline.silence(spec)
-            if refused is not None:
-                return refused
+            with self.scopes.unless_closed(pipeline):
+                refused = await pipeline.silence(spec)
+                if refused is not None:
+                    return refused
         return None
 
     async def expire_silence(self, sid: str) -> str | None:
         refused = None
         for pipeline in self.scopes:
-            refused = await pipeline.expire_silence(sid) or refused
+            with self.scopes.unless_closed(pipeline):
+                refused = await pipeline.expire_silence(sid) or refused
         return refused
 
     def row(self, identifier: str) -> Alert | None:
@@ -259,7 +266,8 @@ class App:
                     await close()
             for pipeline in self.scopes:
                 if version.digest != pipeline.rules.digest:
-                    await pipeline.reload(version)
+                    with self.scopes.unless_closed(pipeline):
+                        await pipeline.reload(version)
             self.reloads["success"] += 1
             self.sql_tables.rules_changed()
             log.info("rules reloaded", summary=version.ruleset.summary())
@@ -272,7 +280,7 @@ class App:
     async def _reloading(self) -> None:
         while True:
             await self._reload_requests.get()
-            with contextlib.suppress(RuleSetError):
+            with contextlib.suppress(RuleSetError, ConnectionAbortedError):  # or shutting down
                 await self.reload()
 
     async def _read_sql_tables(self) -> None:
@@ -332,6 +340,11 @@ class App:
             publishing = asyncio.create_task(self.publisher.run())
             await self._read_sql_tables()
             await self.scopes.open(self.default_scope)
+            # the start-up objects and the default engine's restored state live as long as
+            # the process: spared from every full collection. Not a partition's engine,
+            # restored later: frozen objects are never collected, and it is dropped when the
+            # group takes its partition away
+            gc.freeze()
             self.restored = True
             await self._serve(publishing)
         finally:
@@ -383,7 +396,7 @@ class App:
         finally:
             self.scopes.closing = True
             server.should_exit = True  # 1. intake: HTTP first, then the brokers
-            await _settle(serving)
+            await _settle(serving, self.config.shutdown_timeout)
             for task in [*helpers, *sources, broken]:
                 task.cancel()
                 await _settle(task)
@@ -411,7 +424,14 @@ def _shielded(task: asyncio.Task[Any]) -> Awaitable[Any]:
 def _http_server(app: App) -> uvicorn.Server:
     host, port = app.config.http.host_port
     config = uvicorn.Config(
-        create_api(app), host=host, port=port, log_config=None, access_log=False, lifespan="off"
+        create_api(app),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        # requests still open at SIGTERM are cut after this (they are not acknowledged)
+        timeout_graceful_shutdown=math.ceil(app.config.shutdown_timeout),
     )
     return _Server(config)
 

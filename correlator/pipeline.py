@@ -138,6 +138,7 @@ class Pipeline:
         self._queue: asyncio.Queue[_Submitted | None] = asyncio.Queue(queue_size)
         self._timer: asyncio.TimerHandle | None = None
         self._stopping = False
+        self._ended = False  # `run` is over: nothing will fold what is queued from now on
         self._seq = 0  # journal entries
         self.actions_committed = actions_committed  # wakes the deliverer
         self.snapshot_entries = snapshot_entries
@@ -158,8 +159,16 @@ class Pipeline:
     async def submit(self, messages: list[Received]) -> Durable:
         """Queue a batch (waiting while the queue is full); the future resolves when durable."""
         durable: Durable = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Submitted(messages, durable))
+        await self._put(_Submitted(messages, durable))
         return durable
+
+    async def _put(self, item: _Submitted) -> None:
+        """Queue an input; once the committer has ended, refuse it instead (nothing would
+        ever fold it, and its submitter would wait for good)."""
+        if not self._ended:
+            await self._queue.put(item)
+        if self._ended and not item.durable.done():  # ended before, or while this waited
+            item.durable.set_exception(ConnectionAbortedError("correlator is shutting down"))
 
     # -- restart ---------------------------------------------------------------
 
@@ -201,7 +210,6 @@ class Pipeline:
                 else:
                     changes = self._fold_stored(orjson.loads(entry.data), entry.at)
                 self.changes.add(changes, records, None)
-        gc.freeze()  # the restored state lives long: spare it from every full collection
         if in_force.digest != current.digest:
             self.engine.load(current.ruleset)
         if self._seq == 0 or in_force.digest != current.digest:
@@ -248,14 +256,14 @@ class Pipeline:
 
     async def _queue_action(self, action: dict[str, Any]) -> str | None:
         durable: Durable = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Submitted([], durable, action=action))
+        await self._put(_Submitted([], durable, action=action))
         refused = await durable
         return refused[0][1] if refused else None
 
     async def reload(self, rules: RuleVersion) -> None:
         """Swap in a loaded rule set between two inputs; return once that is journaled."""
         durable: Durable = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Submitted([], durable, rules=rules))
+        await self._put(_Submitted([], durable, rules=rules))
         await durable
 
     def _fold_stored(self, event: Any, at: float) -> list[Change]:
@@ -271,12 +279,17 @@ class Pipeline:
         self._arm()
         try:
             while not self._stopping:
-                commit = _Commit(Batch(self.scope))
-                await self._gather(commit)
+                commit = _Commit(Batch(self.scope, first_seq=self._seq + 1))
+                try:
+                    await self._gather(commit)
+                except BaseException as exc:  # cancelled, or a bug: what it took fails too
+                    _fail(commit, exc)
+                    raise
                 await self._commit(commit)
                 if self._snapshot_due():
                     await self._snapshot()
         finally:
+            self._ended = True
             if self._timer is not None:
                 self._timer.cancel()
             self._refuse_queued()
@@ -445,11 +458,7 @@ class Pipeline:
                 if self.observe_commit is not None:
                     self.observe_commit(time.perf_counter() - started)
         except BaseException as exc:
-            for item in commit.waiting:
-                if not item.durable.done():
-                    item.durable.set_exception(
-                        exc if isinstance(exc, Exception) else RuntimeError()
-                    )
+            _fail(commit, exc)
             raise
         self.offsets.update(commit.batch.offsets)
         if batch.outbox and self.actions_committed is not None:
@@ -549,3 +558,11 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _fail(commit: _Commit, exc: BaseException) -> None:
+    """A commit that will not happen: its submitters get the error, none is acknowledged."""
+    error = exc if isinstance(exc, Exception) else ConnectionAbortedError("correlator stopped")
+    for item in commit.waiting:
+        if not item.durable.done():
+            item.durable.set_exception(error)

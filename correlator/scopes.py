@@ -22,6 +22,7 @@ import structlog
 
 from correlator.model import Alert
 from correlator.pipeline import Pipeline
+from correlator.ruleset.version import RuleVersion
 from correlator.sinks.publisher import Publisher
 from correlator.sources.base import Durable, Received, Rejected
 from correlator.store.base import OffsetKey
@@ -44,8 +45,10 @@ class Scopes:
         publisher: Publisher | None,
         *,
         timeout: float,
+        rules: Callable[[], RuleVersion],
     ) -> None:
         self._make = make
+        self._rules = rules  # the rules in force now (a reload changes them)
         self._publisher = publisher
         self._timeout = timeout  # for each close: commit, publish, snapshot
         self.pipelines: dict[str, Pipeline] = {}
@@ -58,6 +61,17 @@ class Scopes:
 
     def __iter__(self) -> Iterator[Pipeline]:
         return iter(list(self.pipelines.values()))
+
+    @contextlib.contextmanager
+    def unless_closed(self, pipeline: Pipeline) -> Iterator[None]:
+        """What goes to every scope (a reload, a silence) skips one closed meanwhile (a
+        revoked partition: its next owner restores it under the rules in force); a scope
+        still open that refuses it is shutting down, and that is raised."""
+        try:
+            yield
+        except ConnectionAbortedError:
+            if self.pipelines.get(pipeline.scope) is pipeline:
+                raise
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -89,6 +103,9 @@ class Scopes:
         self.pipelines[scope] = pipeline
         task = self._running[scope] = asyncio.create_task(pipeline.run())
         task.add_done_callback(self._ended)
+        current = self._rules()
+        if current.digest != pipeline.rules.digest:  # a reload went by while this restored
+            await pipeline.reload(current)
         log.info("scope opened", scope=scope, alerts=len(pipeline.engine.table))
         return pipeline
 

@@ -249,23 +249,57 @@ async def test_a_parsed_batch_is_freed_after_its_answer_and_the_rows_keep_their_
         await store.close()
 
 
+def _bare(tmp_path: Path, store: Any, rules: RuleVersion) -> Pipeline:
+    """A pipeline on `store` without sinks, not yet restored or running."""
+    dead_letter = DeadLetterFile(tmp_path / "dl.jsonl")
+    return Pipeline(rules, Engine, store, clock=FakeTime(), dead_letter=dead_letter)
+
+
 async def test_a_failed_commit_acknowledges_nothing_and_stops_the_pipeline(tmp_path: Path) -> None:
-    """The submitter's future fails with the store's error; the committer task ends with it."""
+    """The submitter's future fails with the store's error; the committer task ends with it.
+    From then on nothing folds the queue: a submission, an operator's action and a reload
+    are refused at once instead of waiting for good (and a shutdown with them)."""
     store = await _store(tmp_path)
+    rules = _rules(tmp_path, RULES)
     try:
-        pipeline = Pipeline(
-            _rules(tmp_path, RULES),
-            Engine,
-            _FailingStore(store),  # type: ignore[arg-type]
-            clock=FakeTime(),
-            dead_letter=DeadLetterFile(tmp_path / "dl.jsonl"),
-        )
+        pipeline = _bare(tmp_path, _FailingStore(store), rules)
         task = asyncio.create_task(pipeline.run())
         durable = await pipeline.submit([Received(_event(1, 1_767_225_600.0), "http")])
         with pytest.raises(OSError, match="disk is full"):
             await durable
         with pytest.raises(OSError, match="disk is full"):
             await task
+        async with asyncio.timeout(2):
+            later = await pipeline.submit([Received(_event(2, 1_767_225_600.0), "http")])
+            with pytest.raises(ConnectionAbortedError):
+                await later
+            with pytest.raises(ConnectionAbortedError):
+                await pipeline.act("ack", "n1:NodeDown::", "alice")
+            with pytest.raises(ConnectionAbortedError):
+                await pipeline.reload(rules)
+    finally:
+        await store.close()
+
+
+async def test_a_failure_while_gathering_fails_what_was_taken(tmp_path: Path) -> None:
+    """An error that is not the input's (a bug in a rule kind) ends the committer; the
+    inputs it had taken into the batch are refused with it, not left waiting."""
+    store = await _store(tmp_path)
+    try:
+        pipeline = _bare(tmp_path, store, _rules(tmp_path, RULES))
+        await pipeline.restore()
+
+        def broken(event: Any, now: float) -> Any:
+            raise RuntimeError("a bug")
+
+        pipeline.engine.process = broken  # type: ignore[method-assign]
+        task = asyncio.create_task(pipeline.run())
+        durable = await pipeline.submit([Received(_event(1, 1_767_225_600.0), "http")])
+        async with asyncio.timeout(2):
+            with pytest.raises(RuntimeError, match="a bug"):
+                await durable
+            with pytest.raises(RuntimeError, match="a bug"):
+                await task
     finally:
         await store.close()
 

@@ -221,6 +221,11 @@ def create_api(service: Service) -> FastAPI:
     async def _error(request: Request, exc: HTTPException) -> Response:
         return _ORJSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
+    @api.exception_handler(ConnectionAbortedError)
+    async def _stopping(request: Request, exc: ConnectionAbortedError) -> Response:
+        """The engine is shutting down (or failed): nothing was taken; send it again later."""
+        return _ORJSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
     return api
 
 

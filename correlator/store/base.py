@@ -88,6 +88,9 @@ class Batch:
     history: list[HistoryRecord] = field(default_factory=list)
     rulesets: dict[str, bytes] = field(default_factory=dict)  # digest → texts (JSON)
     outbox: list[Action] = field(default_factory=list)  # actions the batch made
+    # the seq of its first event: an `events` entry (an HTTP body) is numbered as its last,
+    # and the journal's order check needs the first. 0: the first entry's own seq
+    first_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ Each public method is one transaction (`BEGIN` … `COMMIT`, rolled back on erro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -122,10 +123,11 @@ class SqlStore:
         cur.execute(self.dialect.begin)
         try:
             result = work(cur)
+            cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            with contextlib.suppress(Exception):  # a failed COMMIT may have ended it already
+                cur.execute("ROLLBACK")
             raise
-        cur.execute("COMMIT")
         return result
 
     def _sql(self, text: str) -> str:
@@ -219,7 +221,7 @@ class SqlStore:
             self._many(cur, schema.INSERT_RULESET, rulesets)
             self._many(cur, schema.INSERT_RULESET_USE, uses)
             self._many(cur, schema.INSERT_ACTION, actions)
-            written = self._append(cur, scope, entries) if entries else 0
+            written = self._append(cur, scope, entries, batch.first_seq) if entries else 0
             self._many(cur, schema.UPSERT_OFFSET, offsets)
             self._many(cur, schema.INSERT_HISTORY, history)
             return written
@@ -228,10 +230,10 @@ class SqlStore:
         if self.checkpointer is not None:
             self.checkpointer.written(written)
 
-    def _append(self, cur: Cursor, scope: str, entries: list[Entry]) -> int:
+    def _append(self, cur: Cursor, scope: str, entries: list[Entry], first_seq: int) -> int:
         """One journal row for the batch (its bytes returned); refused unless it follows
         every stored entry."""
-        first, last = entries[0].seq, entries[-1].seq
+        first, last = first_seq or entries[0].seq, entries[-1].seq
         cur.execute(self._sql(schema.LAST_JOURNAL_SEQS), (scope, scope))
         stored = max((int(seq) for seq in cur.fetchone() if seq is not None), default=0)
         if first <= stored:

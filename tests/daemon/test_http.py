@@ -224,3 +224,17 @@ async def test_deleted_rows_are_kept_in_the_history(daemon: Running) -> None:
         assert row["alert"]["status"] == "cleared"
         later = await client.get("/api/v1/history", params={"since": row["deleted_at"] + 1})
         assert later.json() == {"history": []}
+
+
+async def test_ingest_after_the_engine_stopped_is_refused_with_503(daemon: Running) -> None:
+    """Once the committer has ended (shutdown, or a failed store) an input is refused at
+    once with 503 and `Retry-After`, not held open until the process is killed."""
+    async with daemon() as (app, client):
+        await app.scopes.close_all()
+        async with asyncio.timeout(5):
+            late = await client.post("/api/v1/events", json={"node": "a", "alertgroup": "X"})
+            alerts = [{"labels": {"alertname": "X"}}]
+            prometheus = await client.post("/api/v2/alerts", json=alerts)
+        assert late.status_code == prometheus.status_code == 503
+        assert late.headers["retry-after"] == "5"
+        assert "shutting down" in late.json()["error"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from correlator.model import Alert
-from correlator.store.base import RULES, TICK, Action, Batch, Entry
+from correlator.store.base import EVENTS, RULES, TICK, Action, Batch, Entry
 from correlator.store.history import history_record
 from correlator.store.schema import CURRENT_VERSION
 from correlator.store.sql import SqlStore, StoreError, dialect_for, open_store
@@ -284,3 +285,33 @@ async def test_sqlite_checkpoints_its_log_on_a_thread_not_in_a_commit(tmp_path: 
         assert [e.seq for e in (await reopened.load("s")).entries] == list(range(1, 2101))
     finally:
         await reopened.close()
+
+
+async def test_an_http_body_that_overlaps_the_journal_is_refused(store: SqlStore) -> None:
+    """An `events` entry is numbered as its last event: the order check uses the batch's
+    first event (`first_seq`), so a stale writer's body that overlaps is refused too."""
+    await store.commit(Batch("s", _entries(1, 50)))
+    body = Entry(60, 160.0, EVENTS, b"[" + b",".join([b"{}"] * 60) + b"]")
+    with pytest.raises(StoreError, match="duplicate journal seq: 1 is not after the stored 50"):
+        await store.commit(Batch("s", [body], first_seq=1))
+    follows = Entry(60, 160.0, EVENTS, b"[" + b",".join([b"{}"] * 10) + b"]")
+    await store.commit(Batch("s", [follows], first_seq=51))
+    assert [e.seq for e in (await store.load("s")).entries] == [*range(1, 51), 60]
+
+
+async def test_a_failed_commit_is_rolled_back_and_the_store_goes_on(store: SqlStore) -> None:
+    """A COMMIT that fails (here a deferred constraint) leaves no transaction open: the
+    next one starts, instead of failing with 'a transaction within a transaction'."""
+    if store.dialect.name == "sqlite":  # SQLite checks foreign keys only when asked to
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(store._thread, store._conn.execute, "PRAGMA foreign_keys=ON")
+    await store._run(lambda cur: cur.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+    await store._run(
+        lambda cur: cur.execute(
+            "CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    )
+    with pytest.raises(Exception, match=r"(?i)foreign key"):
+        await store._run(lambda cur: cur.execute("INSERT INTO child VALUES (7)"))
+    await store.commit(Batch("s", _entries(1, 2)))
+    assert [e.seq for e in (await store.load("s")).entries] == [1, 2]
