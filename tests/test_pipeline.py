@@ -19,7 +19,7 @@ from correlator.engine import Engine
 from correlator.pipeline import Pipeline
 from correlator.ruleset.version import RuleVersion
 from correlator.sinks.base import Record
-from correlator.sinks.dead_letter import DeadLetterFile
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterFile
 from correlator.sources.base import Received
 from correlator.store.base import Batch
 from correlator.store.sql import SqlStore, open_store
@@ -278,6 +278,44 @@ async def test_a_failed_commit_acknowledges_nothing_and_stops_the_pipeline(tmp_p
             with pytest.raises(ConnectionAbortedError):
                 await pipeline.reload(rules)
     finally:
+        await store.close()
+
+
+class _FlakyDeadLetter(DeadLetterFile):
+    """A dead-letter sink whose first writes fail (its broker restarting)."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    async def write(self, letters: list[DeadLetter]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("dead-letter broker away")
+        await super().write(letters)
+
+
+async def test_a_dead_letter_sink_away_holds_the_batch_and_loses_nothing(tmp_path: Path) -> None:
+    """Bad input while the dead-letter sink fails: the batch waits (not acknowledged) and
+    is written once the sink is back; the committer does not stop."""
+    store = await _store(tmp_path)
+    sink = _FlakyDeadLetter(tmp_path / "dl.jsonl", failures=2)
+    pipeline = Pipeline(_rules(tmp_path, RULES), Engine, store, clock=FakeTime(), dead_letter=sink)
+    await pipeline.restore()
+    task = asyncio.create_task(pipeline.run())
+    try:
+        async with asyncio.timeout(5):
+            bad = await pipeline.submit([Received(b"not json", "http")])
+            ((index, reason),) = await bad
+            assert (index, reason.split(":")[0]) == (0, "not_json")
+            good = await pipeline.submit([Received(_event(1, 1_767_225_600.0), "http")])
+            assert await good == []
+        assert sink.failures == 0 and not task.done()
+        (letter,) = (tmp_path / "dl.jsonl").read_bytes().splitlines()
+        assert orjson.loads(letter)["raw"] == "not json"
+    finally:
+        pipeline.stop()
+        await task
         await store.close()
 
 
