@@ -395,12 +395,18 @@ class App:
                     break  # a source (stdin) or a sink-less publisher may end: the rest goes on
         finally:
             self.scopes.closing = True
-            server.should_exit = True  # 1. intake: HTTP first, then the brokers
+            server.should_exit = True  # 1. intake: HTTP first
             await _settle(serving, self.config.shutdown_timeout)
-            for task in [*helpers, *sources, broken]:
+            for task in [*helpers, broken]:
                 task.cancel()
                 await _settle(task)
-            await self.scopes.close_all()  # 2. commit what the pipelines hold
+            # 2. commit what the pipelines hold, the brokers still connected: an MQTT batch
+            # made durable now is acknowledged on the connection that received it (after
+            # it closes the broker sends it again); what comes after is refused, not taken
+            await self.scopes.close_all()
+            for task in sources:
+                task.cancel()
+                await _settle(task)
             await self.publisher.stop()  # 3. the sinks publish what is queued
             await _settle(publishing, self.config.shutdown_timeout)
             await self.scopes.snapshot_all()  # 4. snapshots: the next start replays nothing

@@ -80,6 +80,8 @@ class Scopes:
         pipeline = self.pipelines.get(scope)
         if pipeline is not None:
             return pipeline
+        if self.closing:  # shutdown: no new engine (a partition assigned while stopping)
+            raise ConnectionAbortedError("correlator is shutting down")
         closing = self._closing.get(scope)
         if closing is not None:  # its last batch and snapshot first, or a restore misses them
             await asyncio.shield(closing)

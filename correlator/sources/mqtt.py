@@ -50,6 +50,9 @@ def broker_address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or 1883
 
 
+ACK_FLUSH_SECONDS = 2.0  # at shutdown: for the broker to read the last PUBACKs
+
+
 class MqttSource(SourceBase):
     """Subscribes at QoS 1 (shared when configured) and reconnects with backoff."""
 
@@ -114,13 +117,29 @@ class MqttSource(SourceBase):
         await client.subscribe(self._topics())
         self._connected = True
         messages = client.messages
-        while True:
-            batch = [await anext(messages)]
-            while len(messages) and len(batch) < self.max_batch:  # already queued: no wait
-                batch.append(await anext(messages))
-            durable = await submit([Received(_payload(m.payload), self.name) for m in batch])
-            acks = [(m.mid, m.qos) for m in batch if m.qos > 0]
-            durable.add_done_callback(partial(self._ack, paho, session, acks))
+        try:
+            while True:
+                batch = [await anext(messages)]
+                while len(messages) and len(batch) < self.max_batch:  # queued: no wait
+                    batch.append(await anext(messages))
+                durable = await submit([Received(_payload(m.payload), self.name) for m in batch])
+                acks = [(m.mid, m.qos) for m in batch if m.qos > 0]
+                durable.add_done_callback(partial(self._ack, paho, session, acks))
+        except asyncio.CancelledError:  # stopping, after the last commit: see `_acks_read`
+            await self._acks_read(client)
+            raise
+
+    async def _acks_read(self, client: aiomqtt.Client) -> None:
+        """Return once the broker has read the PUBACKs queued so far (at most a few seconds).
+
+        Closing at once reset the connection with some still unread, and the broker
+        sent those messages again after the restart, to be counted twice. A SUBACK
+        comes after everything sent before the SUBSCRIBE was read: the same
+        subscriptions again, which changes nothing in the session.
+        """
+        with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
+            async with asyncio.timeout(ACK_FLUSH_SECONDS):
+                await client.subscribe(self._topics())
 
     def _ack(
         self,
