@@ -8,6 +8,10 @@ sources stop reading) instead of dropping records. A failed publish is
 retried with exponential backoff; after each published batch the sink's
 position (last `seq`) is stored, and records at or below it are skipped when
 the journal tail is replayed after a restart.
+
+`stop` does not wait for a sink that is down: its lane gives up at the next
+failure, and what it held is published again from the journal tail after a
+restart (its position did not move; snapshots wait for it, so the tail is kept).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Publisher:
         self.backoff = backoff
         self._lanes: list[_Lane] = []
         self._moved = asyncio.Condition()  # a lane's position moved
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         """Start every sink."""
@@ -106,9 +111,11 @@ class Publisher:
                 group.create_task(self._drain(lane))
 
     async def stop(self) -> None:
-        """Let every lane publish what is queued, then end `run`."""
+        """End `run` once every lane has published what is queued, or its sink failed."""
+        self._stopping.set()
         for lane in self._lanes:
-            await lane.queue.put(None)
+            with contextlib.suppress(asyncio.QueueFull):  # full: its lane is busy and sees the flag
+                lane.queue.put_nowait(None)
 
     async def close(self) -> None:
         for lane in self._lanes:
@@ -117,9 +124,13 @@ class Publisher:
 
     async def _drain(self, lane: _Lane) -> None:
         while (item := await lane.queue.get()) is not None:
-            await self._send(lane, *item)
+            if not await self._send(lane, *item):
+                return  # stopping with the sink down: the journal keeps the rest
+            if self._stopping.is_set() and lane.queue.empty():
+                return
 
-    async def _send(self, lane: _Lane, scope: str, records: list[Record]) -> None:
+    async def _send(self, lane: _Lane, scope: str, records: list[Record]) -> bool:
+        """Publish the batch and store the sink's position; False if `stop` came first."""
         delay = self.backoff[0]
         while True:
             try:
@@ -127,9 +138,18 @@ class Publisher:
                 break
             except Exception:  # the broker is away: keep the batch and try again
                 lane.failures += 1
-                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+                if await self._stopped_within(delay * (0.5 + random.random())):  # noqa: S311
+                    return False
                 delay = min(delay * 2, self.backoff[1])
         await self.store.set_sink_position(lane.sink.name, scope, records[-1].seq)
         async with self._moved:
             lane.positions[scope] = records[-1].seq
             self._moved.notify_all()
+        return True
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait before a retry (the jittered backoff); True at once if `stop` was called."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        return self._stopping.is_set()

@@ -136,3 +136,39 @@ async def test_mqtt_dead_letters_wait_for_their_broker() -> None:
                 assert await _next_letter(client.messages) == "letter 3"
     finally:
         await sink.stop()
+
+
+class _Down:
+    """A sink whose broker never answers (the lane's queue fills behind it)."""
+
+    name = "down"
+
+    async def start(self) -> None:
+        return None
+
+    async def publish(self, records: list[Record]) -> None:
+        raise ConnectionError("broker away")
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_stop_returns_with_the_lane_full(tmp_path: Path) -> None:
+    """A sink that always fails and a full lane: `stop` returns and `run` ends within
+    seconds; the sink's position stays where it was (the journal tail re-publishes)."""
+    store = _store(tmp_path)
+    publisher = Publisher([_Down()], store, queue_size=2, backoff=(0.05, 10.0))
+    await store.open()
+    try:
+        await publisher.start()
+        await publisher.open(SCOPE)
+        running = asyncio.create_task(publisher.run())
+        for seq in range(1, 4):  # one taken by the lane, two fill its queue
+            await publisher.publish(SCOPE, [_record(seq, "a")])
+        assert publisher.lag() == {"down": 2}
+        await asyncio.wait_for(publisher.stop(), 2)
+        await asyncio.wait_for(running, 2)
+        await publisher.close()
+        assert await store.sink_position("down", SCOPE) == 0
+    finally:
+        await store.close()
