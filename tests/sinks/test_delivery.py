@@ -11,14 +11,17 @@ from pathlib import Path
 
 import aiomqtt
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from structlog.testing import capture_logs
 from support.brokers import mosquitto
 from support.postgres import free_port
 
+from correlator.config import KafkaSink as KafkaConfig
 from correlator.config import MqttSink as MqttConfig
 from correlator.model import CREATED
 from correlator.sinks.base import Record
-from correlator.sinks.dead_letter import DeadLetter, DeadLetterMqtt
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterFile, DeadLetterMqtt
+from correlator.sinks.kafka import MAX_RECORD_BYTES, KafkaSink
 from correlator.sinks.mqtt import MqttSink, alert_topic
 from correlator.sinks.publisher import Publisher
 from correlator.store.base import Store
@@ -172,3 +175,64 @@ async def test_stop_returns_with_the_lane_full(tmp_path: Path) -> None:
         assert await store.sink_position("down", SCOPE) == 0
     finally:
         await store.close()
+
+
+async def _topic(bootstrap: str, topic: str, count: int) -> list[int]:
+    """The seqs on the topic once `count` have come (a large record would come too), sorted."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * MAX_RECORD_BYTES,
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seqs: list[int] = []
+        async with asyncio.timeout(10):
+            while len(seqs) < count:
+                for messages in (await consumer.getmany(timeout_ms=200)).values():
+                    seqs += [orjson.loads(m.value)["seq"] for m in messages]
+        for messages in (await consumer.getmany(timeout_ms=300)).values():  # any more there
+            seqs += [orjson.loads(m.value)["seq"] for m in messages]
+        return sorted(seqs)
+    finally:
+        await consumer.stop()
+
+
+async def test_a_record_too_large_goes_to_the_dead_letters(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A record over the brokers' default size limit between two small ones: the small ones
+    are published, the large one is dead-lettered and counted, and the lane goes on."""
+    topic = f"large{next(_ids)}"
+    sink = KafkaSink("kafka", KafkaConfig(bootstrap_servers=kafka_bootstrap, topic=topic))
+    letters = tmp_path / "dead.jsonl"
+    publisher = Publisher([sink], _store(tmp_path), dead_letter=DeadLetterFile(letters))
+    async with _publishing(publisher, tmp_path) as store:
+        await publisher.publish(SCOPE, [_record(1, "a"), _record(2, "big", MAX_RECORD_BYTES)])
+        await publisher.publish(SCOPE, [_record(3, "a")])
+        async with asyncio.timeout(10):
+            await publisher.caught_up(SCOPE, 3)
+        assert await store.sink_position("kafka", SCOPE) == 3
+    assert await _topic(kafka_bootstrap, topic, 2) == [1, 3]
+    assert publisher.rejected == {"kafka": 1}
+    (letter,) = [orjson.loads(line) for line in letters.read_bytes().splitlines()]
+    assert (letter["source"], letter["reason"]) == ("sink:kafka", "too_large")
+    assert "seq 2" in letter["message"] and "big" in letter["message"]
+
+
+async def test_a_record_too_large_is_counted_without_dead_letters(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """No dead-letter sink: the record is logged and counted, and the lane goes on."""
+    topic = f"large{next(_ids)}"
+    sink = KafkaSink("kafka", KafkaConfig(bootstrap_servers=kafka_bootstrap, topic=topic))
+    publisher = Publisher([sink], _store(tmp_path))
+    async with _publishing(publisher, tmp_path):
+        await publisher.publish(SCOPE, [_record(1, "big", MAX_RECORD_BYTES), _record(2, "a")])
+        async with asyncio.timeout(10):
+            await publisher.caught_up(SCOPE, 2)
+    assert await _topic(kafka_bootstrap, topic, 1) == [2]
+    assert publisher.rejected == {"kafka": 1}
