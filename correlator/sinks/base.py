@@ -26,12 +26,28 @@ class Record(NamedTuple):
     payload: bytes
 
 
+class Rejected(Exception):
+    """Records of a batch that no retry can publish (too large); the rest of it was published.
+
+    The publisher sets them aside (dead letters, a log line, a counter) and
+    moves on, instead of retrying the batch forever behind them.
+    """
+
+    def __init__(self, reason: str, records: list[tuple[Record, str]]) -> None:
+        super().__init__(f"{len(records)} record(s) rejected: {reason}")
+        self.reason = reason  # the dead letters' reason
+        self.records = records  # each with why
+
+
 class Sink(Protocol):
     name: str
 
     async def start(self) -> None: ...
 
     async def publish(self, records: list[Record]) -> None:
-        """Send the batch in order; return once the broker has acknowledged all of it."""
+        """Send the batch in order; return once the broker has acknowledged all of it.
+
+        Raises `Rejected` (after publishing the rest) for records it can never send.
+        """
 
     async def stop(self) -> None: ...

@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import aiomqtt
 import orjson
+import structlog
 from aiokafka import AIOKafkaProducer
 
-from correlator.sources.mqtt import broker_address
+from correlator.sinks.mqtt import MqttConnection
+
+log = structlog.get_logger("correlator.sinks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +104,35 @@ class DeadLetterKafka:
 
 
 class DeadLetterMqtt:
-    """Dead letters published at QoS 1 on one MQTT topic (not retained)."""
+    """Dead letters published at QoS 1 on one MQTT topic (not retained).
 
-    def __init__(self, url: str, topic: str) -> None:
-        host, port = broker_address(url)
+    Connects on the first letter, so a broker that is down does not hold up
+    the daemon's start; a write retries (reconnecting, with backoff) until the
+    broker has acknowledged every letter, since the batch that rejected them
+    is committed only then.
+    """
+
+    def __init__(self, url: str, topic: str, *, backoff: tuple[float, float] = (0.1, 5.0)) -> None:
         self.topic = topic
-        self._client = aiomqtt.Client(host, port, max_inflight_messages=1000)
+        self.backoff = backoff
+        self._connection = MqttConnection(url)
 
     async def start(self) -> None:
-        await self._client.__aenter__()
+        return None
 
     async def write(self, letters: list[DeadLetter]) -> None:
-        await asyncio.gather(
-            *(self._client.publish(self.topic, d.to_json(), qos=1) for d in letters)
-        )
+        if not letters:
+            return
+        messages = [(self.topic, d.to_json(), False) for d in letters]
+        delay = self.backoff[0]
+        while True:
+            try:
+                await self._connection.publish(messages)
+                return
+            except aiomqtt.MqttError as error:  # the broker is away: wait, then connect anew
+                log.warning("dead letters not delivered: retrying", error=str(error))
+                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+                delay = min(delay * 2, self.backoff[1])
 
     async def stop(self) -> None:
-        await self._client.__aexit__(None, None, None)
+        await self._connection.close()

@@ -7,6 +7,13 @@ murmur2 per key), and its 16 KiB batches let the producer move only a few
 dozen records per turn of a busy event loop: the sink fell behind its input.
 Records go to the partition Kafka's default partitioner would choose for the
 key (murmur2, as the Java client), so other producers keyed alike agree.
+
+A record over MAX_RECORD_BYTES is not sent: the brokers' default limit would
+refuse it, and nothing would change on a retry. A batch that a broker with a
+lower limit refuses as too large is sent again one record at a time; what is
+refused alone is given up too. Both are raised as `Rejected` once the rest of
+the batch is published (a record sent again alone may follow later records of
+its key: their `seq` tells).
 """
 
 from __future__ import annotations
@@ -16,12 +23,17 @@ import struct
 from collections.abc import Iterator
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 
 from correlator.config import KafkaSink as KafkaConfig
-from correlator.sinks.base import Record
+from correlator.sinks.base import Record, Rejected
 
 # one produce request per batch: large, yet under the brokers' default 1 MB message limit
 BATCH_BYTES = 512 * 1024
+# key and value of one record: in a batch of its own it stays under the brokers' default
+# limit (message.max.bytes, 1,048,588 bytes a batch, headers included)
+MAX_RECORD_BYTES = 1_000_000
+TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)  # the broker's limit
 PARTITION_CACHE = 100_000  # identifiers whose partition is remembered (then forgotten at once)
 
 _M = 0x5BD1E995
@@ -71,13 +83,45 @@ class KafkaSink:
         producer = self._producer
         if producer is None:
             raise RuntimeError("the Kafka sink is not started")
+        rejected: list[tuple[Record, str]] = []
+        fitting: list[Record] = []
+        for record in records:
+            if _too_large(record):
+                rejected.append((record, f"larger than {MAX_RECORD_BYTES} bytes"))
+            else:
+                fitting.append(record)
+        refused = await self._send(producer, fitting)
+        while refused:
+            held, error = refused.pop()
+            if len(held) == 1:
+                rejected.append((held[0], f"refused by the broker: {type(error).__name__}"))
+            else:  # the broker's limit is under BATCH_BYTES: one record at a time
+                for record in held:
+                    refused += await self._send(producer, [record])
+        if rejected:
+            raise Rejected("too_large", sorted(rejected, key=lambda r: r[0].seq))
+
+    async def _send(
+        self, producer: AIOKafkaProducer, records: list[Record]
+    ) -> list[tuple[list[Record], Exception]]:
+        """Send the records; return each batch the broker refused as too large, with its error.
+
+        Any other error is raised once every batch is settled (the caller retries).
+        """
         topic = self.config.topic
-        sent: list[asyncio.Future[object]] = []
+        sent: list[tuple[list[Record], asyncio.Future[object]]] = []
         parts = self._split(records, sorted(await producer.partitions_for(topic)))
         for partition, part in parts.items():
-            batches = self._batches(producer, part)
-            sent += [await producer.send_batch(b, topic, partition=partition) for b in batches]
-        await asyncio.gather(*sent)
+            for batch, held in self._batches(producer, part):
+                sent.append((held, await producer.send_batch(batch, topic, partition=partition)))
+        results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+        refused: list[tuple[list[Record], Exception]] = []
+        for (held, _), result in zip(sent, results, strict=True):
+            if isinstance(result, TOO_LARGE):
+                refused.append((held, result))
+            elif isinstance(result, BaseException):
+                raise result
+        return refused
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -102,14 +146,27 @@ class KafkaSink:
         return parts
 
     @staticmethod
-    def _batches(producer: AIOKafkaProducer, records: list[Record]) -> Iterator[object]:
-        """Record batches of at most BATCH_BYTES (a larger record goes alone)."""
+    def _batches(
+        producer: AIOKafkaProducer, records: list[Record]
+    ) -> Iterator[tuple[object, list[Record]]]:
+        """Record batches of at most BATCH_BYTES (a larger record goes alone), with their records."""
         batch = producer.create_batch()
+        held: list[Record] = []
         for record in records:
             key = record.identifier.encode()
             if batch.append(key=key, value=record.payload, timestamp=None) is None:
-                yield batch
-                batch = producer.create_batch()
+                yield batch, held
+                batch, held = producer.create_batch(), []
                 batch.append(key=key, value=record.payload, timestamp=None)
+            held.append(record)
         batch.close()  # complete: the producer sends it at once instead of lingering
-        yield batch
+        yield batch, held
+
+
+def _too_large(record: Record) -> bool:
+    """Key and value over MAX_RECORD_BYTES (the key is encoded only when it could matter)."""
+    size = len(record.payload)
+    return (
+        size + 4 * len(record.identifier) > MAX_RECORD_BYTES
+        and size + len(record.identifier.encode()) > MAX_RECORD_BYTES
+    )

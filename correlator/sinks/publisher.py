@@ -8,6 +8,14 @@ sources stop reading) instead of dropping records. A failed publish is
 retried with exponential backoff; after each published batch the sink's
 position (last `seq`) is stored, and records at or below it are skipped when
 the journal tail is replayed after a restart.
+
+A record a sink can never publish (`Rejected`: too large) is set aside
+instead: logged, counted in `rejected` and, when the publisher has a
+dead-letter sink, written there (its first LETTER_BYTES); the lane moves on.
+
+`stop` does not wait for a sink that is down: its lane gives up at the next
+failure, and what it held is published again from the journal tail after a
+restart (its position did not move; snapshots wait for it, so the tail is kept).
 """
 
 from __future__ import annotations
@@ -15,11 +23,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+
+import structlog
 
 from correlator.model import UPDATED
-from correlator.sinks.base import Record, Sink
+from correlator.sinks.base import Record, Rejected, Sink
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink
 from correlator.store.base import Store
+
+log = structlog.get_logger("correlator.sinks")
+
+# of a record set aside, what its dead letter keeps: enough to tell what it was (the whole
+# record can be made again from the journal), and small enough for any dead-letter broker
+LETTER_BYTES = 64 * 1024
 
 
 def coalesce(records: list[Record]) -> list[Record]:
@@ -60,13 +80,17 @@ class Publisher:
         *,
         queue_size: int = 256,
         backoff: tuple[float, float] = (0.1, 30.0),
+        dead_letter: DeadLetterSink | None = None,
     ) -> None:
         self.sinks = sinks
         self.store = store
+        self.dead_letter = dead_letter  # for records a sink rejects
+        self.rejected: Counter[str] = Counter()  # records set aside, by sink (a metric)
         self.queue_size = queue_size
         self.backoff = backoff
         self._lanes: list[_Lane] = []
         self._moved = asyncio.Condition()  # a lane's position moved
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         """Start every sink."""
@@ -106,9 +130,11 @@ class Publisher:
                 group.create_task(self._drain(lane))
 
     async def stop(self) -> None:
-        """Let every lane publish what is queued, then end `run`."""
+        """End `run` once every lane has published what is queued, or its sink failed."""
+        self._stopping.set()
         for lane in self._lanes:
-            await lane.queue.put(None)
+            with contextlib.suppress(asyncio.QueueFull):  # full: its lane is busy and sees the flag
+                lane.queue.put_nowait(None)
 
     async def close(self) -> None:
         for lane in self._lanes:
@@ -117,19 +143,63 @@ class Publisher:
 
     async def _drain(self, lane: _Lane) -> None:
         while (item := await lane.queue.get()) is not None:
-            await self._send(lane, *item)
+            if not await self._send(lane, *item):
+                return  # stopping with the sink down: the journal keeps the rest
+            if self._stopping.is_set() and lane.queue.empty():
+                return
 
-    async def _send(self, lane: _Lane, scope: str, records: list[Record]) -> None:
-        delay = self.backoff[0]
-        while True:
-            try:
-                await lane.sink.publish(records)
-                break
-            except Exception:  # the broker is away: keep the batch and try again
-                lane.failures += 1
-                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
-                delay = min(delay * 2, self.backoff[1])
+    async def _send(self, lane: _Lane, scope: str, records: list[Record]) -> bool:
+        """Publish the batch and store the sink's position; False if `stop` came first."""
+        try:
+            if not await self._retried(lane, partial(lane.sink.publish, records)):
+                return False
+        except Rejected as rejected:
+            if not await self._set_aside(lane, rejected):
+                return False
         await self.store.set_sink_position(lane.sink.name, scope, records[-1].seq)
         async with self._moved:
             lane.positions[scope] = records[-1].seq
             self._moved.notify_all()
+        return True
+
+    async def _retried(self, lane: _Lane, attempt: Callable[[], Awaitable[None]]) -> bool:
+        """Await `attempt` until it succeeds, with backoff; False if `stop` came first.
+
+        `Rejected` is raised at once: no retry would help.
+        """
+        delay = self.backoff[0]
+        while True:
+            try:
+                await attempt()
+                return True
+            except Rejected:
+                raise
+            except Exception:  # the broker is away: keep the batch and try again
+                lane.failures += 1
+                if await self._stopped_within(delay * (0.5 + random.random())):  # noqa: S311
+                    return False
+                delay = min(delay * 2, self.backoff[1])
+
+    async def _set_aside(self, lane: _Lane, rejected: Rejected) -> bool:
+        """Log, count and dead-letter what the sink rejected; False if `stop` came first."""
+        name = lane.sink.name
+        self.rejected[name] += len(rejected.records)
+        letters: list[DeadLetter] = []
+        for record, why in rejected.records:
+            size = len(record.payload)
+            identifier = record.identifier[:200]  # fields are not capped: neither is this
+            log.error("record not published", sink=name, seq=record.seq, identifier=identifier,
+                      kind=record.kind, bytes=size, reason=rejected.reason, why=why)  # fmt: skip
+            what = f"{record.kind} of {identifier} (seq {record.seq}, {size} bytes): {why}"
+            raw = record.payload[:LETTER_BYTES]
+            letters.append(DeadLetter(time.time(), f"sink:{name}", rejected.reason, what, raw))
+        if self.dead_letter is None:
+            return True
+        return await self._retried(lane, partial(self.dead_letter.write, letters))
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait before a retry (the jittered backoff); True at once if `stop` was called."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        return self._stopping.is_set()
