@@ -78,8 +78,9 @@ class App:
         self.reloads: Counter[str] = Counter()  # by result: success, failure
         self.sources: list[Source] = [_source(i, spec) for i, spec in enumerate(config.sources)]
         self.sinks: list[Sink] = [_sink(i, spec) for i, spec in enumerate(config.sinks)]
-        self.publisher = Publisher(self.sinks, self.store)
         self.dead_letter = _dead_letter(config.dead_letter)
+        # a record no broker will take (too large) goes to the dead letters, not round again
+        self.publisher = Publisher(self.sinks, self.store, dead_letter=self.dead_letter)
         self.rules = RuleVersion.read(config.rules)  # the rules in force
         self.sql_tables = SqlTables(self.store, self.now)
         notify = config.notify
@@ -115,6 +116,7 @@ class App:
                 self.reloads,
                 self._deliveries,
                 self.sql_tables.counts,
+                sink_rejected=self.publisher.rejected,
             )
         )
         self.restored = False

@@ -16,6 +16,8 @@ Exported:
 - `correlator_alerts{severity, status}`: rows in the table now;
 - `correlator_source_connected{source}`, `correlator_source_lag{source}` (Kafka:
   messages behind the high watermark), `correlator_sink_queued_batches{sink}`;
+- `correlator_sink_rejected_records_total{sink}`: records the sink's broker can never
+  take (too large), set aside as dead letters instead of retried;
 - `correlator_reloads_total{result}`: rule reloads, `success` or `failure`;
 - `correlator_table_reads_total{table, result}`: reads of SQL lookup tables,
   `success` or `failure` (a failure keeps the table's last rows);
@@ -68,6 +70,8 @@ class DaemonCollector(Collector):
         reloads: Mapping[str, int],
         deliveries: Callable[[], Mapping[str, int]] = dict,
         table_reads: Callable[[], Mapping[tuple[str, str], int]] = dict,
+        *,
+        sink_rejected: Mapping[str, int] | None = None,
     ) -> None:
         self._pipelines = pipelines  # one per scope
         self._sources = sources
@@ -75,6 +79,7 @@ class DaemonCollector(Collector):
         self._reloads = reloads
         self._deliveries = deliveries  # notification actions by result
         self._table_reads = table_reads  # SQL lookup tables read, by (table, result)
+        self._sink_rejected = sink_rejected or {}  # records no broker would take, by sink
 
     def collect(self) -> Iterator[Metric]:
         pipelines = list(self._pipelines)
@@ -114,9 +119,18 @@ class DaemonCollector(Collector):
         queued = GaugeMetricFamily(
             "correlator_sink_queued_batches", "Batches waiting per sink", labels=["sink"]
         )
-        for name, size in sorted(self._sink_queues().items()):
+        rejected = CounterMetricFamily(
+            "correlator_sink_rejected_records",
+            "Records a sink's broker can never take (too large), set aside as dead letters",
+            labels=["sink"],
+        )
+        sinks = self._sink_queues()
+        for name, size in sorted(sinks.items()):
             queued.add_metric([name], size)
+        for name in sorted({*sinks, *self._sink_rejected}):
+            rejected.add_metric([name], self._sink_rejected.get(name, 0))
         yield queued
+        yield rejected
         yield GaugeMetricFamily(
             "correlator_journal_tail_entries",
             "Journal entries after the last saved snapshots (what a restart replays)",

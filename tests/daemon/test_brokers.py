@@ -92,7 +92,7 @@ async def test_mqtt_in_retained_mqtt_out(daemon: Running, mqtt_port: int) -> Non
     dead = {"mqtt": {"url": url, "topic": "correlator/dead"}}
     config = {"sources": [{"mqtt": source}], "sinks": [{"mqtt": sink}], "dead_letter": dead}
     async with (
-        daemon(**config) as (app, _),
+        daemon(**config) as (app, http),
         aiomqtt.Client("127.0.0.1", mqtt_port) as client,
     ):
         await client.subscribe("correlator/dead", qos=1)
@@ -106,6 +106,8 @@ async def test_mqtt_in_retained_mqtt_out(daemon: Running, mqtt_port: int) -> Non
         assert (letter["reason"], letter["source"]) == ("invalid", "mqtt-0")
         await _until(lambda: sum(r.tally for r in app.engine.table.rows.values()) == 20)
         await _until(lambda: not any(app.publisher.lag().values()))
+        metrics = (await http.get("/metrics")).text
+        assert 'correlator_sink_rejected_records_total{sink="mqtt-0"} 0.0' in metrics
     retained: dict[str, int] = {}
     async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
         await client.subscribe("correlator/alerts/#", qos=1)
