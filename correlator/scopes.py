@@ -58,6 +58,7 @@ class Scopes:
         self.broken = asyncio.Event()  # a committer failed: `error` says why
         self.error: BaseException | None = None
         self.closing = False  # shutdown: partitions revoked now are not handed over
+        self._revoked: set[str] = set()  # partitions taken away and not given back since
 
     def __iter__(self) -> Iterator[Pipeline]:
         return iter(list(self.pipelines.values()))
@@ -121,13 +122,17 @@ class Scopes:
 
     async def assign(self, key: OffsetKey) -> int | None:
         """The group gave us a partition: open its scope; where to read it from."""
-        pipeline = await self.open(partition_scope(key))
+        scope = partition_scope(key)
+        self._revoked.discard(scope)
+        pipeline = await self.open(scope)
         return pipeline.offsets.get(key)
 
     async def revoke(self, key: OffsetKey) -> None:
         """The group took a partition away: hand its state over (not at shutdown)."""
         if not self.closing:
-            await self.close(partition_scope(key))
+            scope = partition_scope(key)
+            self._revoked.add(scope)
+            await self.close(scope)
 
     async def close(self, scope: str) -> None:
         """Commit what the scope holds, snapshot it for its next owner, and drop it."""
@@ -175,14 +180,31 @@ class Scopes:
         for index, message in enumerate(messages):
             assert message.offset_key is not None  # a partitioned source sets it
             parts.setdefault(partition_scope(message.offset_key), []).append(index)
-        waiting: list[tuple[list[int], Durable]] = []
+        waiting: list[tuple[str, list[int], Durable]] = []
         for scope, indexes in parts.items():
+            if scope in self._revoked:  # fetched before the rebalance: the new owner reads it
+                continue
             pipeline = await self.open(scope)
             # a fetch from before a rebalance may hold what the scope already made durable
             fresh = [i for i in indexes if _ahead(pipeline, messages[i])]
             if fresh:
-                waiting.append((fresh, await pipeline.submit([messages[i] for i in fresh])))
-        return asyncio.ensure_future(_all_durable(waiting))
+                durable = await pipeline.submit([messages[i] for i in fresh])
+                waiting.append((scope, fresh, durable))
+        return asyncio.ensure_future(self._all_durable(waiting))
+
+    async def _all_durable(self, waiting: list[tuple[str, list[int], Durable]]) -> list[Rejected]:
+        """Every part durable; a part refused because its partition was taken away
+        meanwhile is left to the new owner, which reads it from the offset it stored."""
+        rejected: list[Rejected] = []
+        for scope, indexes, durable in waiting:
+            try:
+                refused = await durable
+            except ConnectionAbortedError:
+                if scope in self._revoked:
+                    continue
+                raise
+            rejected.extend((indexes[i], why) for i, why in refused)
+        return rejected
 
     # -- reading across scopes ------------------------------------------------------------
 
@@ -208,10 +230,3 @@ def _ahead(pipeline: Pipeline, message: Received) -> bool:
     """Whether a message is past what the scope stored for its partition."""
     assert message.offset_key is not None
     return message.offset >= pipeline.offsets.get(message.offset_key, -1)
-
-
-async def _all_durable(waiting: list[tuple[list[int], Durable]]) -> list[Rejected]:
-    rejected: list[Rejected] = []
-    for indexes, durable in waiting:
-        rejected.extend((indexes[i], why) for i, why in await durable)
-    return rejected

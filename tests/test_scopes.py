@@ -96,3 +96,28 @@ async def test_a_closed_scope_is_collected(tmp_path: Path) -> None:
     finally:
         await scopes.close_all()
         await store.close()
+
+
+async def test_a_fetch_from_before_a_rebalance_leaves_a_revoked_partition_alone(
+    tmp_path: Path,
+) -> None:
+    """Messages fetched before the group took a partition away are not folded: no engine
+    is reopened for it (its new owner reads them from the offset it stored); given back,
+    it opens again."""
+    rules = _version(tmp_path / "a", RULES)
+    store = await _store(tmp_path)
+    scopes = _scopes(store, tmp_path, [rules], [rules])
+    key = ("kafka-0", "t", 0)
+    try:
+        assert await scopes.assign(key) is None
+        await scopes.revoke(key)
+        stale = Received(_event(1, 1_767_225_600.0), "kafka-0", key, 0)
+        async with asyncio.timeout(2):
+            assert await (await scopes.submit_partitioned([stale])) == []
+        assert "kafka-0:t:0" not in scopes.pipelines
+        await scopes.assign(key)
+        assert await (await scopes.submit_partitioned([stale])) == []
+        assert len(scopes.pipelines["kafka-0:t:0"].engine.table) == 1
+    finally:
+        await scopes.close_all()
+        await store.close()
