@@ -68,8 +68,16 @@ _REPEAT_SHARES: Final = frozenset(
 )  # fmt: skip
 # those of them a row holds as text, the index's own key (its lookups convert others)
 _REPEAT_TEXTS: Final = _REPEAT_SHARES - {"severity"}
+# and what else the occurrence of a repeat shares with its row (`fold_same` set them)
+_ROW_SHARES: Final = _REPEAT_SHARES | {"last_occurrence", "tally"}
 _TALLY = re.compile(r"\btally\s*(?:>=|<=|!=|==|=~|!~|=|>|<)")
 _LINKS = re.compile(r"\b(?:parent|incident)\b")
+
+
+def _same_labels(event: dict[str, Any], row: Alert) -> bool:
+    """Whether a repeat's occurrence has its row's labels (it has the event's, or none)."""
+    labels = event.get("labels")
+    return labels == row.labels if labels else not row.labels
 
 
 def _reads_tally(spec: Any) -> bool:
@@ -178,6 +186,12 @@ class Engine:
         self._row_field: attrgetter[Any] | None = None
         if one is not None and one[0] in _REPEAT_TEXTS:
             self._row_field, self._row_buckets, self._row_always = attrgetter(one[0]), *one[1:]
+        # rules a repeat may hand its row as the occurrence: by whether they read labels
+        self._row_readers = {
+            op: "labels" in reads
+            for op in kept
+            if (reads := op.event_reads) is not None and reads - {"labels"} <= _ROW_SHARES
+        }
 
     # -- the two entry points -------------------------------------------------
 
@@ -227,7 +241,8 @@ class Engine:
         """What the full path does with an event that changes nothing of its row but tally.
 
         The event rules see an occurrence made from the row's fields (which the
-        event carries), unless the row's own index fields rule them all out.
+        event carries), unless the row's own index fields rule them all out; a
+        lone rule that reads only values the two share is handed the row itself.
         """
         if at > self._newest:
             self._newest = at
@@ -243,6 +258,13 @@ class Engine:
                 candidates = self._row_buckets.get(field(row), self._row_always)
             if not candidates:
                 return
+            if len(candidates) == 1:  # the usual: one rule, told before anything changes the row
+                op, wants = candidates[0]
+                labelled = self._row_readers.get(op)
+                if labelled is not None and (not labelled or _same_labels(event, row)):
+                    if wants(row):
+                        op.on_event(row, row, now, self)
+                    return
         occ = occurrence_of(event, row, at)
         occ.tally = row.tally
         if not decides:

@@ -383,3 +383,50 @@ policies:
     fast, folded = alike(run)
     assert folded == 4
     assert b'"seen":"2"' in b"".join(fast)
+
+
+# rules a repeat hands its row in place of an occurrence (they read only what the two
+# share): thresholds by a label and a pair whose alert reads nothing of its first (the
+# one on `Lat` reads annotations, which they do not share; the last `alertname`, a label)
+ROW_RULES = """
+correlate:
+  - {name: thr, kind: threshold, match: ['alertgroup="Down"'], group_by: [labels.site],
+     count: 2, window: 5m}
+  - {name: pr, kind: pair, first: ['alertgroup="JobStart"'], second: ['alertgroup="JobEnd"'],
+     on: [node], within: 90s, alert: {summary: "{{ group.node }} late"}}
+  - {name: lat, kind: threshold, match: ['alertgroup="Lat"', 'annotations.r="1"'], count: 2,
+     window: 1m}
+  - {name: named, kind: threshold, match: ['alertgroup="Site"', 'alertname="Site"'],
+     group_by: [labels.site], count: 2, window: 1m}
+"""
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_storms_alike_with_the_row_for_the_occurrence(
+    ruleset: Callable[[str], RuleSet], seed: int
+) -> None:
+    """Rules that read only what a repeat shares with its row are handed the row itself
+    (no occurrence made): the same changes, final table and counters as on the full path."""
+    from correlator.correlate.base import Operator
+
+    rules = ruleset(ROW_RULES)
+    handed = [0]
+    originals = {type(op): type(op).on_event for op in rules.build_operators(300.0)}
+
+    def counting(on_event: Callable[..., None]) -> Callable[..., None]:
+        def counted(op: Operator, occ: Any, row: Any, now: float, ctx: Any) -> None:
+            handed[0] += occ is row and op.name != "lat"
+            on_event(op, occ, row, now, ctx)
+
+        return counted
+
+    with pytest.MonkeyPatch.context() as patch:
+        for kind, on_event in originals.items():
+            patch.setattr(kind, "on_event", counting(on_event))
+        with fast_path(True):
+            fast, _ = storm(rules, seed)
+        taken, handed[0] = handed[0], 0
+        with fast_path(False):
+            full, _ = storm(rules, seed)
+    assert fast == full
+    assert taken > handed[0]  # rows stood for repeats (a new row is its occurrence too)

@@ -171,6 +171,10 @@ class Operator:
         self.event_filter: Predicate | None = None  # None: the operator wants no events
         self.event_keys: Sequence[Matcher] = ()  # equality matchers implied by the filter
         self.alert_spec: Any = None  # the compiled `alert:` of rules that raise one
+        # every field `on_event` reads of its occurrence, then or later (a copy it keeps
+        # included), if known: a repeat of a row whose values of them are the event's may
+        # hand it the live row (no occurrence made). None: any field
+        self.event_reads: frozenset[str] | None = None
 
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
         """A normalized event passed `event_filter`."""

@@ -32,6 +32,7 @@ from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import Alert
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import Matcher, Predicate, all_of, compile_matchers, one_of
+from correlator.ruleset.paths import fields_read
 from correlator.ruleset.schema import AlertSpec, Duration, FieldNames, Matchers, Rule
 from correlator.timeparse import format_duration
 
@@ -105,7 +106,9 @@ def _snapshot(occ: Alert, row: Alert | None) -> Alert:
     """`occ` itself, or a private copy when it is the live row, which dedup and expiry change.
 
     An occurrence that is not the row is the event's own (the engine made it for
-    this event, and rules only read it): it is kept as it is. The copy is made
+    this event, and rules only read it): it is kept as it is. The row also stands
+    for a repeat's occurrence (`event_reads`): its copy then differs from that
+    occurrence only in fields the rule never reads of it. The copy is made
     positionally from one C-level read of every field (`dataclasses.replace`
     cost three times as much, once per job start).
     """
@@ -137,6 +140,9 @@ class PairOperator(Operator):
         either = _either_key(first, second)
         self.event_keys = keys or ([either] if either is not None else [])
         self._on = FieldKey(spec.on)
+        if spec.when is None and self.alert_spec.reads_severity_only:  # the first kept: a copy
+            names = [m.name for m in (*scope, *first, *second)] + spec.on
+            self.event_reads = fields_read(names) | {"identifier", "last_occurrence", "severity"}
         self._within = spec.within
         self._cap = spec.max_pairs
         self._pending: dict[Key, _Pending] = {}

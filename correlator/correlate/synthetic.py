@@ -119,6 +119,8 @@ class SyntheticAlert:
             reads = None if reads is None or template.names is None else reads | template.names
         self._trigger_read = reads is None or not reads <= _OWN_NAMES
         self._members_read = reads is None or "members" in reads
+        # the alert reads of its trigger and members no more than `severity` (the default's)
+        self.reads_severity_only = not (self._trigger_read or self._members_read)
 
     def context(
         self,

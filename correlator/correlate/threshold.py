@@ -33,7 +33,7 @@ from correlator.model import CLEARED as STATUS_CLEARED
 from correlator.model import RESOLUTION, Alert
 from correlator.ruleset.expr import when_alert
 from correlator.ruleset.matchers import Matcher, Predicate, all_of, as_text, compile_matchers
-from correlator.ruleset.paths import alert_getter
+from correlator.ruleset.paths import alert_getter, fields_read
 from correlator.ruleset.schema import AlertSpec, Duration, Matchers, Rule
 from correlator.timeparse import format_duration
 
@@ -131,6 +131,11 @@ class ThresholdOperator(Operator):
         self._is_reset = all_of([m.test for m in reset]) if reset else None
         self.event_filter = self._counts if self._is_reset is None else self._either()
         self.event_keys = equalities_in_all(scope, reset) if reset else self._eq(scope)
+        if spec.when is None:  # a member's row stands for it: the trigger is the row anyway
+            names = [m.name for m in (*scope, *reset)] + spec.group_by
+            if spec.distinct:
+                names.append(spec.distinct)
+            self.event_reads = fields_read(names) | {"identifier", "type", "last_occurrence"}
         self._groups: dict[Key, _Group] = {}
         self._raised_key: dict[str, Key] = {}  # synthetic identifier → group
 

@@ -11,7 +11,7 @@ the hot path never parses dotted names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from operator import attrgetter
 from typing import Any, Final
 
@@ -61,6 +61,22 @@ def alert_getter(name: str) -> Getter:
             return lambda alert: alert.labels.get(rest)
         return lambda alert: alert.annotations.get(rest)
     return lambda alert: alert.labels.get(name)
+
+
+def fields_read(names: Iterable[str]) -> frozenset[str]:
+    """The alert fields `alert_getter`s of `names` read (`labels` for any label)."""
+    read: set[str] = set()
+    for name in names:
+        head, _, rest = name.partition(".")
+        if name in ALERT_FIELDS:
+            read.add(name)
+        elif name == "alertname":
+            read.update(("labels", "alertgroup"))
+        elif head == "annotations" and rest:
+            read.add(head)
+        else:
+            read.add("labels")
+    return frozenset(read)
 
 
 _FIELD_NAMES: Final = tuple(ALERT_FIELDS)
