@@ -164,3 +164,49 @@ def test_each_template_text_is_compiled_once_per_load(
     assert parsed["{{ count }} in {{ group | length }}"] == 1
     assert set(parsed.values()) == {1}
     assert set(compiled.values()) == {1} and len(compiled) == 5
+
+
+BOUND = [
+    "{{ count }} down at {{ group['labels.site'] }}",
+    "{{ group.site }}",
+    "{{ count }}",
+    "{{ group.site }}-{{ group.a.b }}:{{ rule }} {{ count }}{{ count }}",
+    "at {{ group.missing.x }} {{ members }} {{ node }}",
+    "{{ rule }}",
+    "no references",
+]
+GROUPS = st.dictionaries(
+    st.sampled_from(["site", "labels.site", "a"]), VALUES | st.just("long"), max_size=3
+)
+LONG = "x" * 70_000  # longer than a render may be: cut
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    source=st.sampled_from(BOUND),
+    group=GROUPS,
+    rule=st.sampled_from(["r", "", None]),
+    contexts=st.lists(CONTEXTS, min_size=1, max_size=4),
+)
+def test_a_template_bound_to_some_values_renders_as_it_does_with_them(
+    source: str, group: dict[str, Any], rule: Any, contexts: list[dict[str, Any]]
+) -> None:
+    """Bound to `group` and `rule`, a template renders for any context holding them what it
+    renders unbound, cut or not, and reads only what is left."""
+    template = Template(source)
+    group = {k: LONG if v == "long" else v for k, v in group.items()}
+    bound = template.bound({"group": group, "rule": rule})
+    if template.constant is not None:
+        assert bound is None
+        return
+    assert bound is not None
+    render, names = bound
+    assert names == (template.names or frozenset()) - {"group", "rule"}
+    for context in contexts:
+        whole = {**context, "group": group, "rule": rule}
+        limits = templates.sandbox.LIMITS
+        hits = limits.hits
+        text = render(context)
+        cut, hits = limits.hits - hits, limits.hits
+        assert text == template.render(whole)
+        assert limits.hits - hits == cut  # a cut is counted alike

@@ -9,7 +9,7 @@ segment), `count`, `members` (the matching alerts) and `rule`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from correlator.model import CLEARED, PROBLEM, Alert, parse_severity
@@ -19,6 +19,7 @@ from correlator.ruleset.schema import AlertSpec
 from correlator.ruleset.templates import Template, compile_map
 
 Group = Sequence[tuple[str, Any]]
+Render = Callable[[Mapping[str, Any]], str]
 
 INDETERMINATE: Final = 1
 MAJOR: Final = 4
@@ -66,7 +67,16 @@ class _Fixed:
     `count`, `members` or the trigger can differ from one raise to the next.
     """
 
-    __slots__ = ("annotations", "fields", "group", "keys", "labels", "scratch")
+    __slots__ = (
+        "annotations",
+        "count_only",
+        "fields",
+        "group",
+        "keys",
+        "labels",
+        "renders",
+        "scratch",
+    )
 
     def __init__(
         self,
@@ -75,12 +85,16 @@ class _Fixed:
         fields: dict[str, Any],
         labels: dict[str, str],
         annotations: dict[str, str],
+        renders: dict[str, Render],
+        count_only: bool,
     ) -> None:
         self.group = group  # `group` as templates see it (read-only to them)
         self.keys = keys  # the group's values as text (default identifier and alertkey)
         self.fields = fields  # final single-field values that depend only on the group
         self.labels = labels  # rendered labels that read only `group`/`rule`
         self.annotations = annotations
+        self.renders = renders  # the single-field templates with the group rendered in
+        self.count_only = count_only  # and all they read then is `count`
         self.scratch: Alert | None = None  # the occurrence `again` fills in and hands out
 
 
@@ -95,6 +109,7 @@ class SyntheticAlert:
             for name in SINGLE_FIELDS
             if (value := getattr(spec, name)) is not None
         }
+        self._renders = {name: template.render for name, template in self._single.items()}
         self._labels = compile_map(spec.labels)
         self._annotations = compile_map(spec.annotations)
         self.expire_after = spec.expire_after
@@ -197,12 +212,23 @@ class SyntheticAlert:
             fields["severity"] = self._severity(ctx, (), None)  # empty: the members decide
         if "summary" in self._fixed_single and (summary := self._render("summary", ctx)):
             fields["summary"] = summary  # an empty one falls back on a text with the count
+        renders: dict[str, Render] = {}
+        reads: set[str] | None = set()
+        for name, template in self._single.items():
+            bound = template.bound(ctx)
+            if bound is None:
+                renders[name], reads = template.render, None
+            else:
+                renders[name], names = bound
+                reads = None if reads is None else reads | names
         fixed = _Fixed(
             values,
             keys,
             fields,
             {k: t.render(ctx) for k, t in self._fixed_labels.items()},
             {k: t.render(ctx) for k, t in self._fixed_notes.items()},
+            renders,
+            reads is not None and reads <= {"count"},
         )
         if sandbox.LIMITS.hits != hits:
             return fixed  # used once, as a render would be, and never kept
@@ -211,9 +237,16 @@ class SyntheticAlert:
         self._fixed[key] = fixed
         return fixed
 
-    def _text(self, name: str, ctx: dict[str, Any], keys: tuple[str, ...], count: int) -> str:
+    def _text(
+        self,
+        name: str,
+        ctx: dict[str, Any],
+        keys: tuple[str, ...],
+        count: int,
+        renders: Mapping[str, Render] | None = None,
+    ) -> str:
         """A single text field: its `alert:` template's text, else the kind's default."""
-        text = self._render(name, ctx)
+        text = self._render(name, ctx, renders)
         if text:
             return text
         if name == "identifier":
@@ -227,19 +260,28 @@ class SyntheticAlert:
         return f"{self.rule}: {count} events"  # summary
 
     def _severity(
-        self, ctx: dict[str, Any], members: Sequence[Alert], trigger: Alert | None
+        self,
+        ctx: dict[str, Any],
+        members: Sequence[Alert],
+        trigger: Alert | None,
+        renders: Mapping[str, Render] | None = None,
     ) -> int:
-        if text := self._render("severity", ctx).strip():
+        if text := self._render("severity", ctx, renders).strip():
             try:
                 return parse_severity(text)
             except ValueError:
                 return MAJOR
         return default_severity_of(members, trigger)
 
-    def _render(self, name: str, ctx: dict[str, Any]) -> str:
-        """The `alert:` value, or "" when it sets none or renders empty (the default applies)."""
-        template = self._single.get(name)
-        return "" if template is None else template.render(ctx)
+    def _render(
+        self, name: str, ctx: dict[str, Any], renders: Mapping[str, Render] | None = None
+    ) -> str:
+        """The `alert:` value, or "" when it sets none or renders empty (the default applies).
+
+        `renders`: a group's (`_Fixed.renders`), else the templates as compiled.
+        """
+        render = (self._renders if renders is None else renders).get(name)
+        return "" if render is None else render(ctx)
 
     def build(
         self,
@@ -322,15 +364,21 @@ class SyntheticAlert:
                 group, now, trigger=trigger, members=members, count=count
             )
             return occ
-        ctx: dict[str, Any] = {}  # as `build` renders: a context only for varying templates
-        if self._varying:
+        # as `build` renders, with the group's values already in: what is left reads the
+        # count alone (the usual: a threshold's summary), else a context of what it reads
+        ctx: dict[str, Any] = {"count": count}
+        if self._varying and not fixed.count_only:
             ctx = self._context(fixed.group, trigger, members, count, whole=False)
-        keys = fixed.keys
+        keys, renders = fixed.keys, fixed.renders
         severity = known.get("severity")
-        occ.severity = self._severity(ctx, members, trigger) if severity is None else severity
-        occ.node = known.get("node") or self._text("node", ctx, keys, count)
-        occ.alertgroup = known.get("alertgroup") or self._text("alertgroup", ctx, keys, count)
-        occ.summary = known.get("summary") or self._text("summary", ctx, keys, count)
-        occ.alertkey = known.get("alertkey") or self._text("alertkey", ctx, keys, count)
+        if severity is None:
+            severity = self._severity(ctx, members, trigger, renders)
+        occ.severity = severity
+        occ.node = known.get("node") or self._text("node", ctx, keys, count, renders)
+        occ.alertgroup = known.get("alertgroup") or self._text(
+            "alertgroup", ctx, keys, count, renders
+        )
+        occ.summary = known.get("summary") or self._text("summary", ctx, keys, count, renders)
+        occ.alertkey = known.get("alertkey") or self._text("alertkey", ctx, keys, count, renders)
         occ.last_occurrence = now
         return occ

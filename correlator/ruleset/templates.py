@@ -222,12 +222,13 @@ class Template:
     the common cases cost one or two dict probes.
     """
 
-    __slots__ = ("_jinja", "_prefix", "constant", "key", "names", "render", "source")
+    __slots__ = ("_jinja", "_parts", "_prefix", "constant", "key", "names", "render", "source")
 
     def __init__(self, source: str, *, prefix: str | None = None) -> None:
         self.source = source
         self._prefix = prefix
         self._jinja: jinja2.Template | None = None
+        self._parts: list[str | Path] | None = None  # text and references, if that is all
         self.constant: str | None = None
         self.key: str | None = None  # `{{ key }}`: the one context key it prints
         # the context keys it reads (a caller may build only those); None: any of them
@@ -241,6 +242,7 @@ class Template:
         if plain is not None and plain.group(1) != prefix:
             path = self._strip(tuple(plain.group(1).split(".")))
             self.render = _path_renderer(path)
+            self._parts = [path]
             self.names = frozenset(path[:1])
             if len(path) == 1:
                 self.key = path[0]
@@ -251,6 +253,7 @@ class Template:
         if parts is not None and whole not in parts:
             pieces = [part if isinstance(part, str) else self._strip(part) for part in parts]
             self.render = _interpolator(pieces)
+            self._parts = pieces
             self.names = frozenset(part[0] for part in pieces if not isinstance(part, str))
             return
         self._jinja = shape.compiled()
@@ -262,6 +265,29 @@ class Template:
             stripped = [self._strip(p) for p in paths]
             self.render = _memoized(self._render, stripped)
             self.names = frozenset(path[0] for path in stripped)
+
+    def bound(
+        self, values: Mapping[str, Any]
+    ) -> tuple[Callable[[Mapping[str, Any]], str], frozenset[str]] | None:
+        """This template with its references to `values`' keys rendered in, for contexts
+        that hold those same values: the render of the rest and the names it reads.
+
+        None: not text with references (a constant needs no binding, Jinja2 is not
+        split). A storm's alert renders `{{ count }} down in {{ group.site }}` per
+        member: bound to the group, it is the count between two texts.
+        """
+        if self._parts is None:
+            return None
+        pieces: list[str | Path] = []
+        for part in self._parts:
+            if not isinstance(part, str) and part[0] in values:
+                part = _whole_text(_lookup(values, part))  # as `_path_renderer` reads it
+            if isinstance(part, str) and pieces and isinstance(pieces[-1], str):
+                pieces[-1] += part
+            else:
+                pieces.append(part)
+        names = frozenset(part[0] for part in pieces if not isinstance(part, str))
+        return _interpolator(pieces), names
 
     def _strip(self, path: Path) -> Path:
         if self._prefix is not None and path[0] == self._prefix and len(path) > 1:
@@ -313,6 +339,18 @@ def _interpolator(parts: list[str | Path]) -> Callable[[Mapping[str, Any]], str]
         (part, None) if isinstance(part, str) else ("", _path_renderer(part, cut=False))
         for part in parts
     )
+    refs = [i for i, (_, get) in enumerate(pieces) if get is not None]
+    if len(refs) == 1:  # one reference between two texts: no list, no join
+        get = pieces[refs[0]][1]
+        assert get is not None
+        head = "".join(text for text, _ in pieces[: refs[0]])
+        tail = "".join(text for text, _ in pieces[refs[0] + 1 :])
+
+        def around(context: Mapping[str, Any]) -> str:
+            text = head + get(context) + tail
+            return text if len(text) <= MAX_OUTPUT else sandbox.cut(text)
+
+        return around
 
     def interpolate(context: Mapping[str, Any]) -> str:
         text = "".join([text if get is None else get(context) for text, get in pieces])

@@ -74,3 +74,30 @@ def test_raising_again_fills_the_groups_record_as_build_makes_it() -> None:
     labelled = SyntheticAlert("x", AlertSpec(labels={"seen": "{{ count }}"}))
     rows = {"correlator:x:ams1": labelled.build(group, 1.0, count=1)}
     assert labelled.again(group, 2.0, rows, count=2) is None  # a label that varies: built anew
+
+
+def test_raising_again_with_the_group_rendered_in_matches_a_full_render() -> None:
+    """A group's templates bound to it (`{{ count }}` left, or the trigger's fields too)
+    give what a render of every template gives, raise after raise."""
+    specs = [
+        AlertSpec(severity="critical", summary="{{ count }} down at {{ group.site }}"),
+        AlertSpec(summary="{{ count }} down at {{ group.site }} ({{ node }})"),
+        AlertSpec(node="{{ group.site }}-{{ count }}", alertkey="{{ rule }}:{{ count }}"),
+        AlertSpec(severity="{{ 'critical' if count > 6 else 'major' }}", summary="{{ count }}"),
+        AlertSpec(summary="{{ group.missing }}"),  # empty: the default, with the count
+    ]
+    for spec in specs:
+        synthetic = SyntheticAlert("storm", spec)
+        group = [("labels.site", "ams1")]
+        rows: dict[str, Alert] = {}
+        for count in range(5, 10):
+            trigger = Alert(f"h{count}", f"h{count}", "NodeUnreachable", severity=count % 6)
+            members = (trigger,)
+            full = synthetic.build(group, 1.0, trigger=trigger, members=members, count=count,
+                                   extra={})  # fmt: skip
+            again = synthetic.again(group, 1.0, rows, trigger=trigger, members=members,
+                                    count=count)  # fmt: skip
+            if again is None:
+                rows[full.identifier] = full
+                continue
+            assert _fields(again) == _fields(full), spec
