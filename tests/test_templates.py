@@ -196,9 +196,6 @@ def test_a_template_bound_to_some_values_renders_as_it_does_with_them(
     template = Template(source)
     group = {k: LONG if v == "long" else v for k, v in group.items()}
     bound = template.bound({"group": group, "rule": rule})
-    if template.constant is not None:
-        assert bound is None
-        return
     assert bound is not None
     render, names = bound
     assert names == (template.names or frozenset()) - {"group", "rule"}
@@ -210,3 +207,17 @@ def test_a_template_bound_to_some_values_renders_as_it_does_with_them(
         cut, hits = limits.hits - hits, limits.hits
         assert text == template.render(whole)
         assert limits.hits - hits == cut  # a cut is counted alike
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    source=st.sampled_from(["x {{ a }} y", "{{ a }}!", "n={{ b }}", "{{ a }} {{ b }}"]),
+    value=VALUES | st.just("long"),
+)
+def test_text_with_references_renders_what_jinja2_renders(source: str, value: Any) -> None:
+    """The interpolators (one reference between texts, or several) against Jinja2 itself."""
+    context = {"a": LONG if value == "long" else value, "b": value}
+    expected = _jinja(source, context, None)
+    if len(expected) > templates.MAX_OUTPUT:
+        expected = templates.sandbox.cut(expected)
+    assert Template(source).render(context) == expected

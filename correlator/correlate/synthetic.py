@@ -76,6 +76,7 @@ class _Fixed:
         "labels",
         "renders",
         "scratch",
+        "texts",
     )
 
     def __init__(
@@ -95,6 +96,10 @@ class _Fixed:
         self.annotations = annotations
         self.renders = renders  # the single-field templates with the group rendered in
         self.count_only = count_only  # and all they read then is `count`
+        # the text fields that may differ from one raise to the next
+        self.texts = tuple(
+            n for n in ("node", "alertgroup", "summary", "alertkey") if n not in fields
+        )
         self.scratch: Alert | None = None  # the occurrence `again` fills in and hands out
 
 
@@ -246,9 +251,10 @@ class SyntheticAlert:
         renders: Mapping[str, Render] | None = None,
     ) -> str:
         """A single text field: its `alert:` template's text, else the kind's default."""
-        text = self._render(name, ctx, renders)
-        if text:
-            return text
+        return self._render(name, ctx, renders) or self._default(name, keys, count)
+
+    def _default(self, name: str, keys: tuple[str, ...], count: int) -> str:
+        """The kind's text for a single field its `alert:` leaves unset or renders empty."""
         if name == "identifier":
             return ":".join(("correlator", self.rule, *keys))
         if name == "node":
@@ -364,21 +370,18 @@ class SyntheticAlert:
                 group, now, trigger=trigger, members=members, count=count
             )
             return occ
-        # as `build` renders, with the group's values already in: what is left reads the
+        # the record holds the group's fixed values: only the others are rendered anew, as
+        # `build` renders them but with the group's values in; what is left reads the
         # count alone (the usual: a threshold's summary), else a context of what it reads
         ctx: dict[str, Any] = {"count": count}
         if self._varying and not fixed.count_only:
             ctx = self._context(fixed.group, trigger, members, count, whole=False)
-        keys, renders = fixed.keys, fixed.renders
-        severity = known.get("severity")
-        if severity is None:
-            severity = self._severity(ctx, members, trigger, renders)
-        occ.severity = severity
-        occ.node = known.get("node") or self._text("node", ctx, keys, count, renders)
-        occ.alertgroup = known.get("alertgroup") or self._text(
-            "alertgroup", ctx, keys, count, renders
-        )
-        occ.summary = known.get("summary") or self._text("summary", ctx, keys, count, renders)
-        occ.alertkey = known.get("alertkey") or self._text("alertkey", ctx, keys, count, renders)
+        renders = fixed.renders
+        if "severity" not in known:
+            occ.severity = self._severity(ctx, members, trigger, renders)
+        for name in fixed.texts:  # `_text`, inline: a storm renders one per member
+            render = renders.get(name)
+            text = "" if render is None else render(ctx)
+            setattr(occ, name, text or self._default(name, fixed.keys, count))
         occ.last_occurrence = now
         return occ

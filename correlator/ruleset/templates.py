@@ -272,10 +272,11 @@ class Template:
         """This template with its references to `values`' keys rendered in, for contexts
         that hold those same values: the render of the rest and the names it reads.
 
-        None: not text with references (a constant needs no binding, Jinja2 is not
-        split). A storm's alert renders `{{ count }} down in {{ group.site }}` per
-        member: bound to the group, it is the count between two texts.
+        None: Jinja2 is not split. A storm's alert renders `{{ count }} down in
+        {{ group.site }}` per member: bound to the group, it is the count between two texts.
         """
+        if self.constant is not None:
+            return self.render, frozenset()
         if self._parts is None:
             return None
         pieces: list[str | Path] = []
@@ -339,15 +340,17 @@ def _interpolator(parts: list[str | Path]) -> Callable[[Mapping[str, Any]], str]
         (part, None) if isinstance(part, str) else ("", _path_renderer(part, cut=False))
         for part in parts
     )
-    refs = [i for i, (_, get) in enumerate(pieces) if get is not None]
-    if len(refs) == 1:  # one reference between two texts: no list, no join
-        get = pieces[refs[0]][1]
-        assert get is not None
-        head = "".join(text for text, _ in pieces[: refs[0]])
-        tail = "".join(text for text, _ in pieces[refs[0] + 1 :])
+    refs = [(i, part) for i, part in enumerate(parts) if not isinstance(part, str)]
+    if len(refs) == 1 and len(refs[0][1]) == 1:  # `{{ count }}` between two texts
+        at, (key,) = refs[0]
+        head = "".join(text for text, _ in pieces[:at])
+        tail = "".join(text for text, _ in pieces[at + 1 :])
 
         def around(context: Mapping[str, Any]) -> str:
-            text = head + get(context) + tail
+            value = context.get(key)  # `_path_renderer`'s lookup, inline: no list, no join
+            if type(value) is not str:
+                value = "" if value is None else str(value)  # as `_whole_text`
+            text = head + value + tail
             return text if len(text) <= MAX_OUTPUT else sandbox.cut(text)
 
         return around
