@@ -231,8 +231,11 @@ class PairOperator(Operator):
         rendered with the second in the place of the first: exact for the
         default identifier and any template of the `on` values.
         """
-        group = list(zip(self.spec.on, key, strict=True))
-        row = ctx.table.get(self.alert_spec.identifier_for(group, occ, (occ,), 1))
+        identifier = self.alert_spec.default_identifier(key)
+        if identifier is None:
+            group = list(zip(self.spec.on, key, strict=True))
+            identifier = self.alert_spec.identifier_for(group, occ, (occ,), 1)
+        row = ctx.table.get(identifier)
         if row is None or row.agent != self.name or row.status == STATUS_CLEARED:
             return False
         if at < row.last_occurrence - self._within:

@@ -191,6 +191,14 @@ class SyntheticAlert:
             return str(fixed.fields["identifier"])
         return self.identifier(group, self.context(group, trigger, members, count, whole=False))
 
+    def default_identifier(self, keys: tuple[str, ...]) -> str | None:
+        """The identifier of the group whose values, as text, are `keys`, if the `alert:`
+        sets none (None: ask `identifier_for`). A pair asks it of every unpaired second's
+        key: more keys than `_fixed_of` keeps, whose renders it would redo each time."""
+        if "identifier" in self._single:
+            return None
+        return ":".join(("correlator", self.rule, *keys))
+
     def _fixed_of(self, group: Group) -> _Fixed | None:
         """The group's values that read only `group`/`rule`, made once (None: not cacheable).
 

@@ -101,3 +101,15 @@ def test_raising_again_with_the_group_rendered_in_matches_a_full_render() -> Non
                 rows[full.identifier] = full
                 continue
             assert _fields(again) == _fields(full), spec
+
+
+def test_the_default_identifier_of_a_key_is_the_one_a_raise_gets() -> None:
+    """A pair's unpaired second looks up the default identifier from its key's texts;
+    an `alert:` that sets an identifier is asked through `identifier_for`."""
+    group = [("node", "n1"), ("alertkey", "job:7")]
+    plain = SyntheticAlert("late", AlertSpec(summary="{{ group.node }}"))
+    expected = plain.build(group, 1.0, count=1).identifier
+    assert plain.default_identifier(("n1", "job:7")) == expected == "correlator:late:n1:job:7"
+    assert plain.identifier_for(group, None, (), 1) == expected
+    named = SyntheticAlert("late", AlertSpec(identifier="{{ group.node }}-late"))
+    assert named.default_identifier(("n1", "job:7")) is None
