@@ -10,7 +10,7 @@ change and is dispatched to the operators subscribed to it.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from functools import partial
 from operator import attrgetter
 from typing import Any, Final
@@ -119,6 +119,8 @@ class Engine:
             max_lateness=max_lateness,
         )
         self._out: list[Change] = []
+        # the next timer's due time, None if none: asked before every event of a replay
+        self.next_timer: Callable[[], float | None] = self._timers.next_due
         self.parents = ParentLinks(self.table, self._link_changed, self.count)
         self._suppressors: dict[str, list[str]] = {}
         # rules removed or changed by a reload (their last running version), whose
@@ -170,6 +172,8 @@ class Engine:
         self._tally_watchers = tuple(
             op for op in kept if "updated" in op.transitions and _reads_tally(op.spec)
         )
+        # a bare repeat is then told to no one: no change is made, no rule reads tally
+        self.table.repeats_told = self._changes or bool(self._tally_watchers)
         # a change of `parent`/`incident` alone concerns only rules that may read them
         self._link_watchers = tuple(
             op for op in by_transition.get("modified", ()) if _may_read_links(op.spec)
@@ -204,7 +208,8 @@ class Engine:
         if gates is not None and type(event) is dict and event.keys().isdisjoint(gates):
             repeat = repeat_of(event, self.table.rows, now, self._newest - self.max_lateness)
             if repeat is not None:
-                self._repeat(event, *repeat, now)
+                repeated, at, expire_after, annotations = repeat  # positional: no tuple built
+                self._repeat(event, repeated, at, expire_after, annotations, now)
                 return self._drain()
         try:
             occ = self._normalizer.normalize(event, now)
@@ -286,9 +291,6 @@ class Engine:
         for when, owner, key in self._timers.pop_due(now, inclusive=False):
             self._fire(when, owner, key)
         return self._drain()
-
-    def next_timer(self) -> float | None:
-        return self._timers.next_due()
 
     def acknowledge(self, identifier: str, who: str, now: float) -> list[Change]:
         return self.operate("ack", identifier, who, now)

@@ -430,3 +430,29 @@ def test_random_storms_alike_with_the_row_for_the_occurrence(
             full, _ = storm(rules, seed)
     assert fast == full
     assert taken > handed[0]  # rows stood for repeats (a new row is its occurrence too)
+
+
+ESCALATE_BY_TALLY = """
+correlate:
+  - {name: esc, kind: escalate, match: ['alertgroup="Lat"', 'tally>=4'], after: 1m,
+     set: {severity: critical}}
+"""
+
+
+@pytest.mark.parametrize("text", [ESCALATE_BY_TALLY, ESCALATE])
+def test_bare_repeats_told_to_no_one_leave_the_same_table(
+    ruleset: Callable[[str], RuleSet], text: str
+) -> None:
+    """An engine that makes no changes tells bare repeats only to rules that watch
+    updates and read tally: its table ends as one making changes leaves it."""
+    rules = ruleset(text)
+
+    def run(changes: bool) -> list[bytes]:
+        engine = Engine(rules, changes=changes)
+        assert engine.table.repeats_told is (changes or text == ESCALATE_BY_TALLY)
+        for i in range(8):
+            engine.process({**HELD, "timestamp": T0 + 20 * i}, T0 + 20 * i)
+        engine.tick(T0 + 3600)
+        return [orjson.dumps(row.to_dict()) for row in engine.table.rows.values()]
+
+    assert run(changes=False) == run(changes=True)

@@ -78,6 +78,7 @@ class AlertTable:
         self.max_remembered = MAX_REMEMBERED
         self._resolved: dict[str, Resolved] = {}  # identifier → its newest timed clear
         self._texts: dict[str, str] = {}  # texts new rows share (see `_share_texts`)
+        self.repeats_told = True  # whether `fold_same` tells `notify` of a bare repeat
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -174,7 +175,10 @@ class AlertTable:
         if row.expire_after is not None:
             row.expire_at = at + row.expire_after
             self._arm_expiry(row)
-        self._notify("updated" if updated else "repeated", row, now)
+        if updated:
+            self._notify("updated", row, now)
+        elif self.repeats_told:
+            self._notify("repeated", row, now)
 
     def repeat(self, row: Alert, at: float, now: float) -> None:
         """One more occurrence that changes nothing but tally (and the time it was last seen)."""
