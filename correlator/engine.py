@@ -74,12 +74,6 @@ _TALLY = re.compile(r"\btally\s*(?:>=|<=|!=|==|=~|!~|=|>|<)")
 _LINKS = re.compile(r"\b(?:parent|incident)\b")
 
 
-def _same_labels(event: dict[str, Any], row: Alert) -> bool:
-    """Whether a repeat's occurrence has its row's labels (it has the event's, or none)."""
-    labels = event.get("labels")
-    return labels == row.labels if labels else not row.labels
-
-
 def _reads_tally(spec: Any) -> bool:
     """Whether a rule's matchers or CEL condition compare `tally`."""
     dump = getattr(spec, "model_dump_json", None)
@@ -266,10 +260,13 @@ class Engine:
             if len(candidates) == 1:  # the usual: one rule, told before anything changes the row
                 op, wants = candidates[0]
                 labelled = self._row_readers.get(op)
-                if labelled is not None and (not labelled or _same_labels(event, row)):
-                    if wants(row):
-                        op.on_event(row, row, now, self)
-                    return
+                if labelled is not None:
+                    # the occurrence has the event's labels, or none: the row's must be those
+                    labels = event.get("labels")
+                    if not labelled or (labels == row.labels if labels else not row.labels):
+                        if wants(row):
+                            op.on_event(row, row, now, self)
+                        return
         occ = occurrence_of(event, row, at)
         occ.tally = row.tally
         if not decides:

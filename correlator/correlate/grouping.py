@@ -22,6 +22,14 @@ class FieldKey:
         self.of: Callable[[Alert], Key]  # specialised by arity: this runs per event
         if not getters:
             self.of = lambda alert: ()
+        elif len(getters) == 1 and self.names[0].startswith("labels.") and self.names[0][7:]:
+            label = self.names[0][7:]  # `group_by: [labels.site]`, the usual: read inline
+
+            def of_label(alert: Alert) -> Key:
+                value = alert.labels.get(label)
+                return (value if type(value) is str else as_text(value),)
+
+            self.of = of_label
         elif len(getters) == 1:
             (get,) = getters
 

@@ -271,7 +271,7 @@ class ThresholdOperator(Operator):
         )
         if alert is not g.alert:  # the row was replaced (deleted and raised anew)
             self._attach(key, g, alert)
-        if row is not None:
+        if row is not None and row.parent != alert.identifier:  # else adopted: no call
             self._adopt(g, row, alert, now, ctx)
 
     def _adopt(self, g: _Group, row: Alert, alert: Alert, now: float, ctx: Context) -> None:
