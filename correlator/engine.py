@@ -201,10 +201,21 @@ class Engine:
         gates = self._gates
         if gates is not None and type(event) is dict and event.keys().isdisjoint(gates):
             repeat = repeat_of(event, self.table.rows, now, self._newest - self.max_lateness)
-            if repeat is not None:
-                repeated, at, expire_after, annotations = repeat  # positional: no tuple built
-                self._repeat(event, repeated, at, expire_after, annotations, now)
-                return self._drain()
+            if repeat is not None:  # the commonest event: its steps inline, no call but these
+                repeated, at, expire_after, annotations = repeat
+                if at > self._newest:
+                    self._newest = at
+                self.table.fold_same(repeated, at, now, expire_after, annotations)
+                field = self._row_field  # None: every repeat may concern event rules
+                if self._row_decides is not None and (
+                    field is None or self._row_always or field(repeated) in self._row_buckets
+                ):
+                    self._repeat(event, repeated, at, now)
+                out = self._out  # `_drain`
+                self._out = []
+                if LIMITS.hits != self._limits_seen:
+                    self._count_limits()
+                return out
         try:
             occ = self._normalizer.normalize(event, now)
             if isinstance(occ, str):
@@ -228,27 +239,15 @@ class Engine:
                 op.on_event(occ, row, now, self)
         return self._drain()
 
-    def _repeat(
-        self,
-        event: dict[str, Any],
-        row: Alert,
-        at: float,
-        expire_after: float | None,
-        annotations: dict[str, str] | None,
-        now: float,
-    ) -> None:
-        """What the full path does with an event that changes nothing of its row but tally.
+    def _repeat(self, event: dict[str, Any], row: Alert, at: float, now: float) -> None:
+        """What the full path's event rules do with an event that changed nothing of its
+        row but tally (folded already).
 
-        The event rules see an occurrence made from the row's fields (which the
-        event carries), unless the row's own index fields rule them all out; a
-        lone rule that reads only values the two share is handed the row itself.
+        They see an occurrence made from the row's fields (which the event
+        carries), unless the row's own index fields rule them all out; a lone
+        rule that reads only values the two share is handed the row itself.
         """
-        if at > self._newest:
-            self._newest = at
-        self.table.fold_same(row, at, now, expire_after, annotations)
         decides = self._row_decides
-        if decides is None:
-            return
         if decides:  # the index reads only fields the occurrence shares: the row's answer holds
             field = self._row_field
             if field is None:
