@@ -159,18 +159,23 @@ class PairOperator(Operator):
         def test(occ: Alert) -> bool:
             return in_scope(occ) and (is_first(occ) or is_second(occ))
 
+        def either(occ: Alert) -> bool:  # no `match:`, the usual: no call for the scope
+            return is_first(occ) or is_second(occ)
+
+        wanted = test if scope else either
         if when is None:
-            return test
-        return lambda occ: test(occ) and when(occ)
+            return wanted
+        return lambda occ: wanted(occ) and when(occ)
 
     # -- events --------------------------------------------------------------
 
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
         key = self._on.of(occ)
         at = occ.last_occurrence
-        if self._is_second(occ) and (key in self._pending or key in self._raised):
+        second = self._is_second(occ)
+        if second and (key in self._pending or key in self._raised):
             self._on_second(key, occ, at, now, ctx)
-        elif self._is_first(occ):
+        elif not second or self._is_first(occ):  # it passed the filter: else it is a first
             self._on_first(key, occ, row, at, ctx)
         else:
             self._on_second(key, occ, at, now, ctx)
