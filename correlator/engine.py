@@ -338,14 +338,19 @@ class Engine:
     def silence(self, spec: dict[str, Any], now: float) -> list[Change]:
         """Add or change a silence (Alertmanager's fields, times as epoch seconds).
 
-        ValueError: a bad silence (nothing changed).
+        ValueError: a bad silence (nothing changed). Checked before the rules a load
+        brought start: a refused silence is not journaled, so it must change nothing
+        a replay of the journal would not (the start happens at the next entry point).
         """
+        self.silences.check(spec, now)
         self._start(now)
         self.silences.put(spec, now, self)
         return self._drain()
 
     def expire_silence(self, sid: str, now: float) -> list[Change]:
-        """End a silence now; KeyError when there is none."""
+        """End a silence now; KeyError when there is none (checked first, as in `silence`)."""
+        if sid not in self.silences.by_id:
+            raise KeyError(sid)
         self._start(now)
         self.silences.expire(sid, now, self)
         return self._drain()

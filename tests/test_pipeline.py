@@ -342,6 +342,41 @@ async def test_a_failure_while_gathering_fails_what_was_taken(tmp_path: Path) ->
         await store.close()
 
 
+@pytest.mark.parametrize("refused", ["expire", "silence"])
+async def test_a_refused_silence_changes_nothing_a_restart_would_not(
+    tmp_path: Path, refused: str
+) -> None:
+    """After a reload, the new rules start at the next entry point. A silence refused there
+    is not journaled, so it must not start them either: the rows a removed rule raised are
+    cleared at the next input's time, live and after a restart alike."""
+    store = await _store(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    before = _rules(tmp_path / "a", RULES)
+    after = _rules(tmp_path / "b", RULES.replace("site-outage", "other-outage"))
+    clock = FakeTime()
+    try:
+        async with _pipeline(before, store, clock, tmp_path) as (live, _):
+            for n in range(6):
+                clock.now += 1
+                await (await live.submit([Received(_event(n * 2, clock.now), "http")]))
+            assert any(r["manager"] == "correlator" for r in _table(live.engine))
+            await live.reload(after)
+            clock.now += 100
+            if refused == "expire":
+                assert await live.expire_silence("no-such-silence") is not None
+            else:
+                bad = {"id": "s1", "matchers": [], "startsAt": clock.now, "endsAt": clock.now - 1}
+                assert await live.silence(bad) is not None
+            clock.now += 100
+            await (await live.submit([Received(_event(1, clock.now), "http")]))
+            live_table = _table(live.engine)
+        async with _pipeline(after, store, clock, tmp_path) as (restored, _):
+            assert _table(restored.engine) == live_table
+    finally:
+        await store.close()
+
+
 async def test_timers_fire_on_the_wall_clock_and_are_journaled(tmp_path: Path) -> None:
     """An expiry comes due without any new input; the tick is journaled, so a restart
     rebuilds the cleared row at the recorded time."""

@@ -87,8 +87,13 @@ class Silences(Operator):
 
     # -- the operators' side ----------------------------------------------------------
 
-    def put(self, spec: dict[str, Any], now: float, ctx: Context) -> None:
-        """Add a silence or change one (same `id`); ValueError when the spec is bad."""
+    def check(self, spec: dict[str, Any], now: float) -> None:
+        """ValueError when `put` would refuse the spec (before anything changes)."""
+        self._parse(spec, now)
+
+    def _parse(
+        self, spec: dict[str, Any], now: float
+    ) -> tuple[str, list[dict[str, Any]], list[Matcher], float, float]:
         sid = str(spec.get("id") or "")
         if not sid:
             raise ValueError("a silence needs an id")
@@ -99,6 +104,11 @@ class Silences(Operator):
             raise ValueError("endsAt must be after startsAt")
         if ends <= now:
             raise ValueError("endsAt is in the past")
+        return sid, matchers, compiled, starts, ends
+
+    def put(self, spec: dict[str, Any], now: float, ctx: Context) -> None:
+        """Add a silence or change one (same `id`); ValueError when the spec is bad."""
+        sid, matchers, compiled, starts, ends = self._parse(spec, now)
         old = self.by_id.get(sid)
         if old is not None:
             self._release(old, now, ctx, "the silence was changed")
