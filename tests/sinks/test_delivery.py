@@ -18,7 +18,7 @@ from support.postgres import free_port
 
 from correlator.config import KafkaSink as KafkaConfig
 from correlator.config import MqttSink as MqttConfig
-from correlator.model import CREATED
+from correlator.model import CREATED, UPDATED
 from correlator.sinks.base import Record
 from correlator.sinks.dead_letter import DeadLetter, DeadLetterFile, DeadLetterMqtt
 from correlator.sinks.kafka import MAX_RECORD_BYTES, KafkaSink
@@ -166,7 +166,9 @@ async def test_stop_returns_with_the_lane_full(tmp_path: Path) -> None:
         await publisher.start()
         await publisher.open(SCOPE)
         running = asyncio.create_task(publisher.run())
-        for seq in range(1, 4):  # one taken by the lane, two fill its queue
+        await publisher.publish(SCOPE, [_record(1, "a")])
+        await asyncio.sleep(0.01)  # the lane takes it and retries its publish
+        for seq in range(2, 4):  # two fill its queue
             await publisher.publish(SCOPE, [_record(seq, "a")])
         assert publisher.lag() == {"down": 2}
         await asyncio.wait_for(publisher.stop(), 2)
@@ -236,3 +238,52 @@ async def test_a_record_too_large_is_counted_without_dead_letters(
             await publisher.caught_up(SCOPE, 2)
     assert await _topic(kafka_bootstrap, topic, 1) == [2]
     assert publisher.rejected == {"kafka": 1}
+
+
+class _Slow:
+    """A sink whose first publish waits until released (a slow produce round trip)."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.published: list[list[int]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def publish(self, records: list[Record]) -> None:
+        self.entered.set()
+        if not self.published:
+            await self.release.wait()
+        self.published.append([r.seq for r in records])
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_batches_queued_behind_a_slow_publish_go_as_one(tmp_path: Path) -> None:
+    """While a publish is under way the next batches queue; they go out in one publish
+    (an update repeated in a later batch once), in order, and the position follows."""
+    store = _store(tmp_path)
+    sink = _Slow()
+    publisher = Publisher([sink], store)
+    await store.open()
+    try:
+        await publisher.start()
+        await publisher.open(SCOPE)
+        running = asyncio.create_task(publisher.run())
+        await publisher.publish(SCOPE, [Record(1, "a", UPDATED, b"{}")])
+        await sink.entered.wait()  # the lane took the first batch and waits in its publish
+        for seq, ident in [(2, "b"), (3, "a"), (4, "c"), (5, "a")]:
+            await publisher.publish(SCOPE, [Record(seq, ident, UPDATED, b"{}")])
+        sink.release.set()
+        async with asyncio.timeout(2):
+            await publisher.caught_up(SCOPE, 5)
+        assert sink.published == [[1], [2, 4, 5]]  # a's update 3 is followed by its 5
+        assert await store.sink_position("slow", SCOPE) == 5
+        await publisher.stop()
+        await running
+    finally:
+        await store.close()
