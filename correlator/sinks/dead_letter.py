@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import random
 from dataclasses import dataclass
@@ -79,7 +80,12 @@ class DeadLetterFile:
 
 
 class DeadLetterKafka:
-    """Dead letters as messages on a Kafka topic, keyed by source."""
+    """Dead letters as messages on a Kafka topic, keyed by source.
+
+    Connects on the first letter, as the MQTT one does: a broker that is down
+    does not hold up the daemon's start. A write that fails raises, and the
+    pipeline tries again (the batch that rejected the letters waits).
+    """
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
         self.bootstrap_servers = bootstrap_servers
@@ -87,16 +93,25 @@ class DeadLetterKafka:
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
-        await producer.start()
-        self._producer = producer
+        return None
 
     async def write(self, letters: list[DeadLetter]) -> None:
         if letters:
-            assert self._producer is not None, "start() first"
-            send = self._producer.send
+            producer = self._producer or await self._connect()
+            send = producer.send
             sent = [await send(self.topic, d.to_json(), key=d.source.encode()) for d in letters]
             await asyncio.gather(*sent)
+
+    async def _connect(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # what it opened before failing
+                await producer.stop()
+            raise
+        self._producer = producer
+        return producer
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import random
+import socket
+from typing import Any
 
 import aiomqtt
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
@@ -18,6 +23,7 @@ from correlator.config import KafkaSink as KafkaConfig
 from correlator.config import MqttSink as MqttConfig
 from correlator.model import CREATED, DELETED, UPDATED
 from correlator.sinks.base import Record
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterKafka
 from correlator.sinks.kafka import BATCH_BYTES, KafkaSink, murmur2
 from correlator.sinks.mqtt import MqttSink, alert_topic
 
@@ -27,6 +33,24 @@ _ids = itertools.count()
 def _record(seq: int, identifier: str, kind: str) -> Record:
     body = {"seq": seq, "at": 100.0 + seq, "kind": kind, "alert": {"identifier": identifier}}
     return Record(seq, identifier, kind, orjson.dumps(body))
+
+
+async def _keyed(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, Any]]:
+    """The first `count` messages of a topic (every partition), as key and parsed JSON."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        got: list[tuple[bytes, Any]] = []
+        async with asyncio.timeout(20):
+            while len(got) < count:
+                for messages in (await consumer.getmany(timeout_ms=200)).values():
+                    got += [(m.key, orjson.loads(m.value)) for m in messages]
+        return got
+    finally:
+        await consumer.stop()
 
 
 async def test_kafka_sink_keys_each_change_by_identifier(kafka_bootstrap: str) -> None:
@@ -40,19 +64,7 @@ async def test_kafka_sink_keys_each_change_by_identifier(kafka_bootstrap: str) -
         await sink.publish(batch[4:])
     finally:
         await sink.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        partitions = [TopicPartition("alerts", p) for p in consumer.partitions_for_topic("alerts")]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        got: list[tuple[bytes, int]] = []
-        async with asyncio.timeout(20):
-            while len(got) < 9:
-                for messages in (await consumer.getmany(timeout_ms=200)).values():
-                    got += [(m.key, orjson.loads(m.value)["seq"]) for m in messages]
-    finally:
-        await consumer.stop()
+    got = [(key, value["seq"]) for key, value in await _keyed(kafka_bootstrap, "alerts", 9)]
     for n in range(3):
         seqs = [seq for key, seq in got if key == f"n{n}:Down::".encode()]
         assert seqs == [n + 1, n + 4, n + 7]
@@ -137,3 +149,28 @@ async def test_mqtt_sink_keeps_the_live_table_retained(mqtt_port: int) -> None:
         alert_topic(prefix, "a:Down::"): 3,
         f"{prefix}/b%2Fc%2B%23:Down::": 2,
     }
+
+
+async def test_kafka_dead_letters_connect_on_the_first_letter(kafka_bootstrap: str) -> None:
+    """The Kafka dead-letter sink starts without its broker (it connects on the first
+    letter); a letter written while the broker is away raises (the pipeline retries); with
+    the broker there, the letters land keyed by source."""
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    nowhere = f"127.0.0.1:{free.getsockname()[1]}"
+    free.close()
+    away = DeadLetterKafka(nowhere, "dead")
+    async with asyncio.timeout(1):
+        await away.start()
+    letter = DeadLetter(1.0, "http", "invalid", "missing field", b'{"node": "x"}')
+    with pytest.raises(KafkaError):
+        await away.write([letter])
+    await away.stop()
+    sink = DeadLetterKafka(kafka_bootstrap, "dead")
+    await sink.start()
+    try:
+        await sink.write([letter, dataclasses.replace(letter, source="mqtt-0")])
+    finally:
+        await sink.stop()
+    got = [(key, value["reason"]) for key, value in await _keyed(kafka_bootstrap, "dead", 2)]
+    assert sorted(got) == [(b"http", "invalid"), (b"mqtt-0", "invalid")]
