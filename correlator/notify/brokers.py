@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-import aiomqtt
 import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
 from correlator.notify.webhook import payload
-from correlator.sources.mqtt import broker_address
+from correlator.sinks.mqtt import MqttConnection
 
 
 class KafkaReceiver:
@@ -57,29 +56,17 @@ class MqttReceiver:
         url, self.topic = str(config.get("url") or ""), str(config.get("topic") or "")
         if not url or not self.topic:
             raise ValueError("mqtt_configs: url and topic are required")
-        self.host, self.port = broker_address(url)
         self.external_url = external_url
-        self._client: aiomqtt.Client | None = None
+        self._connection = MqttConnection(url)  # connected on first use, again after a failure
 
     async def send(self, client: httpx.AsyncClient, key: str, notification: dict[str, Any]) -> None:
         await self.publish(orjson.dumps(payload(notification, self.external_url)))
 
     async def publish(self, body: bytes) -> None:
-        if self._client is None:
-            mqtt = aiomqtt.Client(self.host, self.port)
-            await mqtt.__aenter__()
-            self._client = mqtt
-        try:
-            await self._client.publish(self.topic, body, qos=1)
-        except aiomqtt.MqttError:
-            await self.close()  # connect again next time
-            raise
+        await self._connection.publish([(self.topic, body, False)])
 
     async def close(self) -> None:
-        if self._client is not None:
-            mqtt, self._client = self._client, None
-            with contextlib.suppress(Exception):
-                await mqtt.__aexit__(None, None, None)
+        await self._connection.close()
 
 
 class PolicyPublish:
