@@ -24,6 +24,7 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Hashable
 from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
 from typing import Final, Literal
 
 from pydantic import Field
@@ -69,6 +70,47 @@ class _Born:
     at: float
 
 
+class _Waiting:
+    """Per `on` values, a heap of (time, identifier) over the alerts waiting in `_born`.
+
+    The next one done waiting is its top, so a timer firing costs the entries it drops,
+    not a scan of up to `MAX_BORN_PER_KEY`. Derived from `_born`, not state: a key it
+    lacks (after a restore) is rebuilt from `_born`. A reopen or an eviction leaves its
+    old entry behind, skipped when met; a heap grown past twice its alerts is rebuilt.
+    """
+
+    __slots__ = ("_heaps",)
+
+    def __init__(self) -> None:
+        self._heaps: dict[Key, list[tuple[float, str]]] = {}
+
+    def push(self, key: Key, born: dict[str, _Born], at: float, identifier: str) -> None:
+        """`born` has just taken `identifier`'s wait, from `at`."""
+        heap = self._heaps.get(key)
+        if heap is None or len(heap) > 2 * len(born) + 16:
+            self._rebuild(key, born)
+        else:
+            heappush(heap, (at, identifier))
+
+    def heap(self, key: Key, born: dict[str, _Born]) -> list[tuple[float, str]]:
+        heap = self._heaps.get(key)
+        return heap if heap is not None else self._rebuild(key, born)
+
+    def _rebuild(self, key: Key, born: dict[str, _Born]) -> list[tuple[float, str]]:
+        heap = self._heaps[key] = [(e.at, i) for i, e in born.items()]
+        heapify(heap)
+        return heap
+
+    def drop(self, key: Key) -> None:
+        self._heaps.pop(key, None)
+
+
+def _live(born: dict[str, _Born], at: float, identifier: str) -> bool:
+    """Whether a heap entry is still the alert's wait (not an older episode or evicted)."""
+    entry = born.get(identifier)
+    return entry is not None and entry.at == at
+
+
 class ChangeOperator(Operator):
     state = ("_windows", "_born")
     state_types = (_Change, _Born)
@@ -92,6 +134,7 @@ class ChangeOperator(Operator):
         self._grace = max_lateness  # how long an alert waits for a change delivered late
         self._windows: dict[Key, list[_Change]] = {}  # ascending by time
         self._born: dict[Key, dict[str, _Born]] = {}  # on values → identifier → alert
+        self._waiting = _Waiting()
 
     def on_event(self, occ: Alert, row: Alert | None, now: float, ctx: Context) -> None:
         """A change happened: open (or move) its window for its `on` values."""
@@ -158,9 +201,11 @@ class ChangeOperator(Operator):
                 ctx.count("cap_hit", self.name)
                 return
             born = self._born[key] = {}
+            self._waiting.drop(key)
             ctx.schedule(at + self._grace, self, (_BORN, key))
         born.pop(alert.identifier, None)  # a reopen: only its newest episode waits
         born[alert.identifier] = _Born(alert, at)
+        self._waiting.push(key, born, at, alert.identifier)
         if len(born) > MAX_BORN_PER_KEY:
             del born[next(iter(born))]  # the oldest arrival stops waiting
             ctx.count("cap_hit", self.name)
@@ -203,12 +248,18 @@ class ChangeOperator(Operator):
             born = self._born.get(group)
             if born is None:
                 return
-            for identifier in [i for i, e in born.items() if e.at + self._grace <= now]:
-                del born[identifier]
+            heap = self._waiting.heap(group, born)
+            while heap and heap[0][0] + self._grace <= now:
+                at, identifier = heappop(heap)
+                if _live(born, at, identifier):
+                    del born[identifier]
+            while heap and not _live(born, *heap[0]):
+                heappop(heap)  # left by a reopen or an eviction
             if born:
-                ctx.schedule(min(e.at for e in born.values()) + self._grace, self, key)
+                ctx.schedule(heap[0][0] + self._grace, self, key)  # the earliest still waiting
             else:
                 del self._born[group]
+                self._waiting.drop(group)
 
     def size(self) -> int:
         return len(self._windows) + len(self._born)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from correlator.correlate.change import MAX_BORN_PER_KEY, MAX_PER_KEY
+from correlator.correlate.change import MAX_BORN_PER_KEY, MAX_PER_KEY, ChangeOperator, ChangeRule
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
+from correlator.model import Alert
 from correlator.ruleset.loader import RuleSet
 from correlator.testing import feed
 
@@ -296,3 +298,74 @@ def test_alerts_waiting_per_key_are_bounded(eng: Engine) -> None:
     feed(eng, deploy(0), now=10)
     assert suspect(eng, "web-0:HTTPDown::") is None
     assert suspect(eng, f"web-{MAX_BORN_PER_KEY + 2}:HTTPDown::") == "ci:Deploy:checkout-v42:"
+
+
+class _Timers:
+    """The part of the engine's context `_remember_born` and `on_timer` use."""
+
+    def __init__(self) -> None:
+        self.due: list[tuple[float, Any]] = []
+
+    def schedule(self, when: float, _op: object, key: Any) -> None:
+        self.due.append((when, key))
+
+    def count(self, _what: str, _name: str) -> None:
+        pass
+
+
+class _Reference:
+    """The alerts waiting for a late change, kept as before the heap: a scan per firing."""
+
+    def __init__(self) -> None:
+        self.born: dict[str, float] = {}
+        self.timers = _Timers()
+
+    def remember(self, ident: str, at: float) -> None:
+        if not self.born:
+            self.timers.schedule(at + GRACE, None, "born")
+        self.born.pop(ident, None)
+        self.born[ident] = at
+        if len(self.born) > MAX_BORN_PER_KEY:
+            del self.born[next(iter(self.born))]
+
+    def fire(self, now: float) -> None:
+        for ident in [i for i, at in self.born.items() if at + GRACE <= now]:
+            del self.born[ident]
+        if self.born:
+            self.timers.schedule(min(self.born.values()) + GRACE, None, "born")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_alerts_done_waiting_go_at_the_same_times_as_a_full_scan(seed: int) -> None:
+    """Late, reopened and evicted alerts, and a restore (the heap rebuilt from the state):
+    what waits, in what order, and when the timer fires match a scan of every alert."""
+    rng = random.Random(seed)
+    rule = {"name": NAME, "kind": "change", "change": ['alertgroup="Deploy"'],
+            "on": ["labels.service"], "within": "30m"}  # fmt: skip
+    spec = ChangeRule.model_validate(rule)
+    op, ref, timers = ChangeOperator(spec, GRACE), _Reference(), _Timers()
+    key = ("checkout",)
+    now = 0.0
+    for step in range(4_000):
+        if rng.random() < 0.7:
+            ident = f"web-{rng.randrange(400)}"
+            at = now - rng.choice((0.0, 0.0, rng.uniform(0, 60)))
+            op._remember_born(key, Alert(ident, ident, "HTTPDown"), at, timers)  # type: ignore[arg-type]
+            ref.remember(ident, at)
+        else:
+            now += rng.uniform(0, 40)
+            for due in (timers, ref.timers):
+                due.due.sort(key=lambda d: d[0])
+            while timers.due and timers.due[0][0] <= now:
+                when, timer = timers.due.pop(0)
+                op.on_timer(timer, when, timers)  # type: ignore[arg-type]
+                ref.fire(ref.timers.due.pop(0)[0])
+                for due in (timers, ref.timers):
+                    due.due.sort(key=lambda d: d[0])
+        if step == 2_000:  # restored: the state alone, the heap to be rebuilt
+            fresh = ChangeOperator(spec, GRACE)
+            fresh._born = {k: dict(v) for k, v in op._born.items()}
+            op = fresh
+        waiting = [(i, e.at) for i, e in op._born.get(key, {}).items()]
+        assert waiting == list(ref.born.items())
+        assert [when for when, _ in timers.due] == [when for when, _ in ref.timers.due]
