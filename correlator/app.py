@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from correlator.api.auth import Token
 from correlator.api.http import create_api
-from correlator.config import Config, DeadLetterConfig
+from correlator.config import Config, DeadLetterConfig, SinkConfig, SourceConfig
 from correlator.correlate.silences import Silence
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
@@ -76,8 +76,13 @@ class App:
         self.store = open_store(config.state.url, synchronous=config.state.synchronous)
         self.registry = CollectorRegistry()
         self.reloads: Counter[str] = Counter()  # by result: success, failure
-        self.sources: list[Source] = [_source(i, spec) for i, spec in enumerate(config.sources)]
-        self.sinks: list[Sink] = [_sink(i, spec) for i, spec in enumerate(config.sinks)]
+        self.sources: list[Source] = [
+            _source(name, spec)
+            for name, spec in zip(config.source_names, config.sources, strict=True)
+        ]
+        self.sinks: list[Sink] = [
+            _sink(name, spec) for name, spec in zip(config.sink_names, config.sinks, strict=True)
+        ]
         self.dead_letter = _dead_letter(config.dead_letter)
         # a record no broker will take (too large) goes to the dead letters, not round again
         self.publisher = Publisher(self.sinks, self.store, dead_letter=self.dead_letter)
@@ -337,6 +342,7 @@ class App:
     async def run(self) -> None:
         await self.store.open()
         try:
+            await self._warn_unconfigured()
             await self.dead_letter.start()
             await self.publisher.start()
             publishing = asyncio.create_task(self.publisher.run())
@@ -354,6 +360,21 @@ class App:
             with contextlib.suppress(Exception):  # closing: a broker gone is not an error
                 await self.dead_letter.stop()
             await self.store.close()
+
+    async def _warn_unconfigured(self) -> None:
+        """State kept for a source or sink no longer configured is most often one renamed,
+        or moved in an unnamed list: it starts afresh (a Kafka source at the group's
+        committed offsets, a sink from the first record) unless its old name is given back."""
+        sources, sinks = await self.store.stored_names()
+        sources -= {s.name for s in self.sources}
+        sinks -= {s.name for s in self.sinks}
+        if sources or sinks:
+            log.warning(
+                "stored state for sources or sinks not configured",
+                sources=sorted(sources),
+                sinks=sorted(sinks),
+                hint="renamed or reordered? give each its old name with `name:`",
+            )
 
     def _deliveries(self) -> dict[str, int]:
         d = self.deliverer
@@ -452,12 +473,13 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _source(index: int, spec: Any) -> Source:
+def _source(name: str, spec: SourceConfig) -> Source:
     if spec.kafka is not None:
-        return KafkaSource(f"kafka-{index}", spec.kafka)
+        return KafkaSource(name, spec.kafka)
     if spec.mqtt is not None:
-        return MqttSource(f"mqtt-{index}", spec.mqtt)
-    return FileSource(f"file-{index}", spec.file)
+        return MqttSource(name, spec.mqtt)
+    assert spec.file is not None  # exactly one kind: validated
+    return FileSource(name, spec.file)
 
 
 def _dead_letter(spec: DeadLetterConfig) -> DeadLetterSink:
@@ -468,7 +490,8 @@ def _dead_letter(spec: DeadLetterConfig) -> DeadLetterSink:
     return DeadLetterFile(Path(spec.file or "var/dead-letter.jsonl"))
 
 
-def _sink(index: int, spec: Any) -> Sink:
+def _sink(name: str, spec: SinkConfig) -> Sink:
     if spec.kafka is not None:
-        return KafkaSink(f"kafka-{index}", spec.kafka)
-    return MqttSink(f"mqtt-{index}", spec.mqtt)
+        return KafkaSink(name, spec.kafka)
+    assert spec.mqtt is not None  # exactly one kind: validated
+    return MqttSink(name, spec.mqtt)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -45,6 +46,11 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# a source's or sink's name keys what the store keeps for it (offsets, published position)
+# and labels its metrics: a path- and label-safe word
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 
 
 class Section(BaseModel):
@@ -121,8 +127,9 @@ class FileSource(Section):
 
 
 class SourceConfig(Section):
-    """One source: exactly one of its keys (`- kafka: {...}`)."""
+    """One source: exactly one of its kinds (`- kafka: {...}`), and optionally a `name`."""
 
+    name: Name | None = None
     kafka: KafkaSource | None = None
     mqtt: MqttSource | None = None
     file: FileSource | None = None
@@ -144,6 +151,9 @@ class MqttSink(Section):
 
 
 class SinkConfig(Section):
+    """One sink: exactly one of its kinds, and optionally a `name`."""
+
+    name: Name | None = None
     kafka: KafkaSink | None = None
     mqtt: MqttSink | None = None
 
@@ -233,6 +243,29 @@ class Config(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return env_settings, init_settings  # env overrides the file (passed as init values)
 
+    @property
+    def source_names(self) -> list[str]:
+        return _names(self.sources, ("kafka", "mqtt", "file"))
+
+    @property
+    def sink_names(self) -> list[str]:
+        return _names(self.sinks, ("kafka", "mqtt"))
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        """Two sources (or sinks) of one name would share their stored offsets (positions)."""
+        for section, names in (
+            ("sources", ["http", *self.source_names]),
+            ("sinks", self.sink_names),
+        ):
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    reserved = " (the HTTP ingest's)" if name == "http" else ""
+                    raise ValueError(f"{section}: the name {name!r}{reserved} is used twice")
+                seen.add(name)
+        return self
+
     @model_validator(mode="after")
     def _loopback_without_auth(self) -> Self:
         """Without tokens anyone who can connect could act on alerts: listen locally only."""
@@ -246,6 +279,15 @@ class Config(BaseSettings):
                 "tokens are configured: add auth.tokens or listen on 127.0.0.1"
             )
         return self
+
+
+def _names(entries: Sequence[SourceConfig | SinkConfig], kinds: tuple[str, ...]) -> list[str]:
+    """Each entry's `name`, else `<kind>-<position>` (as before names existed: a store
+    written then keeps its offsets and positions, as long as the list is not reordered)."""
+    return [
+        entry.name or next(f"{kind}-{i}" for kind in kinds if getattr(entry, kind) is not None)
+        for i, entry in enumerate(entries)
+    ]
 
 
 def load_config(path: Path | None) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -155,3 +156,56 @@ def test_unreadable_or_broken_files_are_one_clear_error(tmp_path: Path) -> None:
         load_config(_write(tmp_path, "state: {url: [\n"))
     with pytest.raises(ConfigError, match=":1:1: the configuration must be a mapping"):
         load_config(_write(tmp_path, "- a\n- b\n"))
+
+
+def test_sources_and_sinks_are_named_by_kind_and_position_unless_named(tmp_path: Path) -> None:
+    """A `name` keys what the store keeps for the entry, so reordering the list keeps it;
+    without one, `<kind>-<position>` (the names stores were written with before)."""
+    path = _write(
+        tmp_path,
+        """\
+        sources:
+          - kafka: {bootstrap_servers: "b:9092", topics: [e]}
+          - name: plant-floor
+            mqtt: {url: "mqtt://b", topics: [e]}
+          - file: {path: "-"}
+        sinks:
+          - name: alerts-eu
+            kafka: {bootstrap_servers: "b:9092", topic: alerts}
+          - mqtt: {url: "mqtt://b"}
+        """,
+    )
+    config = load_config(path)
+    assert config.source_names == ["kafka-0", "plant-floor", "file-2"]
+    assert config.sink_names == ["alerts-eu", "mqtt-1"]
+
+
+@pytest.mark.parametrize(
+    ("sources", "sinks", "error"),
+    [
+        ('[{name: a, file: {path: x}}, {name: a, file: {path: y}}]', "[]",
+         "sources: the name 'a' is used twice"),
+        ('[{file: {path: x}}, {name: file-0, file: {path: y}}]', "[]",
+         "sources: the name 'file-0' is used twice"),
+        ('[{name: http, file: {path: x}}]', "[]",
+         "sources: the name 'http' (the HTTP ingest's) is used twice"),
+        ("[]", '[{mqtt: {url: "mqtt://b"}}, {name: mqtt-0, mqtt: {url: "mqtt://c"}}]',
+         "sinks: the name 'mqtt-0' is used twice"),
+    ],
+)  # fmt: skip
+def test_two_entries_of_one_name_are_refused(
+    tmp_path: Path, sources: str, sinks: str, error: str
+) -> None:
+    """They would share stored offsets (or published positions), and metrics series."""
+    path = _write(tmp_path, f"sources: {sources}\nsinks: {sinks}\n")
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "-x", "x y", "é", "n" * 64])
+def test_a_name_is_one_word_safe_in_a_store_key_and_a_metric_label(
+    tmp_path: Path, name: str
+) -> None:
+    path = _write(tmp_path, f"sources: [{{name: '{name}', file: {{path: x}}}}]\n")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.name: String should match pattern"):
+        load_config(path)

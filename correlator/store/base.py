@@ -135,6 +135,9 @@ class Store(Protocol):
     async def ruleset(self, digest: str) -> bytes | None:
         """The rule texts (JSON `{path: text}`) stored under `digest`."""
 
+    async def stored_names(self) -> tuple[set[str], set[str]]:
+        """The sources with stored offsets and the sinks with stored positions, by name."""
+
     async def sink_position(self, sink: str, scope: str) -> int:
         """The last change `seq` the sink is known to have published (0: none)."""
 

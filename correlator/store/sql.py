@@ -310,6 +310,15 @@ class SqlStore:
 
         return await self._run(work)
 
+    async def stored_names(self) -> tuple[set[str], set[str]]:
+        def work(cur: Cursor) -> tuple[set[str], set[str]]:
+            cur.execute("SELECT DISTINCT source FROM offsets")
+            sources = {str(row[0]) for row in cur.fetchall()}
+            cur.execute("SELECT DISTINCT sink FROM sink_positions")
+            return sources, {str(row[0]) for row in cur.fetchall()}
+
+        return await self._run(work)
+
     async def sink_position(self, sink: str, scope: str) -> int:
         def work(cur: Cursor) -> int:
             cur.execute(

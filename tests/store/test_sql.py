@@ -112,6 +112,16 @@ async def test_sink_positions_are_kept_per_sink_and_scope(store: SqlStore) -> No
     assert await store.sink_position("kafka-alerts", "t") == 0
 
 
+async def test_the_names_state_is_kept_for_are_listed(store: SqlStore) -> None:
+    """Sources with offsets and sinks with positions: the daemon warns of those unconfigured."""
+    assert await store.stored_names() == (set(), set())
+    await store.commit(Batch("a", _entries(1, 1), {("syslog", "x.jsonl", 0): 9}))
+    await store.commit(Batch("b", _entries(1, 1), {("kafka-0", "events", 3): 2}))
+    await store.commit(Batch("b", _entries(2, 1), {("kafka-0", "events", 4): 2}))
+    await store.set_sink_position("alerts-eu", "a", 1)
+    assert await store.stored_names() == ({"syslog", "kafka-0"}, {"alerts-eu"})
+
+
 def _deleted_row(identifier: str) -> Alert:
     row = Alert(identifier, node="n1", alertgroup="Down", severity=5, tally=3, serial=9)
     row.first_occurrence, row.last_occurrence = 10.0, 40.0
