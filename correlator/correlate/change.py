@@ -41,6 +41,7 @@ from correlator.timeparse import format_duration
 ANNOTATION: Final = "suspect_change"
 MAX_PER_KEY: Final = 16  # recent changes kept per `on` values; the oldest goes first
 MAX_BORN_PER_KEY: Final = 256  # recent alerts kept per `on` values for a late change
+HEAP_FROM: Final = 16  # more alerts waiting per `on` values than this: found by a heap
 _WINDOW: Final = "window"  # timer: a change's window ends
 _BORN: Final = "born"  # timer: buffered alerts stop waiting for a late change
 
@@ -74,9 +75,12 @@ class _Waiting:
     """Per `on` values, a heap of (time, identifier) over the alerts waiting in `_born`.
 
     The next one done waiting is its top, so a timer firing costs the entries it drops,
-    not a scan of up to `MAX_BORN_PER_KEY`. Derived from `_born`, not state: a key it
-    lacks (after a restore) is rebuilt from `_born`. A reopen or an eviction leaves its
-    old entry behind, skipped when met; a heap grown past twice its alerts is rebuilt.
+    not a scan of up to `MAX_BORN_PER_KEY`. Only keys with more than `HEAP_FROM` alerts
+    waiting get one (a storm gives most alerts a key of their own, and a heap per key
+    would cost more memory than a scan of a few costs time). Derived from `_born`, not
+    state: a key it lacks (after a restore) is rebuilt from `_born`. A reopen or an
+    eviction leaves its old entry behind, skipped when met; a heap grown past twice its
+    alerts is rebuilt.
     """
 
     __slots__ = ("_heaps",)
@@ -87,14 +91,30 @@ class _Waiting:
     def push(self, key: Key, born: dict[str, _Born], at: float, identifier: str) -> None:
         """`born` has just taken `identifier`'s wait, from `at`."""
         heap = self._heaps.get(key)
-        if heap is None or len(heap) > 2 * len(born) + 16:
+        if heap is None:
+            if len(born) > HEAP_FROM:
+                self._rebuild(key, born)
+        elif len(heap) > 2 * len(born) + HEAP_FROM:
             self._rebuild(key, born)
         else:
             heappush(heap, (at, identifier))
 
-    def heap(self, key: Key, born: dict[str, _Born]) -> list[tuple[float, str]]:
+    def release(self, key: Key, born: dict[str, _Born], grace: float, now: float) -> float | None:
+        """Drop the alerts done waiting at `now`; the time the next one started (None: none)."""
         heap = self._heaps.get(key)
-        return heap if heap is not None else self._rebuild(key, born)
+        if heap is None and len(born) > HEAP_FROM:
+            heap = self._rebuild(key, born)
+        if heap is None:
+            for identifier in [i for i, e in born.items() if e.at + grace <= now]:
+                del born[identifier]
+            return min((e.at for e in born.values()), default=None)
+        while heap and heap[0][0] + grace <= now:
+            at, identifier = heappop(heap)
+            if _live(born, at, identifier):
+                del born[identifier]
+        while heap and not _live(born, *heap[0]):
+            heappop(heap)  # left by a reopen or an eviction
+        return heap[0][0] if born else None
 
     def _rebuild(self, key: Key, born: dict[str, _Born]) -> list[tuple[float, str]]:
         heap = self._heaps[key] = [(e.at, i) for i, e in born.items()]
@@ -248,15 +268,9 @@ class ChangeOperator(Operator):
             born = self._born.get(group)
             if born is None:
                 return
-            heap = self._waiting.heap(group, born)
-            while heap and heap[0][0] + self._grace <= now:
-                at, identifier = heappop(heap)
-                if _live(born, at, identifier):
-                    del born[identifier]
-            while heap and not _live(born, *heap[0]):
-                heappop(heap)  # left by a reopen or an eviction
-            if born:
-                ctx.schedule(heap[0][0] + self._grace, self, key)  # the earliest still waiting
+            earliest = self._waiting.release(group, born, self._grace, now)
+            if earliest is not None:
+                ctx.schedule(earliest + self._grace, self, key)
             else:
                 del self._born[group]
                 self._waiting.drop(group)
