@@ -65,12 +65,14 @@ class _Group:
     # sorted (time, identifier): fewer than `count` (reaching it raises), so a list, not a
     # deque, whose first block alone is 760 B in every group (snapshots may hold a deque)
     times: list[tuple[float, str]] = field(default_factory=list)
-    seen: dict[str, tuple[float, str]] = field(default_factory=dict)  # value → (time, identifier)
+    # `distinct:` value → (time, identifier); None until the first (most groups of a storm
+    # never raise: the collections below are made when needed, not 550 B in every group)
+    seen: dict[str, tuple[float, str]] | None = None
     alert: Alert | None = None
     count: int = 0  # events (distinct values) counted for the raised alert
-    values: set[str] = field(default_factory=set)
-    members: list[Alert] = field(default_factory=list)
-    member_ids: set[str] = field(default_factory=set)
+    values: set[str] | None = None  # raised, `distinct:`: the values counted
+    members: list[Alert] | None = None  # raised: the first MAX_MEMBERS rows counted
+    member_ids: set[str] | None = None
     timer: float | None = None  # due time of the group's live timer
 
 
@@ -202,28 +204,35 @@ class ThresholdOperator(Operator):
             _drop_before(times, cutoff)
             return len(times) >= self._count
         value = as_text(self._distinct(occ))
-        known = g.seen.get(value)
+        seen = g.seen
+        if seen is None:
+            seen = g.seen = {}
+        known = seen.get(value)
         if known is None or at >= known[0]:
-            g.seen[value] = (at, occ.identifier)
-        if len(g.seen) >= self._count:  # only then can stale values change the answer
-            g.seen = {v: e for v, e in g.seen.items() if e[0] >= cutoff}
-        return len(g.seen) >= self._count
+            seen[value] = (at, occ.identifier)
+        if len(seen) >= self._count:  # only then can stale values change the answer
+            seen = g.seen = {v: e for v, e in seen.items() if e[0] >= cutoff}
+        return len(seen) >= self._count
 
     def _raise(self, key: Key, g: _Group, trigger: Alert, now: float, ctx: Context) -> None:
-        entries = list(g.seen.values()) if self._distinct is not None else list(g.times)
+        seen = g.seen or {}
+        entries = list(seen.values()) if self._distinct is not None else list(g.times)
         g.count = len(entries)
-        g.values = set(g.seen)
+        g.values = set(seen) if self._distinct is not None else None
         g.times.clear()
-        g.seen.clear()
+        g.seen = None
         rows = [r for _, i in sorted(entries) if (r := ctx.table.get(i)) is not None]
+        members: list[Alert] = []
+        ids: set[str] = set()
         for row in rows:
-            if row.identifier not in g.member_ids and len(g.members) < MAX_MEMBERS:
-                g.members.append(row)
-                g.member_ids.add(row.identifier)
+            if row.identifier not in ids and len(members) < MAX_MEMBERS:
+                members.append(row)
+                ids.add(row.identifier)
+        g.members, g.member_ids = members, ids
         span = format_duration(self._window)
         note = f"raised: {g.count} {self._what} within {span} for {self._desc(g)}"
         alert = ctx.raise_alert(
-            self, g.group, now, trigger=trigger, members=g.members, count=g.count, note=note
+            self, g.group, now, trigger=trigger, members=members, count=g.count, note=note
         )
         self._attach(key, g, alert)
         for row in rows:
@@ -245,16 +254,20 @@ class ThresholdOperator(Operator):
             value = self._distinct(occ)
             if type(value) is not str:
                 value = as_text(value)
-            if value not in g.values:
-                if len(g.values) < MAX_VALUES:
-                    g.values.add(value)
-                    g.count = len(g.values)
+            values = g.values
+            assert values is not None  # made at the raise
+            if value not in values:
+                if len(values) < MAX_VALUES:
+                    values.add(value)
+                    g.count = len(values)
                     changed = True
                 else:
                     ctx.count("cap_hit", self.name)  # a new value the count cannot take
-        if row is not None and row.identifier not in g.member_ids and len(g.members) < MAX_MEMBERS:
-            g.members.append(row)
-            g.member_ids.add(row.identifier)
+        members, ids = g.members, g.member_ids
+        assert members is not None and ids is not None  # made at the raise
+        if row is not None and row.identifier not in ids and len(members) < MAX_MEMBERS:
+            members.append(row)
+            ids.add(row.identifier)
             changed = True
         current = g.alert
         if (
@@ -267,7 +280,7 @@ class ThresholdOperator(Operator):
                 self._adopt(g, row, current, now, ctx)
             return
         alert = ctx.raise_alert(
-            self, g.group, now, trigger=row or occ, members=g.members, count=g.count
+            self, g.group, now, trigger=row or occ, members=members, count=g.count
         )
         if alert is not g.alert:  # the row was replaced (deleted and raised anew)
             self._attach(key, g, alert)
@@ -295,7 +308,8 @@ class ThresholdOperator(Operator):
             alert = self._detach(g)
             ctx.clear(alert, now, self.name, f"reset by {occ.identifier}")
         g.times = [entry for entry in g.times if entry[0] > at]
-        g.seen = {v: e for v, e in g.seen.items() if e[0] > at}
+        if g.seen:
+            g.seen = {v: e for v, e in g.seen.items() if e[0] > at}
         self._arm(key, g, ctx)
 
     # -- timers and transitions ------------------------------------------------
@@ -340,9 +354,7 @@ class ThresholdOperator(Operator):
         self._raised_key.pop(alert.identifier, None)
         g.alert = None
         g.count = 0
-        g.values = set()
-        g.members = []
-        g.member_ids = set()
+        g.values = g.members = g.member_ids = None
         return alert
 
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
