@@ -192,7 +192,10 @@ class ChangeOperator(Operator):
         if not born:
             return
         table = ctx.table
+        start, end = change.at, change.at + self._within
         for entry in born.values():
+            if not start <= entry.at <= end:
+                continue  # outside the change's window: it cannot be this alert's suspect
             alert = entry.alert
             if table.get(alert.identifier) is not alert or alert.status == CLEARED:
                 continue  # gone, or the episode is over: leave its history alone
