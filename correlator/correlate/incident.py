@@ -316,7 +316,9 @@ class IncidentOperator(Operator):
             issued.pop(order.popleft()[1], None)
 
     def _member_cleared(self, inc: _Incident, now: float, ctx: Context) -> None:
-        if any(m.alert.status != STATUS_CLEARED for m in inc.members.values()):
+        # newest first: members clear roughly in the order they joined, so an open one is
+        # found near the end, not behind a growing run of cleared ones
+        if any(m.alert.status != STATUS_CLEARED for m in reversed(inc.members.values())):
             if inc.opened_at is not None:
                 self._publish(inc, now, ctx)
             return
