@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from support.brokers import mosquitto
 from support.daemon import Running
+from support.topics import Message, read_topic
 
 
 async def _until(condition: object, seconds: float = 30.0) -> None:
@@ -19,26 +19,6 @@ async def _until(condition: object, seconds: float = 30.0) -> None:
     async with asyncio.timeout(seconds):
         while not condition():  # noqa: ASYNC110 - the state is in brokers and the daemon
             await asyncio.sleep(0.02)
-
-
-async def _topic(
-    bootstrap: str, topic: str, done: Callable[[list[dict[str, Any]]], bool]
-) -> list[dict[str, Any]]:
-    """The JSON records of a topic (all partitions), read until `done` says enough."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records: list[dict[str, Any]] = []
-        async with asyncio.timeout(20):
-            while not done(records):
-                for messages in (await consumer.getmany(timeout_ms=200)).values():
-                    records += [orjson.loads(m.value) for m in messages]
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def test_kafka_in_kafka_out(daemon: Running, kafka_bootstrap: str) -> None:
@@ -65,13 +45,16 @@ async def test_kafka_in_kafka_out(daemon: Running, kafka_bootstrap: str) -> None
         assert (await client.get("/readyz")).json()["checks"]["source:kafka-0"] is True
     assert [
         (d["reason"], d["raw"])
-        for d in await _topic(kafka_bootstrap, "dead", lambda got: len(got) >= 1)
+        for _, d in await read_topic(kafka_bootstrap, "dead", lambda got: len(got) >= 1)
     ] == [("not_json", "{oops")]
 
     def final(got: list[dict[str, Any]]) -> dict[str, int]:
         return {r["alert"]["identifier"]: r["alert"]["tally"] for r in sorted(got, key=_seq)}
 
-    records = await _topic(kafka_bootstrap, "alerts", lambda got: sum(final(got).values()) == 30)
+    def complete(got: list[Message]) -> bool:
+        return sum(final([value for _, value in got]).values()) == 30
+
+    records = [value for _, value in await read_topic(kafka_bootstrap, "alerts", complete)]
     records.sort(key=_seq)
     assert final(records) == {"n0:Down::": 10, "n1:Down::": 10, "n2:Down::": 10}
     assert len({r["seq"] for r in records}) == len(records) <= 30  # repeats may be coalesced

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import aiomqtt
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from structlog.testing import capture_logs
 from support.brokers import mosquitto
 from support.postgres import free_port
+from support.topics import read_topic
 
 from correlator.config import KafkaSink as KafkaConfig
 from correlator.config import MqttSink as MqttConfig
@@ -58,6 +58,14 @@ async def _publishing(publisher: Publisher, tmp_path: Path) -> AsyncIterator[Sto
 
 def _store(tmp_path: Path) -> Store:
     return open_store(f"sqlite:///{tmp_path}/state.db")
+
+
+async def _seqs(bootstrap: str, topic: str, count: int) -> list[int]:
+    """The seqs on the topic once `count` have come (a large record would come too), sorted."""
+    got = await read_topic(
+        bootstrap, topic, lambda got: len(got) >= count, linger=0.3, max_bytes=4 * MAX_RECORD_BYTES
+    )
+    return sorted(value["seq"] for _, value in got)
 
 
 async def _retained(port: int, prefix: str, count: int) -> dict[str, int]:
@@ -179,30 +187,6 @@ async def test_stop_returns_with_the_lane_full(tmp_path: Path) -> None:
         await store.close()
 
 
-async def _topic(bootstrap: str, topic: str, count: int) -> list[int]:
-    """The seqs on the topic once `count` have come (a large record would come too), sorted."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * MAX_RECORD_BYTES,
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        seqs: list[int] = []
-        async with asyncio.timeout(10):
-            while len(seqs) < count:
-                for messages in (await consumer.getmany(timeout_ms=200)).values():
-                    seqs += [orjson.loads(m.value)["seq"] for m in messages]
-        for messages in (await consumer.getmany(timeout_ms=300)).values():  # any more there
-            seqs += [orjson.loads(m.value)["seq"] for m in messages]
-        return sorted(seqs)
-    finally:
-        await consumer.stop()
-
-
 async def test_a_record_too_large_goes_to_the_dead_letters(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -218,7 +202,7 @@ async def test_a_record_too_large_goes_to_the_dead_letters(
         async with asyncio.timeout(10):
             await publisher.caught_up(SCOPE, 3)
         assert await store.sink_position("kafka", SCOPE) == 3
-    assert await _topic(kafka_bootstrap, topic, 2) == [1, 3]
+    assert await _seqs(kafka_bootstrap, topic, 2) == [1, 3]
     assert publisher.rejected == {"kafka": 1}
     (letter,) = [orjson.loads(line) for line in letters.read_bytes().splitlines()]
     assert (letter["source"], letter["reason"]) == ("sink:kafka", "too_large")
@@ -236,7 +220,7 @@ async def test_a_record_too_large_is_counted_without_dead_letters(
         await publisher.publish(SCOPE, [_record(1, "big", MAX_RECORD_BYTES), _record(2, "a")])
         async with asyncio.timeout(10):
             await publisher.caught_up(SCOPE, 2)
-    assert await _topic(kafka_bootstrap, topic, 1) == [2]
+    assert await _seqs(kafka_bootstrap, topic, 1) == [2]
     assert publisher.rejected == {"kafka": 1}
 
 

@@ -8,7 +8,6 @@ import dataclasses
 import itertools
 import random
 import socket
-from typing import Any
 
 import aiomqtt
 import orjson
@@ -18,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from support.topics import read_topic
 
 from correlator.config import KafkaSink as KafkaConfig
 from correlator.config import MqttSink as MqttConfig
@@ -35,24 +35,6 @@ def _record(seq: int, identifier: str, kind: str) -> Record:
     return Record(seq, identifier, kind, orjson.dumps(body))
 
 
-async def _keyed(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, Any]]:
-    """The first `count` messages of a topic (every partition), as key and parsed JSON."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        got: list[tuple[bytes, Any]] = []
-        async with asyncio.timeout(20):
-            while len(got) < count:
-                for messages in (await consumer.getmany(timeout_ms=200)).values():
-                    got += [(m.key, orjson.loads(m.value)) for m in messages]
-        return got
-    finally:
-        await consumer.stop()
-
-
 async def test_kafka_sink_keys_each_change_by_identifier(kafka_bootstrap: str) -> None:
     """Every record arrives, keyed by identifier, in `seq` order per identifier."""
     sink = KafkaSink("kafka", KafkaConfig(bootstrap_servers=kafka_bootstrap, topic="alerts"))
@@ -64,7 +46,10 @@ async def test_kafka_sink_keys_each_change_by_identifier(kafka_bootstrap: str) -
         await sink.publish(batch[4:])
     finally:
         await sink.stop()
-    got = [(key, value["seq"]) for key, value in await _keyed(kafka_bootstrap, "alerts", 9)]
+    got = [
+        (key, value["seq"])
+        for key, value in await read_topic(kafka_bootstrap, "alerts", lambda got: len(got) >= 9)
+    ]
     for n in range(3):
         seqs = [seq for key, seq in got if key == f"n{n}:Down::".encode()]
         assert seqs == [n + 1, n + 4, n + 7]
@@ -172,5 +157,8 @@ async def test_kafka_dead_letters_connect_on_the_first_letter(kafka_bootstrap: s
         await sink.write([letter, dataclasses.replace(letter, source="mqtt-0")])
     finally:
         await sink.stop()
-    got = [(key, value["reason"]) for key, value in await _keyed(kafka_bootstrap, "dead", 2)]
+    got = [
+        (key, value["reason"])
+        for key, value in await read_topic(kafka_bootstrap, "dead", lambda got: len(got) >= 2)
+    ]
     assert sorted(got) == [(b"http", "invalid"), (b"mqtt-0", "invalid")]
