@@ -23,6 +23,10 @@ Tags (a JSON object with one of these keys; anything else is a scalar or a list)
 object, `a` an alert row (its values in `ALERT_FIELDS` order; `af` when one
 of its times is infinite, written as text), `A` the table's rows in bulk, `o` a record (its fields by name,
 `c` its class), `n` a named tuple (its values, `c` its class).
+
+A record's field made with `derived()` is not written: it is worked out again
+from the rest after a restore (its default says "not yet"), so it never ties a
+snapshot to how it is computed.
 """
 
 from __future__ import annotations
@@ -82,6 +86,19 @@ class _PlainUnpickler(pickle.Unpickler):
         raise SnapshotError(f"a snapshot names no class, this one names {module}.{name}")
 
 
+_DERIVED: Final = "derived"
+
+
+def derived(default: Any) -> Any:
+    """A dataclass field left out of snapshots; restored as `default`."""
+    return dataclasses.field(default=default, metadata={_DERIVED: True})
+
+
+def _saved(cls: type) -> tuple[str, ...]:
+    """The names of the fields of a record class that snapshots hold."""
+    return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata.get(_DERIVED))
+
+
 class Encoder:
     """Turns objects into plain data; one encoder per snapshot (its memo spans all of it)."""
 
@@ -89,6 +106,7 @@ class Encoder:
         self._names = {cls: type_name(cls) for cls in types}
         self._memo: dict[int, int] = {}
         self._keep: list[object] = []  # what the memo numbers stays alive (ids are not reused)
+        self._fields = {cls: _saved(cls) for cls in types if dataclasses.is_dataclass(cls)}
 
     def _seen(self, value: object) -> int | None:
         """The reference number of an object met before; else number it now (None)."""
@@ -129,10 +147,9 @@ class Encoder:
         name = self._names.get(kind)
         if name is None:
             raise TypeError(f"cannot snapshot a {kind.__qualname__}: not a registered state type")
-        if dataclasses.is_dataclass(value):
-            fields = {
-                f.name: self.encode(getattr(value, f.name)) for f in dataclasses.fields(value)
-            }
+        saved = self._fields.get(kind)
+        if saved is not None:
+            fields = {f: self.encode(getattr(value, f)) for f in saved}
             return {"o": fields, "c": name}
         # a named tuple (immutable: numbered like the rest, never referenced twice in practice)
         return {"n": [self.encode(v) for v in value], "c": name}

@@ -97,6 +97,10 @@ class Context(Protocol):
     """What an operator may ask of the engine."""
 
     table: AlertTable
+    # changes being delivered to the rules, one inside another: 1 while a rule handles
+    # one that no other delivery is waiting on, so every rule has been told of every
+    # other row as it is
+    depth: int
 
     def schedule(self, when: float, operator: Operator, key: Hashable) -> None: ...
 

@@ -65,12 +65,15 @@ from correlator.ruleset.matchers import all_of, compile_matchers
 from correlator.ruleset.paths import last_segment
 from correlator.ruleset.schema import Duration, FieldNames, Matchers, Rule, TemplateText
 from correlator.ruleset.templates import Template
+from correlator.snapshot import derived
 
 Key = tuple[str, ...]
 
 
 _DEFAULT_TITLE: Final = "{{ summary }}{% if count > 1 %} (+{{ count - 1 }} related){% endif %}"
 _SHORT: Final = 60_000  # a summary this long renders as it is (Jinja2 cuts at 64 KiB)
+_BITS: Final = 32  # per severity level in `_Incident.counts`: more than max_members holds
+_ONE: Final = tuple(1 << (_BITS * level) for level in range(6))  # one open member at a level
 
 
 class IncidentRule(Rule):
@@ -98,6 +101,7 @@ class _Member:
     at: float  # occurrence time it joined with
     root_ok: bool  # matches `root_cause:`
     severity: int  # as last published: a change of anything else cannot alter the view
+    open: bool = True  # not cleared, as the rule was last told
 
 
 # What `_view` compares of the last published view: title, status, severity,
@@ -119,6 +123,9 @@ class _Incident:
     closed_at: float | None = None
     shown: Shown | None = None  # the last published view, as `_view` compares it
     severity: int | None = None  # max over open members; None: to be recomputed
+    # open members per severity as the rule was told of them, `_BITS` bits a level (see
+    # `_told`); None: to be counted from the rows (after a restore)
+    counts: int | None = derived(None)
 
 
 @dataclass(slots=True, eq=False)
@@ -182,23 +189,19 @@ class IncidentOperator(Operator):
         inc = self._of.get(ident)
         if inc is not None:
             member = inc.members.get(ident)
-            if (
-                transition in (UPDATED, MODIFIED)
-                and member is not None
-                and member is not inc.root  # the title reads the root's fields
-                and member.severity == alert.severity
-                and not self._title_reads_members
-            ):
-                return  # nothing the incident shows has changed (often our own note)
             if member is None:
                 inc.severity = None
-            elif member.severity != alert.severity:
-                old, member.severity = member.severity, alert.severity
-                if inc.severity is not None:
-                    if alert.severity >= inc.severity:
-                        inc.severity = alert.severity  # cleared members are severity 0
-                    elif old >= inc.severity:
-                        inc.severity = None  # the highest one dropped: recompute on the next view
+            else:
+                is_open = alert.status != STATUS_CLEARED
+                if (
+                    transition in (UPDATED, MODIFIED)
+                    and member is not inc.root  # the title reads the root's fields
+                    and member.severity == alert.severity
+                    and member.open == is_open
+                    and not self._title_reads_members
+                ):
+                    return  # nothing the incident shows has changed (often our own note)
+                _tell(inc, member, alert.severity, is_open)
         if transition in (CLEARED, DELETED):
             if inc is not None:
                 if transition == DELETED:
@@ -250,6 +253,12 @@ class IncidentOperator(Operator):
         member = _Member(
             alert, at, self._root_ok(alert) if self._root_ok else False, alert.severity
         )
+        counts = inc.counts
+        if counts is not None:  # the member joins open (a row re-made under its id replaces it)
+            gone = inc.members.get(alert.identifier)
+            if gone is not None and gone.open:
+                counts -= _ONE[gone.severity]
+            inc.counts = counts + _ONE[alert.severity] if counts else _ONE[alert.severity]
         inc.members[alert.identifier] = member
         if inc.severity is not None:
             inc.severity = max(inc.severity, alert.severity)
@@ -277,7 +286,7 @@ class IncidentOperator(Operator):
             group = self._groups[key] = _Group(None, at)
             ctx.schedule(at + self._window + self._grace, self, key)
         ident = self._id(key, at, ctx)
-        inc = group.current = self._live[ident] = _Incident(ident, key)
+        inc = group.current = self._live[ident] = _Incident(ident, key, counts=0)
         return group, inc
 
     def _id(self, key: Key, at: float, ctx: Context) -> str:
@@ -316,9 +325,14 @@ class IncidentOperator(Operator):
             issued.pop(order.popleft()[1], None)
 
     def _member_cleared(self, inc: _Incident, now: float, ctx: Context) -> None:
-        # newest first: members clear roughly in the order they joined, so an open one is
-        # found near the end, not behind a growing run of cleared ones
-        if any(m.alert.status != STATUS_CLEARED for m in reversed(inc.members.values())):
+        counts = _told(inc, ctx)
+        if counts is not None:
+            still_open = counts != 0
+        else:  # newest first: members clear roughly in the order they joined
+            still_open = any(
+                m.alert.status != STATUS_CLEARED for m in reversed(inc.members.values())
+            )
+        if still_open:
             if inc.opened_at is not None:
                 self._publish(inc, now, ctx)
             return
@@ -381,8 +395,12 @@ class IncidentOperator(Operator):
         """(name, value) per group_by field: the incident's `group`."""
         return tuple(zip(self._names, inc.key, strict=True))
 
-    def _view(self, inc: _Incident, *, changed_only: bool) -> dict[str, Any] | None:
+    def _view(
+        self, inc: _Incident, counts: int | None, *, changed_only: bool
+    ) -> dict[str, Any] | None:
         """The published incident; None when `changed_only` and it is the one last shown.
+
+        `counts`: the incident's open members per severity when they hold (`_told`).
 
         A member list only grows, so an equal length means an equal list: an
         unchanged incident costs no list of its members and no dict.
@@ -391,8 +409,11 @@ class IncidentOperator(Operator):
         root = inc.root.alert if inc.root is not None else None
         title = self._title_of(inc, root, len(members))
         if inc.severity is None:
-            open_levels = (m.alert.severity for m in members if m.alert.status != STATUS_CLEARED)
-            inc.severity = max(open_levels, default=0)
+            if counts is not None:  # the highest level with a count
+                inc.severity = (counts.bit_length() - 1) // _BITS if counts else 0
+            else:
+                levels = (m.alert.severity for m in members if m.alert.status != STATUS_CLEARED)
+                inc.severity = max(levels, default=0)
         status = "closed" if inc.closed_at is not None else "open"
         root_cause = root.identifier if root is not None else None
         shown = (
@@ -423,7 +444,8 @@ class IncidentOperator(Operator):
 
     def _publish(self, inc: _Incident, now: float, ctx: Context, kind: str | None = None) -> None:
         """Emit the incident if it changed (or as `kind`); views are never mutated once sent."""
-        view = self._view(inc, changed_only=kind is None)
+        counts = _told(inc, ctx) if inc.severity is None else None
+        view = self._view(inc, counts, changed_only=kind is None)
         if view is None:
             return
         kind = kind or INCIDENT_UPDATED
@@ -464,6 +486,47 @@ class IncidentOperator(Operator):
 
     def size(self) -> int:
         return len(self._groups) + len(self._of) + len(self._issued)
+
+
+def _tell(inc: _Incident, member: _Member, severity: int, is_open: bool) -> None:
+    """What a member's row is now: its record, the counts and the incident's severity."""
+    was_open, old = member.open, member.severity
+    if was_open == is_open and (old == severity or not is_open):
+        member.severity = severity
+        return  # the same level (a cleared member's severity does not count)
+    counts = inc.counts
+    if counts is not None:
+        counts = counts - _ONE[old] if was_open else counts
+        inc.counts = counts + _ONE[severity] if is_open else counts
+    member.severity, member.open = severity, is_open
+    highest = inc.severity
+    if highest is not None:
+        level, before = (severity if is_open else 0), (old if was_open else 0)
+        if level >= highest:
+            inc.severity = level
+        elif before >= highest:
+            inc.severity = None  # the highest one dropped: recomputed for the next view
+
+
+def _told(inc: _Incident, ctx: Context) -> int | None:
+    """The incident's counts of open members per severity, if they are the rows' own.
+
+    They are what the rule was told of each member, so they match the rows only
+    while no other change is being delivered (`ctx.depth` 1: the one in hand,
+    already counted); inside a nested delivery an earlier rule may have changed
+    a member this rule has not heard of yet, and the caller scans the rows.
+    An incident restored from a snapshot without counts is counted here.
+    """
+    if ctx.depth != 1:
+        return None
+    if inc.counts is None:
+        counts = 0
+        for member in inc.members.values():
+            member.open = member.alert.status != STATUS_CLEARED
+            if member.open:
+                counts += _ONE[member.severity]
+        inc.counts = counts
+    return inc.counts
 
 
 def build(spec: IncidentRule, env: BuildEnv) -> IncidentOperator:
