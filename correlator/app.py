@@ -27,7 +27,8 @@ from prometheus_client import CollectorRegistry
 
 from correlator.api.auth import Token
 from correlator.api.http import create_api
-from correlator.config import Config, DeadLetterConfig, SinkConfig, SourceConfig
+from correlator.config import Config
+from correlator.connectors import make_dead_letter, make_sink, make_source
 from correlator.correlate.silences import Silence
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
@@ -44,19 +45,9 @@ from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.version import RuleVersion
 from correlator.scopes import Scopes
 from correlator.sinks.base import Sink
-from correlator.sinks.dead_letter import (
-    DeadLetterFile,
-    DeadLetterKafka,
-    DeadLetterMqtt,
-    DeadLetterSink,
-)
-from correlator.sinks.kafka import KafkaSink
-from correlator.sinks.mqtt import MqttSink
 from correlator.sinks.publisher import Publisher
 from correlator.sources.base import Durable, Received, Source
-from correlator.sources.file import FileSource
 from correlator.sources.kafka import KafkaSource
-from correlator.sources.mqtt import MqttSource
 from correlator.store.lookups import SqlTables
 from correlator.store.sql import open_store
 from correlator.watch import RuleWatcher
@@ -77,13 +68,14 @@ class App:
         self.registry = CollectorRegistry()
         self.reloads: Counter[str] = Counter()  # by result: success, failure
         self.sources: list[Source] = [
-            _source(name, spec)
+            make_source(name, spec)
             for name, spec in zip(config.source_names, config.sources, strict=True)
         ]
         self.sinks: list[Sink] = [
-            _sink(name, spec) for name, spec in zip(config.sink_names, config.sinks, strict=True)
+            make_sink(name, spec)
+            for name, spec in zip(config.sink_names, config.sinks, strict=True)
         ]
-        self.dead_letter = _dead_letter(config.dead_letter)
+        self.dead_letter = make_dead_letter(config.dead_letter)
         # a record no broker will take (too large) goes to the dead letters, not round again
         self.publisher = Publisher(self.sinks, self.store, dead_letter=self.dead_letter)
         self.rules = RuleVersion.read(config.rules)  # the rules in force
@@ -471,27 +463,3 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def _source(name: str, spec: SourceConfig) -> Source:
-    if spec.kafka is not None:
-        return KafkaSource(name, spec.kafka)
-    if spec.mqtt is not None:
-        return MqttSource(name, spec.mqtt)
-    assert spec.file is not None  # exactly one kind: validated
-    return FileSource(name, spec.file)
-
-
-def _dead_letter(spec: DeadLetterConfig) -> DeadLetterSink:
-    if spec.kafka is not None:
-        return DeadLetterKafka(spec.kafka.bootstrap_servers, spec.kafka.topic)
-    if spec.mqtt is not None:
-        return DeadLetterMqtt(spec.mqtt.url, spec.mqtt.topic)
-    return DeadLetterFile(Path(spec.file or "var/dead-letter.jsonl"))
-
-
-def _sink(name: str, spec: SinkConfig) -> Sink:
-    if spec.kafka is not None:
-        return KafkaSink(name, spec.kafka)
-    assert spec.mqtt is not None  # exactly one kind: validated
-    return MqttSink(name, spec.mqtt)
