@@ -12,21 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 from correlator.api.auth import Token
-from correlator.api.http import create_api
+from correlator.api.server import http_server
 from correlator.config import Config
 from correlator.connectors import make_dead_letter, make_sink, make_source
 from correlator.correlate.silences import Silence
@@ -385,7 +383,7 @@ class App:
     async def _serve(self, publishing: asyncio.Task[None]) -> None:
         broken = asyncio.create_task(self.scopes.broken.wait())
         sources = [asyncio.create_task(self._read(s)) for s in self.sources]
-        server = _http_server(self)
+        server = http_server(self, self.config.http.host_port, self.config.shutdown_timeout)
         serving = asyncio.create_task(server.serve())
         stopping = asyncio.create_task(self._stopping.wait())
         helpers = [
@@ -440,26 +438,3 @@ async def _settle(task: asyncio.Task[Any], seconds: float | None = None) -> None
 
 def _shielded(task: asyncio.Task[Any]) -> Awaitable[Any]:
     return asyncio.shield(task)
-
-
-def _http_server(app: App) -> uvicorn.Server:
-    host, port = app.config.http.host_port
-    config = uvicorn.Config(
-        create_api(app),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        # requests still open at SIGTERM are cut after this (they are not acknowledged)
-        timeout_graceful_shutdown=math.ceil(app.config.shutdown_timeout),
-    )
-    return _Server(config)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: `correlator run` owns SIGTERM and SIGHUP."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
