@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import orjson
-import structlog
 
 from correlator.engine import Engine
 from correlator.errors import EventError
@@ -43,7 +41,7 @@ from correlator.recovery import Snapshots, apply_action, replay
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.version import RuleVersion
 from correlator.sinks.base import Record
-from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink, write_retrying
 from correlator.sources.base import Durable, Received, Refused, Rejected
 from correlator.store.base import (
     ACTION,
@@ -56,9 +54,6 @@ from correlator.store.base import (
     OffsetKey,
     Store,
 )
-
-log = structlog.get_logger("correlator.pipeline")
-DEAD_LETTER_RETRY: Final = (0.1, 10.0)  # seconds: first and longest wait between attempts
 
 
 @dataclass(slots=True)
@@ -375,26 +370,11 @@ class Pipeline:
         self._seq += 1
         commit.batch.entries.append(Entry(self._seq, now, kind, data))
 
-    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
-        """Write the batch's dead letters, retrying while their sink is away: a bad input
-        is never lost, and the batch (its acknowledgements) waits as it does for a full
-        sink queue, rather than the daemon stopping on a broker's restart."""
-        delay = DEAD_LETTER_RETRY[0]
-        while True:
-            try:
-                await self.dead_letter.write(letters)
-                return
-            except Exception as exc:  # any failure of the sink: try again
-                log.warning("dead-letter sink failed, retrying", error=repr(exc),
-                            letters=len(letters), scope=self.scope)  # fmt: skip
-                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
-                delay = min(delay * 2, DEAD_LETTER_RETRY[1])
-
     async def _commit(self, commit: _Commit) -> None:
         batch = commit.batch
         try:
             if commit.dead:
-                await self._dead_letter(commit.dead)
+                await write_retrying(self.dead_letter, commit.dead, self.scope)
             if batch.entries or batch.offsets or batch.history or batch.outbox:
                 started = time.perf_counter()
                 await self.store.commit(batch)
