@@ -12,22 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 from correlator.api.auth import Token
-from correlator.api.http import create_api
-from correlator.config import Config, DeadLetterConfig, SinkConfig, SourceConfig
+from correlator.api.server import http_server
+from correlator.config import Config
+from correlator.connectors import make_dead_letter, make_sink, make_source
 from correlator.correlate.silences import Silence
 from correlator.engine import Engine
 from correlator.errors import RuleSetError
@@ -44,19 +43,9 @@ from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.version import RuleVersion
 from correlator.scopes import Scopes
 from correlator.sinks.base import Sink
-from correlator.sinks.dead_letter import (
-    DeadLetterFile,
-    DeadLetterKafka,
-    DeadLetterMqtt,
-    DeadLetterSink,
-)
-from correlator.sinks.kafka import KafkaSink
-from correlator.sinks.mqtt import MqttSink
 from correlator.sinks.publisher import Publisher
 from correlator.sources.base import Durable, Received, Source
-from correlator.sources.file import FileSource
 from correlator.sources.kafka import KafkaSource
-from correlator.sources.mqtt import MqttSource
 from correlator.store.lookups import SqlTables
 from correlator.store.sql import open_store
 from correlator.watch import RuleWatcher
@@ -77,13 +66,14 @@ class App:
         self.registry = CollectorRegistry()
         self.reloads: Counter[str] = Counter()  # by result: success, failure
         self.sources: list[Source] = [
-            _source(name, spec)
+            make_source(name, spec)
             for name, spec in zip(config.source_names, config.sources, strict=True)
         ]
         self.sinks: list[Sink] = [
-            _sink(name, spec) for name, spec in zip(config.sink_names, config.sinks, strict=True)
+            make_sink(name, spec)
+            for name, spec in zip(config.sink_names, config.sinks, strict=True)
         ]
-        self.dead_letter = _dead_letter(config.dead_letter)
+        self.dead_letter = make_dead_letter(config.dead_letter)
         # a record no broker will take (too large) goes to the dead letters, not round again
         self.publisher = Publisher(self.sinks, self.store, dead_letter=self.dead_letter)
         self.rules = RuleVersion.read(config.rules)  # the rules in force
@@ -393,7 +383,7 @@ class App:
     async def _serve(self, publishing: asyncio.Task[None]) -> None:
         broken = asyncio.create_task(self.scopes.broken.wait())
         sources = [asyncio.create_task(self._read(s)) for s in self.sources]
-        server = _http_server(self)
+        server = http_server(self, self.config.http.host_port, self.config.shutdown_timeout)
         serving = asyncio.create_task(server.serve())
         stopping = asyncio.create_task(self._stopping.wait())
         helpers = [
@@ -448,50 +438,3 @@ async def _settle(task: asyncio.Task[Any], seconds: float | None = None) -> None
 
 def _shielded(task: asyncio.Task[Any]) -> Awaitable[Any]:
     return asyncio.shield(task)
-
-
-def _http_server(app: App) -> uvicorn.Server:
-    host, port = app.config.http.host_port
-    config = uvicorn.Config(
-        create_api(app),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        # requests still open at SIGTERM are cut after this (they are not acknowledged)
-        timeout_graceful_shutdown=math.ceil(app.config.shutdown_timeout),
-    )
-    return _Server(config)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: `correlator run` owns SIGTERM and SIGHUP."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _source(name: str, spec: SourceConfig) -> Source:
-    if spec.kafka is not None:
-        return KafkaSource(name, spec.kafka)
-    if spec.mqtt is not None:
-        return MqttSource(name, spec.mqtt)
-    assert spec.file is not None  # exactly one kind: validated
-    return FileSource(name, spec.file)
-
-
-def _dead_letter(spec: DeadLetterConfig) -> DeadLetterSink:
-    if spec.kafka is not None:
-        return DeadLetterKafka(spec.kafka.bootstrap_servers, spec.kafka.topic)
-    if spec.mqtt is not None:
-        return DeadLetterMqtt(spec.mqtt.url, spec.mqtt.topic)
-    return DeadLetterFile(Path(spec.file or "var/dead-letter.jsonl"))
-
-
-def _sink(name: str, spec: SinkConfig) -> Sink:
-    if spec.kafka is not None:
-        return KafkaSink(name, spec.kafka)
-    assert spec.mqtt is not None  # exactly one kind: validated
-    return MqttSink(name, spec.mqtt)

@@ -15,39 +15,33 @@ A failed commit fails its futures (nothing is acknowledged) and stops the
 pipeline: the engine has moved past what is stored, so the daemon restarts
 from the store rather than run on.
 
-Every `snapshot_entries` journal entries or `snapshot_interval` seconds (and
-at shutdown) the committer snapshots the engine between two batches; the
-snapshot is saved, and the journal it covers dropped, once every sink has
-published the records made before it (they could not be made again).
-`restore` loads the last snapshot and replays the journal after it with the
-recorded `now` values, and re-publishes the records a sink had not confirmed.
+Between two batches, when a snapshot is due (and at shutdown), the committer
+snapshots the engine; `restore` rebuilds it from the last snapshot and the
+journal after it, and re-publishes the records a sink had not confirmed
+(both in `recovery`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import orjson
-import structlog
 
-from correlator import snapshot
 from correlator.engine import Engine
-from correlator.errors import EventError, RuleSetError
+from correlator.errors import EventError
 from correlator.jsonbytes import json_bytes
-from correlator.model import Change
 from correlator.records import ChangeRecords
+from correlator.recovery import Snapshots, apply_action, replay
 from correlator.ruleset.loader import RuleSet
 from correlator.ruleset.version import RuleVersion
 from correlator.sinks.base import Record
-from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink, write_retrying
 from correlator.sources.base import Durable, Received, Refused, Rejected
 from correlator.store.base import (
     ACTION,
@@ -60,9 +54,6 @@ from correlator.store.base import (
     OffsetKey,
     Store,
 )
-
-log = structlog.get_logger("correlator.pipeline")
-DEAD_LETTER_RETRY: Final = (0.1, 10.0)  # seconds: first and longest wait between attempts
 
 
 @dataclass(slots=True)
@@ -143,13 +134,14 @@ class Pipeline:
         self._ended = False  # `run` is over: nothing will fold what is queued from now on
         self._seq = 0  # journal entries
         self.actions_committed = actions_committed  # wakes the deliverer
-        self.snapshot_entries = snapshot_entries
-        self.snapshot_interval = snapshot_interval
-        self.caught_up = caught_up  # waits until the sinks have published up to a seq
-        self.snapshot_seq = 0  # the journal entry the stored snapshot covers
-        self._snapshot_at = time.monotonic()
-        self._saving: asyncio.Task[None] | None = None
-        self.last_snapshot: tuple[float, int] = (0.0, 0)  # seconds to take it, bytes
+        self.snapshots = Snapshots(
+            store,
+            scope,
+            clock,
+            entries=snapshot_entries,
+            interval=snapshot_interval,
+            caught_up=caught_up,
+        )
 
     @property
     def incidents(self) -> Mapping[str, dict[str, Any]]:
@@ -177,72 +169,15 @@ class Pipeline:
     async def restore(self) -> list[Record]:
         """Rebuild the engine from the snapshot and journal; return the records replay made.
 
-        Each input is replayed under the rules that processed it (the journal
-        says when a version came into force; the snapshot, which one it was
-        taken under); then the current rules are loaded with reload
-        semantics, and journaled before the next input.
+        The current rules, in force from here on, are journaled before the next
+        input unless the journal ends under them.
         """
-        restored = await self.store.load(self.scope)
-        self.offsets = dict(restored.offsets)
-        entries = restored.entries
-        current = self.rules
-        with _gc_paused():
-            if restored.snapshot is not None:
-                in_force = await self._from_snapshot(restored.snapshot, restored.snapshot_seq)
-            else:
-                first = entries[0] if entries and entries[0].kind == RULES else None
-                in_force = current if first is None else await self._version(first.data.decode())
-                self.engine = self.make_engine(in_force.ruleset)
-            records: list[Record] = []
-            for entry in entries:
-                self._seq = entry.seq
-                if entry.kind == RULES:
-                    if entry.data.decode() != in_force.digest:
-                        in_force = await self._version(entry.data.decode())
-                        self.engine.load(in_force.ruleset)
-                    continue
-                if entry.kind == TICK:
-                    changes = self.engine.tick(entry.at)
-                elif entry.kind == ACTION:
-                    changes = self._apply(orjson.loads(entry.data), entry.at)
-                elif entry.kind == EVENTS:
-                    for event in orjson.loads(entry.data):
-                        self.changes.add(self._fold_stored(event, entry.at), records, None)
-                    continue
-                else:
-                    changes = self._fold_stored(orjson.loads(entry.data), entry.at)
-                self.changes.add(changes, records, None)
-        if in_force.digest != current.digest:
-            self.engine.load(current.ruleset)
-        if self._seq == 0 or in_force.digest != current.digest:
-            self._unjournaled = current
-        return records
-
-    async def _from_snapshot(self, data: bytes, seq: int) -> RuleVersion:
-        """Load the engine from a stored snapshot; return the rules it was taken under."""
-        saved = snapshot.load(data)
-        in_force = await self._version(saved["rules"])
-        self.engine = self.make_engine(in_force.ruleset)
-        self.engine.restore(saved["engine"])
-        self._seq = self.snapshot_seq = seq
-        self.changes.restore(saved)
-        log.info("snapshot loaded", seq=seq, bytes=len(data), alerts=len(self.engine.table))
-        return in_force
-
-    async def _version(self, digest: str) -> RuleVersion:
-        """A journaled rule set; the current one if it is gone or no longer loads."""
-        blob = await self.store.ruleset(digest)
-        if blob is None:
-            log.warning(
-                "journaled rule set missing: replaying under the current rules", digest=digest
-            )
-            return self.rules
-        try:
-            return RuleVersion.of(blob)
-        except RuleSetError as exc:  # written by an older correlator whose rules this one refuses
-            log.warning("journaled rule set no longer loads: replaying under the current rules",
-                        digest=digest, errors=str(exc))  # fmt: skip
-            return self.rules
+        replayed = await replay(self.store, self.scope, self.rules, self.make_engine, self.changes)
+        self.engine, self.offsets = replayed.engine, replayed.offsets
+        self._seq, self.snapshots.seq = replayed.seq, replayed.snapshot_seq
+        if self._seq == 0 or replayed.journaled.digest != self.rules.digest:
+            self._unjournaled = self.rules
+        return replayed.records
 
     async def act(self, action: str, identifier: str, who: str, value: str = "") -> str | None:
         """An operator's action between two inputs, once journaled; the error, if refused."""
@@ -268,12 +203,6 @@ class Pipeline:
         await self._put(_Submitted([], durable, rules=rules))
         await durable
 
-    def _fold_stored(self, event: Any, at: float) -> list[Change]:
-        try:
-            return self.engine.process(event, at)
-        except EventError:  # dead-lettered the first time already
-            return []
-
     # -- the committer -----------------------------------------------------------
 
     async def run(self) -> None:
@@ -288,7 +217,7 @@ class Pipeline:
                     _fail(commit, exc)
                     raise
                 await self._commit(commit)
-                if self._snapshot_due():
+                if self.snapshots.due(self._seq):
                     await self._snapshot()
         finally:
             self._ended = True
@@ -406,7 +335,7 @@ class Pipeline:
 
     def _act(self, commit: _Commit, item: _Submitted, action: dict[str, Any], now: float) -> None:
         try:
-            changes = self._apply(action, now)
+            changes = apply_action(self.engine, action, now)
         except KeyError:
             what = "silence" if action["action"] == "expire_silence" else "alert"
             item.rejected.append((0, f"no {what} {action['identifier']!r}"))
@@ -416,15 +345,6 @@ class Pipeline:
             return
         self._journal(commit, ACTION, now, orjson.dumps(action))
         self.changes.add(changes, commit.records, commit.batch)
-
-    def _apply(self, action: dict[str, Any], now: float) -> list[Change]:
-        """An operator's action: on a row, or adding or expiring a silence."""
-        kind = action["action"]
-        if kind == "silence":
-            return self.engine.silence(action["silence"], now)
-        if kind == "expire_silence":
-            return self.engine.expire_silence(action["identifier"], now)
-        return self.engine.operate(**action, now=now)
 
     def _event(self, commit: _Commit, message: Received, now: float) -> tuple[str, str]:
         """Fold one message; the dead-letter reason and message when it cannot be an alert."""
@@ -450,26 +370,11 @@ class Pipeline:
         self._seq += 1
         commit.batch.entries.append(Entry(self._seq, now, kind, data))
 
-    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
-        """Write the batch's dead letters, retrying while their sink is away: a bad input
-        is never lost, and the batch (its acknowledgements) waits as it does for a full
-        sink queue, rather than the daemon stopping on a broker's restart."""
-        delay = DEAD_LETTER_RETRY[0]
-        while True:
-            try:
-                await self.dead_letter.write(letters)
-                return
-            except Exception as exc:  # any failure of the sink: try again
-                log.warning("dead-letter sink failed, retrying", error=repr(exc),
-                            letters=len(letters), scope=self.scope)  # fmt: skip
-                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
-                delay = min(delay * 2, DEAD_LETTER_RETRY[1])
-
     async def _commit(self, commit: _Commit) -> None:
         batch = commit.batch
         try:
             if commit.dead:
-                await self._dead_letter(commit.dead)
+                await write_retrying(self.dead_letter, commit.dead, self.scope)
             if batch.entries or batch.offsets or batch.history or batch.outbox:
                 started = time.perf_counter()
                 await self.store.commit(batch)
@@ -494,63 +399,30 @@ class Pipeline:
     @property
     def journal_tail(self) -> int:
         """Journal entries after the last saved snapshot: what a restart would replay."""
-        return self._seq - self.snapshot_seq
+        return self._seq - self.snapshots.seq
 
-    def _snapshot_due(self) -> bool:
-        if self._saving is not None and not self._saving.done():
-            return False  # one at a time
-        since = self.journal_tail
-        return since >= self.snapshot_entries or (
-            since > 0 and time.monotonic() - self._snapshot_at >= self.snapshot_interval
-        )
+    @property
+    def last_snapshot(self) -> tuple[float, int]:
+        """The last snapshot taken: seconds to take it, bytes."""
+        return self.snapshots.last
+
+    @property
+    def _saving(self) -> asyncio.Task[None] | None:
+        """The snapshot being saved in the background, if any (done once stored or failed)."""
+        return self.snapshots.saving
 
     async def _snapshot(self) -> None:
-        """Encode the state between two batches; save it in the background.
-
-        Encoding runs in a thread while the committer waits (nothing else
-        changes the engine), so the event loop goes on serving HTTP.
-        """
+        """Snapshot the engine between two batches, unless its rules are not journaled yet."""
         if self._unjournaled is not None or not self.engine.settled:
             return  # the next batch journals the rules and starts them
-        started = time.perf_counter()
-        seq, change_seq = self._seq, self.changes.change_seq
-        try:
-            data = await asyncio.to_thread(self._encode)
-        except Exception:
-            log.exception("snapshot failed: the journal is kept")
-            return
-        self._snapshot_at = time.monotonic()
-        self.last_snapshot = (time.perf_counter() - started, len(data))
-        self._saving = asyncio.create_task(self._save(seq, change_seq, data))
-
-    def _encode(self) -> bytes:
-        state = {
-            "rules": self.rules.digest,
-            **self.changes.state(),
-            "engine": self.engine.snapshot(),
-        }
-        return snapshot.dump(state)
-
-    async def _save(self, seq: int, change_seq: int, data: bytes) -> None:
-        """Store the snapshot once the sinks have published what came before it."""
-        try:
-            if self.caught_up is not None:
-                await self.caught_up(change_seq)
-            await self.store.save_snapshot(self.scope, seq, data, self.clock())
-        except Exception:
-            log.exception("saving the snapshot failed: the journal is kept")
-            return
-        self.snapshot_seq = seq
-        log.info("snapshot saved", seq=seq, bytes=len(data))
+        await self.snapshots.take(self._seq, self.rules, self.engine, self.changes)
 
     async def final_snapshot(self) -> None:
         """At shutdown, after `run` ended and the sinks published: a snapshot for a quick start."""
-        if self._saving is not None:
-            await self._saving
-        if self._seq > self.snapshot_seq:
+        await self.snapshots.saved()
+        if self._seq > self.snapshots.seq:
             await self._snapshot()
-            if self._saving is not None:
-                await self._saving
+            await self.snapshots.saved()
 
     def _arm(self) -> None:
         """One `call_later` on the engine's next due timer (no polling loop)."""
@@ -566,16 +438,6 @@ class Pipeline:
         """A timer came due: wake the committer (a full queue wakes it anyway)."""
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic collection while millions of long-lived objects are built at once."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _fail(commit: _Commit, exc: BaseException) -> None:

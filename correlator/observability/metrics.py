@@ -53,7 +53,9 @@ class Counted(Protocol):
     engine: Engine
     counts: Counter[tuple[str, str]]  # (source, outcome)
     dead_letters: Counter[str]  # by reason
-    last_snapshot: tuple[float, int]  # seconds to take it, bytes
+
+    @property
+    def last_snapshot(self) -> tuple[float, int]: ...  # seconds to take it, bytes
 
     @property
     def journal_tail(self) -> int: ...

@@ -4,7 +4,8 @@ One JSON record per input: when, from which source, why, and the raw bytes
 (as text when they are UTF-8, else base64), to a file (JSON lines, fsynced),
 a Kafka topic or an MQTT topic (QoS 1). Records are written, and acknowledged
 by the broker, before the batch that rejected them is committed, so an input
-acknowledged to its source is never lost (after a crash one may be written twice).
+acknowledged to its source is never lost (after a crash one may be written twice);
+the pipeline writes them with `write_retrying`, which waits out a sink that is away.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 import aiomqtt
 import orjson
@@ -26,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 from correlator.sinks.mqtt import MqttConnection
 
 log = structlog.get_logger("correlator.sinks")
+DEAD_LETTER_RETRY: Final = (0.1, 10.0)  # seconds: first and longest wait between attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,22 @@ class DeadLetterSink(Protocol):
         """Return once every letter is stored (fsynced, or acknowledged by the broker)."""
 
     async def stop(self) -> None: ...
+
+
+async def write_retrying(sink: DeadLetterSink, letters: list[DeadLetter], scope: str) -> None:
+    """Write a batch's dead letters, retrying while their sink is away: a bad input is
+    never lost, and the batch (its acknowledgements) waits as it does for a full sink
+    queue, rather than the daemon stopping on a broker's restart."""
+    delay = DEAD_LETTER_RETRY[0]
+    while True:
+        try:
+            await sink.write(letters)
+            return
+        except Exception as exc:  # any failure of the sink: try again
+            log.warning("dead-letter sink failed, retrying", error=repr(exc),
+                        letters=len(letters), scope=scope)  # fmt: skip
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+            delay = min(delay * 2, DEAD_LETTER_RETRY[1])
 
 
 class DeadLetterFile:
