@@ -7,10 +7,11 @@ made before it (they could not be made again). `replay` loads the last
 snapshot and replays the journal after it with the recorded `now` values,
 making again the records a sink had not confirmed.
 
-Apart from the pipeline's committing because both come around the commits,
-not in them: a snapshot between two batches (saved in the background), the
-replay before the first. The replay reads the journal entries the pipeline
-writes, kind by kind, and folds an operator's action as it does (`apply_action`).
+Kept apart from the pipeline because both happen around its commits, not in
+them: a snapshot between two batches (saved in the background), the replay
+before the first. The replay reads the journal entries the pipeline writes,
+kind by kind, and folds an operator's action as the pipeline does
+(`apply_action`).
 """
 
 from __future__ import annotations
