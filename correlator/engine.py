@@ -9,12 +9,11 @@ change and is dispatched to the operators subscribed to it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Hashable, Sequence
 from functools import partial
-from operator import attrgetter
 from typing import Any, Final
 
+from correlator import dispatch
 from correlator.correlate.base import Operator, ParentLink
 from correlator.correlate.parents import ParentLinks
 from correlator.correlate.silences import TRANSITIONS as SILENCE_TRANSITIONS
@@ -34,9 +33,7 @@ from correlator.model import (
     parse_severity,
 )
 from correlator.normalize.repeat import occurrence_of, repeat_of
-from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.loader import RuleSet
-from correlator.ruleset.matchers import Predicate
 from correlator.ruleset.sandbox import LIMITS
 from correlator.snapshot import ALERT_FIELDS, Decoder, Encoder, SnapshotError
 from correlator.stats import Stats
@@ -59,31 +56,6 @@ PUBLIC_KIND: Final = {
     "suppressed": SUPPRESSED,
     "unsuppressed": UNSUPPRESSED,
 }
-
-
-# fields a repeat carries as its row has them: an index on these sees the same in both
-_REPEAT_SHARES: Final = frozenset(
-    ("identifier", "node", "alertgroup", "alertkey", "manager", "agent", "severity", "type",
-     "summary")
-)  # fmt: skip
-# those of them a row holds as text, the index's own key (its lookups convert others)
-_REPEAT_TEXTS: Final = _REPEAT_SHARES - {"severity"}
-# and what else the occurrence of a repeat shares with its row (`fold_same` set them)
-_ROW_SHARES: Final = _REPEAT_SHARES | {"last_occurrence", "tally"}
-_TALLY = re.compile(r"\btally\s*(?:>=|<=|!=|==|=~|!~|=|>|<)")
-_LINKS = re.compile(r"\b(?:parent|incident)\b")
-
-
-def _reads_tally(spec: Any) -> bool:
-    """Whether a rule's matchers or CEL condition compare `tally`."""
-    dump = getattr(spec, "model_dump_json", None)
-    return dump is not None and _TALLY.search(dump()) is not None
-
-
-def _may_read_links(spec: Any) -> bool:
-    """Whether a rule may read `parent` or `incident` (any mention counts: conservative)."""
-    dump = getattr(spec, "model_dump_json", None)
-    return dump is None or _LINKS.search(dump()) is not None
 
 
 class Engine:
@@ -187,49 +159,21 @@ class Engine:
             if fresh.get(name) is not op:
                 self._retired.setdefault(name, op)
         self.operators = fresh
-        self._event_ops: RuleIndex[tuple[Operator, Predicate]] = RuleIndex(
-            [((op, op.event_filter), op.event_keys) for op in kept if op.event_filter is not None]
-        )
-        by_transition: dict[str, list[Operator]] = {}
-        for op in kept:
-            for transition in op.transitions:
-                by_transition.setdefault(transition, []).append(op)
-        # a reopen is a new episode: rules that undo the last one's changes go first, so
-        # no rule sees the reopened row with values from before (stable: rule order otherwise)
-        by_transition.get("reopened", []).sort(key=lambda op: not op.resets_on_reopen)
-        # rules that may clear the row they are told about go last: the others see
-        # the transition before the clear, never after it
-        for ops in by_transition.values():
-            ops.sort(key=lambda op: op.clears_on_transition)
-        self._by_transition = {t: tuple(ops) for t, ops in by_transition.items()}
-        # a tally-only repeat changes no field, except for rules whose conditions read tally
-        self._tally_watchers = tuple(
-            op for op in kept if "updated" in op.transitions and _reads_tally(op.spec)
-        )
+        tables = dispatch.build(kept)
+        self._event_ops = tables.event_ops
+        self._by_transition = tables.by_transition
+        self._tally_watchers = tables.tally_watchers
+        self._link_watchers = tables.link_watchers
+        self._row_decides = tables.row_decides
+        self._row_field = tables.row_field
+        self._row_buckets = tables.row_buckets
+        self._row_always = tables.row_always
+        self._row_readers = tables.row_readers
         # a bare repeat is then told to no one: no change is made, no rule reads tally
         self.table.repeats_told = self._changes or bool(self._tally_watchers)
-        # a change of `parent`/`incident` alone concerns only rules that may read them
-        self._link_watchers = tuple(
-            op for op in by_transition.get("modified", ()) if _may_read_links(op.spec)
-        )
-        # the repeat fast path: for events no normalize rule applies to (they lack the gates'
-        # keys); an occurrence is made only for event rules that are filed under fields a
-        # repeat may not share with its row, or that the row's fields fit (None: no rule)
+        # the repeat fast path is for events no normalize rule applies to: they lack the
+        # gates' keys
         self._gates = self._normalizer.gates
-        event_rules = self._event_ops
-        self._row_decides = event_rules.names <= _REPEAT_SHARES if len(event_rules) else None
-        # the usual correlate rules are all filed under one text field (alertgroup): a
-        # repeat then finds its candidates with one probe of the row's value, no call
-        one = event_rules.by_one_field() if self._row_decides else None
-        self._row_field: attrgetter[Any] | None = None
-        if one is not None and one[0] in _REPEAT_TEXTS:
-            self._row_field, self._row_buckets, self._row_always = attrgetter(one[0]), *one[1:]
-        # rules a repeat may hand its row as the occurrence: by whether they read labels
-        self._row_readers = {
-            op: "labels" in reads
-            for op in kept
-            if (reads := op.event_reads) is not None and reads - {"labels"} <= _ROW_SHARES
-        }
 
     # -- the two entry points -------------------------------------------------
 
