@@ -22,14 +22,14 @@ from correlator.ruleset.index import RuleIndex
 from correlator.ruleset.matchers import Predicate
 
 # fields a repeat carries as its row has them: an index on these sees the same in both
-REPEAT_SHARES: Final = frozenset(
+_REPEAT_SHARES: Final = frozenset(
     ("identifier", "node", "alertgroup", "alertkey", "manager", "agent", "severity", "type",
      "summary")
 )  # fmt: skip
 # those of them a row holds as text, the index's own key (its lookups convert others)
-_REPEAT_TEXTS: Final = REPEAT_SHARES - {"severity"}
+_REPEAT_TEXTS: Final = _REPEAT_SHARES - {"severity"}
 # and what else the occurrence of a repeat shares with its row (`fold_same` set them)
-_ROW_SHARES: Final = REPEAT_SHARES | {"last_occurrence", "tally"}
+_ROW_SHARES: Final = _REPEAT_SHARES | {"last_occurrence", "tally"}
 _TALLY = re.compile(r"\btally\s*(?:>=|<=|!=|==|=~|!~|=|>|<)")
 _LINKS = re.compile(r"\b(?:parent|incident)\b")
 
@@ -75,7 +75,7 @@ def build(operators: Sequence[Operator]) -> Dispatch:
     # the transition before the clear, never after it
     for ops in by_transition.values():
         ops.sort(key=lambda op: op.clears_on_transition)
-    row_decides = event_ops.names <= REPEAT_SHARES if len(event_ops) else None
+    row_decides = event_ops.names <= _REPEAT_SHARES if len(event_ops) else None
     one = event_ops.by_one_field() if row_decides else None
     if one is None or one[0] not in _REPEAT_TEXTS:
         one = None

@@ -643,7 +643,5 @@ class Engine:
         self.stats.rule_events[(rule, what)] += 1
 
     def signal(self, transition: str, alert: Alert, now: float) -> None:
-        if self.table.get(alert.identifier) is not alert:
-            return  # deleted (a closing incident's root may be): no row to act on
         for op in self._by_transition.get(transition, ()):
             op.on_transition(transition, alert, now, self)

@@ -62,7 +62,7 @@ class _Submitted:
     durable: Durable
     rejected: list[Rejected] = field(default_factory=list)
     rules: RuleVersion | None = None  # a reload: these rules from here on
-    action: dict[str, Any] | None = None  # an operator's action (see `_apply`)
+    action: dict[str, Any] | None = None  # an operator's action (`recovery.apply_action`)
 
 
 @dataclass(slots=True)
@@ -405,11 +405,6 @@ class Pipeline:
     def last_snapshot(self) -> tuple[float, int]:
         """The last snapshot taken: seconds to take it, bytes."""
         return self.snapshots.last
-
-    @property
-    def _saving(self) -> asyncio.Task[None] | None:
-        """The snapshot being saved in the background, if any (done once stored or failed)."""
-        return self.snapshots.saving
 
     async def _snapshot(self) -> None:
         """Snapshot the engine between two batches, unless its rules are not journaled yet."""

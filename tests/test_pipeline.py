@@ -444,8 +444,8 @@ async def test_snapshots_bound_the_journal_and_restore_exactly(tmp_path: Path) -
         async with _pipeline(rules, store, clock, tmp_path, snapshot_entries=40) as (live, out):
             await _stream(live, clock, range(300))
             live_table = _table(live.engine)
-            assert live._saving is not None
-            await live._saving
+            assert live.snapshots.saving is not None
+            await live.snapshots.saving
         live_records = list(out)
         stored = await store.load("default")
         assert stored.snapshot is not None and stored.snapshot_seq >= 240
@@ -486,8 +486,8 @@ async def test_a_snapshot_is_saved_only_once_the_sinks_published_what_came_befor
             await _stream(live, clock, range(30))
             assert waited and (await store.load("default")).snapshot is None
             release.set()
-            assert live._saving is not None
-            await live._saving
+            assert live.snapshots.saving is not None
+            await live.snapshots.saving
             assert (await store.load("default")).snapshot_seq > 0
     finally:
         await store.close()

@@ -152,7 +152,8 @@ class Context(Protocol):
     def count(self, what: str, rule: str) -> None: ...
 
     def signal(self, transition: str, alert: Alert, now: float) -> None:
-        """Tell the rules that subscribe to a signal (`ESCALATED`); nothing is published."""
+        """Tell the rules that subscribe to a signal (`ESCALATED`, `INCIDENT`); nothing is
+        published. An incident's root cause may be a row deleted since it cleared."""
         ...
 
 

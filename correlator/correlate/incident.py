@@ -72,7 +72,7 @@ Key = tuple[str, ...]
 
 _DEFAULT_TITLE: Final = "{{ summary }}{% if count > 1 %} (+{{ count - 1 }} related){% endif %}"
 _SHORT: Final = 60_000  # a summary this long renders as it is (Jinja2 cuts at 64 KiB)
-_BITS: Final = 32  # per severity level in `_Incident.counts`: more than max_members holds
+_BITS: Final = 32  # per severity level in `_Incident.counts`: room for 4 billion members
 _ONE: Final = tuple(1 << (_BITS * level) for level in range(6))  # one open member at a level
 
 
@@ -100,8 +100,10 @@ class _Member:
     alert: Alert
     at: float  # occurrence time it joined with
     root_ok: bool  # matches `root_cause:`
-    severity: int  # as last published: a change of anything else cannot alter the view
-    open: bool = True  # not cleared, as the rule was last told
+    # the row's severity and whether it is open, as the rule was last told (counted in
+    # `_Incident.counts`; a change of anything else cannot alter the view)
+    severity: int
+    open: bool = True
 
 
 # What `_view` compares of the last published view: title, status, severity,
@@ -191,6 +193,8 @@ class IncidentOperator(Operator):
             member = inc.members.get(ident)
             if member is None:
                 inc.severity = None
+            elif member.alert is not alert:
+                return  # a row deleted since (its identifier made again): not the member's
             else:
                 is_open = alert.status != STATUS_CLEARED
                 if (
@@ -254,10 +258,12 @@ class IncidentOperator(Operator):
             alert, at, self._root_ok(alert) if self._root_ok else False, alert.severity
         )
         counts = inc.counts
-        if counts is not None:  # the member joins open (a row re-made under its id replaces it)
-            gone = inc.members.get(alert.identifier)
-            if gone is not None and gone.open:
+        gone = inc.members.get(alert.identifier)  # a row made again under its identifier
+        if gone is not None and gone.open:  # (rows are deleted once cleared: not seen so far)
+            inc.severity = None
+            if counts is not None:
                 counts -= _ONE[gone.severity]
+        if counts is not None:  # the first member's value is shared, not a sum made anew
             inc.counts = counts + _ONE[alert.severity] if counts else _ONE[alert.severity]
         inc.members[alert.identifier] = member
         if inc.severity is not None:

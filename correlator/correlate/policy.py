@@ -196,12 +196,18 @@ class PolicyOperator(Operator):
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         if not self._matches(alert):
             return
+        # a closing incident's root cause may have been deleted since it cleared: its
+        # receivers still hear of the close, with the row as it was last, but nothing
+        # is enriched or noted on a row that is gone (no change is published for it)
+        live = ctx.table.get(alert.identifier) is alert
         changed: list[str] = []
         for what, step in self._actions:
             if what == "lookup":
-                changed += self._lookup(alert, *step)
+                if live:
+                    changed += self._lookup(alert, *step)
             elif what == "set":
-                changed += self._set(alert, step, now, ctx)
+                if live:
+                    changed += self._set(alert, step, now, ctx)
             elif what == "ticket":
                 ctx.emit(Change(now, NOTIFICATION, receiver=TICKET, alerts=[alert], request=step))
                 changed.append("ticket " + ("resolved" if alert.status == CLEARED else "updated"))
@@ -225,7 +231,7 @@ class PolicyOperator(Operator):
             else:
                 ctx.emit(Change(now, NOTIFICATION, receiver=step, alerts=[alert]))
                 changed.append(f"notified {step}")
-        if changed:
+        if changed and live:
             ctx.modify(alert, now, self.name, f"policy {self.name}: " + ", ".join(changed))
 
     def _lookup(self, alert: Alert, table: Table, key: Template, into: str) -> list[str]:
