@@ -25,6 +25,11 @@ CLEARED: Final = "cleared"
 # the last ones what is happening now; a row that flaps for weeks stays bounded.
 JOURNAL_HEAD: Final = 10
 JOURNAL_MAX: Final = 50
+# A rule's note is often the same text on many rows (an inhibition names its source, a
+# maintenance its window): the texts of recent notes are kept for the next ones to share,
+# one copy in memory each. Bounded: cleared when full (a storm's notes are mostly its own).
+NOTE_TEXTS: Final = 4096
+_note_texts: dict[str, str] = {}
 
 
 # Change kinds, exactly as `correlator replay` prints them.
@@ -150,7 +155,9 @@ class Alert:
             journal = self.journal = []
         elif len(journal) >= JOURNAL_MAX:
             _drop_oldest_note(journal)
-        journal.append(JournalEntry(at, who, text))
+        if len(_note_texts) >= NOTE_TEXTS:
+            _note_texts.clear()
+        journal.append(JournalEntry(at, who, _note_texts.setdefault(text, text)))
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON shape of a row (every field of DESIGN.md §3)."""
