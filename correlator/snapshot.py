@@ -269,7 +269,10 @@ class Decoder:
         known = {f.name for f in dataclasses.fields(cls)}
         record = object.__new__(cls)
         self._memo.append(record)
-        values = {name: self.decode(v) for name, v in fields.items() if name in known}
+        # every field is decoded, known or not: the objects in one this version dropped
+        # are numbered too, or every reference after them would name the wrong object
+        values = {name: self.decode(v) for name, v in fields.items()}
+        values = {name: v for name, v in values.items() if name in known}
         missing = known - values.keys()
         for f in dataclasses.fields(cls):  # written before these fields existed: defaults
             if f.name in missing:
