@@ -57,9 +57,9 @@ class ThresholdRule(Rule):
 
 @dataclass(slots=True)
 class _Group:
-    """One group's window (before the raise) or raised episode (after it)."""
+    """One group's window (before the raise) or raised episode (after it); its `group_by`
+    values are its key in the rule's groups (not a copy each: most never raise)."""
 
-    group: list[tuple[str, str]]
     newest: float  # newest matching event time
     floor: float = float("-inf")  # events at or before a reset are discarded
     # sorted (time, identifier): fewer than `count` (reaching it raises), so a list, not a
@@ -160,8 +160,8 @@ class ThresholdOperator(Operator):
         assert is_reset is not None
         return lambda occ: is_reset(occ) or counts(occ)
 
-    def _desc(self, g: _Group) -> str:
-        return ", ".join(f"{n}={v}" for n, v in g.group) or "all events"
+    def _desc(self, key: Key) -> str:
+        return self._fields.describe(key) or "all events"
 
     # -- events --------------------------------------------------------------
 
@@ -176,7 +176,7 @@ class ThresholdOperator(Operator):
             if len(self._groups) >= self._cap:
                 ctx.count("cap_hit", self.name)
                 return
-            g = self._groups[key] = _Group(self._fields.pairs(key), at)
+            g = self._groups[key] = _Group(at)
         elif at < g.newest - self._window or at <= g.floor:
             ctx.count("late", self.name)  # its window has passed (or a reset discarded it)
             return
@@ -230,13 +230,14 @@ class ThresholdOperator(Operator):
                 ids.add(row.identifier)
         g.members, g.member_ids = members, ids
         span = format_duration(self._window)
-        note = f"raised: {g.count} {self._what} within {span} for {self._desc(g)}"
+        note = f"raised: {g.count} {self._what} within {span} for {self._desc(key)}"
+        group = self._fields.pairs(key)
         alert = ctx.raise_alert(
-            self, g.group, now, trigger=trigger, members=members, count=g.count, note=note
+            self, group, now, trigger=trigger, members=members, count=g.count, note=note
         )
         self._attach(key, g, alert)
         for row in rows:
-            self._adopt(g, row, alert, now, ctx)
+            self._adopt(key, row, alert, now, ctx)
 
     def _fold(
         self, key: Key, g: _Group, occ: Alert, row: Alert | None, now: float, ctx: Context
@@ -277,17 +278,17 @@ class ThresholdOperator(Operator):
         ):
             ctx.table.repeat(current, occ.last_occurrence, now)
             if row is not None and row.parent != current.identifier:
-                self._adopt(g, row, current, now, ctx)
+                self._adopt(key, row, current, now, ctx)
             return
         alert = ctx.raise_alert(
-            self, g.group, now, trigger=row or occ, members=members, count=g.count
+            self, self._fields.pairs(key), now, trigger=row or occ, members=members, count=g.count
         )
         if alert is not g.alert:  # the row was replaced (deleted and raised anew)
             self._attach(key, g, alert)
         if row is not None and row.parent != alert.identifier:  # else adopted: no call
-            self._adopt(g, row, alert, now, ctx)
+            self._adopt(key, row, alert, now, ctx)
 
-    def _adopt(self, g: _Group, row: Alert, alert: Alert, now: float, ctx: Context) -> None:
+    def _adopt(self, key: Key, row: Alert, alert: Alert, now: float, ctx: Context) -> None:
         """Point a member at the synthetic alert, unless another open parent holds it."""
         if row.parent == alert.identifier or row is alert:
             return
@@ -295,7 +296,7 @@ class ThresholdOperator(Operator):
             other = ctx.table.get(row.parent)
             if other is not None and other.status != STATUS_CLEARED:
                 return
-        why = f"parent set to {alert.identifier}: counted for {self._desc(g)}"
+        why = f"parent set to {alert.identifier}: counted for {self._desc(key)}"
         ctx.set_parent(row, ParentLink(alert.identifier, self.name, self.kind), now, self.name, why)
 
     def _reset(self, key: Key, occ: Alert, at: float, now: float, ctx: Context) -> None:
@@ -338,7 +339,7 @@ class ThresholdOperator(Operator):
         if g.alert is not None:
             alert = self._detach(g)
             quiet = format_duration(self._clear_after)
-            ctx.clear(alert, now, self.name, f"no matching event for {quiet} ({self._desc(g)})")
+            ctx.clear(alert, now, self.name, f"no matching event for {quiet} ({self._desc(key)})")
         del self._groups[key]
 
     def _attach(self, key: Key, g: _Group, alert: Alert) -> None:
@@ -360,10 +361,12 @@ class ThresholdOperator(Operator):
     def on_transition(self, transition: str, alert: Alert, now: float, ctx: Context) -> None:
         """Our alert was cleared by someone else (operator, expiry): the episode ends."""
         key = self._raised_key.get(alert.identifier)
-        g = self._groups.get(key) if key is not None else None
+        if key is None:
+            return
+        g = self._groups.get(key)
         if g is not None and g.alert is alert:
             self._detach(g)
-            alert.note(now, self.name, f"{self.name} counts afresh for {self._desc(g)}")
+            alert.note(now, self.name, f"{self.name} counts afresh for {self._desc(key)}")
 
     def size(self) -> int:
         return len(self._groups)
