@@ -27,7 +27,7 @@ import orjson
 import structlog
 
 from correlator.notify.webhook import DeliveryError
-from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterSink, write_retrying
 from correlator.store.base import Action, Store
 
 log = structlog.get_logger("correlator.notify")
@@ -179,7 +179,7 @@ class Deliverer:
         letter = DeadLetter(
             now, f"receiver:{action.receiver}", "undeliverable", why, action.payload
         )
-        await self.dead_letter.write([letter])
+        await write_retrying(self.dead_letter, [letter], "notifications")
         for row in notification.get("alerts", ()):
             with contextlib.suppress(Exception):  # a row deleted since has no journal
                 await self.note(str(row["identifier"]), why)

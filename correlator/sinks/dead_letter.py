@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
-import aiomqtt
 import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -140,32 +139,21 @@ class DeadLetterMqtt:
     """Dead letters published at QoS 1 on one MQTT topic (not retained).
 
     Connects on the first letter, so a broker that is down does not hold up
-    the daemon's start; a write retries (reconnecting, with backoff) until the
-    broker has acknowledged every letter, since the batch that rejected them
-    is committed only then.
+    the daemon's start. A write returns once the broker has acknowledged every
+    letter, or raises (the next one connects anew): its callers retry, as for
+    the other sinks (`write_retrying`).
     """
 
-    def __init__(self, url: str, topic: str, *, backoff: tuple[float, float] = (0.1, 5.0)) -> None:
+    def __init__(self, url: str, topic: str) -> None:
         self.topic = topic
-        self.backoff = backoff
         self._connection = MqttConnection(url)
 
     async def start(self) -> None:
         return None
 
     async def write(self, letters: list[DeadLetter]) -> None:
-        if not letters:
-            return
-        messages = [(self.topic, d.to_json(), False) for d in letters]
-        delay = self.backoff[0]
-        while True:
-            try:
-                await self._connection.publish(messages)
-                return
-            except aiomqtt.MqttError as error:  # the broker is away: wait, then connect anew
-                log.warning("dead letters not delivered: retrying", error=str(error))
-                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
-                delay = min(delay * 2, self.backoff[1])
+        if letters:
+            await self._connection.publish([(self.topic, d.to_json(), False) for d in letters])
 
     async def stop(self) -> None:
         await self._connection.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiomqtt
 import orjson
+import pytest
 from structlog.testing import capture_logs
 from support.brokers import mosquitto
 from support.postgres import free_port
@@ -19,8 +20,9 @@ from support.topics import read_topic
 from correlator.config import KafkaSink as KafkaConfig
 from correlator.config import MqttSink as MqttConfig
 from correlator.model import CREATED, UPDATED
+from correlator.sinks import dead_letter
 from correlator.sinks.base import Record
-from correlator.sinks.dead_letter import DeadLetter, DeadLetterFile, DeadLetterMqtt
+from correlator.sinks.dead_letter import DeadLetter, DeadLetterFile, DeadLetterMqtt, write_retrying
 from correlator.sinks.kafka import MAX_RECORD_BYTES, KafkaSink
 from correlator.sinks.mqtt import MqttSink, alert_topic
 from correlator.sinks.publisher import Publisher
@@ -116,21 +118,23 @@ async def _next_letter(messages: aiomqtt.MessagesIterator) -> str:
     return str(orjson.loads(payload)["message"])
 
 
-async def test_mqtt_dead_letters_wait_for_their_broker() -> None:
+async def test_mqtt_dead_letters_wait_for_their_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     """`start` returns at once with the broker down; a letter written then is delivered once
-    it is up; after a broker restart the next letter is delivered too."""
+    it is up; after a broker restart the next letter is delivered too (the write fails
+    once, on the connection the restart broke, and is retried on a new one)."""
+    monkeypatch.setattr(dead_letter, "DEAD_LETTER_RETRY", (0.05, 0.2))
     port = free_port()
     topic = f"dead{next(_ids)}"
-    sink = DeadLetterMqtt(f"mqtt://127.0.0.1:{port}", topic, backoff=(0.05, 0.2))
+    sink = DeadLetterMqtt(f"mqtt://127.0.0.1:{port}", topic)
     async with asyncio.timeout(1):
         await sink.start()  # nothing listens on the port yet
     try:
         with capture_logs() as logs:
-            writing = asyncio.create_task(sink.write([_letter(1)]))
+            writing = asyncio.create_task(write_retrying(sink, [_letter(1)], "test"))
             async with asyncio.timeout(5):
                 while not logs:  # noqa: ASYNC110 - the first attempt fails: connection refused
                     await asyncio.sleep(0.01)
-        assert logs[0]["event"] == "dead letters not delivered: retrying"
+        assert logs[0]["event"] == "dead-letter sink failed, retrying"
         assert not writing.done()
         with mosquitto(port=port):
             async with asyncio.timeout(5):
@@ -143,7 +147,7 @@ async def test_mqtt_dead_letters_wait_for_their_broker() -> None:
             async with aiomqtt.Client("127.0.0.1", port) as client:
                 await client.subscribe(topic, qos=1)
                 async with asyncio.timeout(5):
-                    await sink.write([_letter(3)])
+                    await write_retrying(sink, [_letter(3)], "test")
                 assert await _next_letter(client.messages) == "letter 3"
     finally:
         await sink.stop()
