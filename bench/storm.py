@@ -320,7 +320,7 @@ def main() -> None:
         "open_rows": open_rows,
         "rss_bytes_per_row": round(per_row),
         "timers": len(engine._timers),
-        "suppressed": len(engine._suppressors),
+        "suppressed": len(engine.suppressions.holders),
         "dead_lettered": dead,
         "events": args.events,
         "rate": args.rate,

@@ -18,6 +18,7 @@ from correlator.correlate.base import Operator, ParentLink
 from correlator.correlate.parents import ParentLinks
 from correlator.correlate.silences import TRANSITIONS as SILENCE_TRANSITIONS
 from correlator.correlate.silences import Silences
+from correlator.correlate.suppressions import Suppressions
 from correlator.errors import EventError, LateEvent
 from correlator.model import (
     CLEARED,
@@ -62,7 +63,7 @@ class Engine:
     """One alert table and the compiled rules that act on it."""
 
     # Slots: on Python 3.11 an instance with a 30th attribute in its dict (this
-    # class has 30) makes every attribute read on the hot path slower, 1.6 % of
+    # class had 30) makes every attribute read on the hot path slower, 1.6 % of
     # the instructions per event. `__dict__` stays for what tests patch; `__weakref__`
     # for the scopes' check that a revoked partition's engine is freed.
     __slots__ = (
@@ -70,7 +71,6 @@ class Engine:
         "__weakref__",
         "_by_transition",
         "_changes",
-        "_claims",
         "_event_ops",
         "_gates",
         "_limits_seen",
@@ -85,7 +85,6 @@ class Engine:
         "_row_field",
         "_row_readers",
         "_snapshots",
-        "_suppressors",
         "_tally_watchers",
         "_timers",
         "_unstarted",
@@ -97,6 +96,7 @@ class Engine:
         "rules",
         "silences",
         "stats",
+        "suppressions",
         "table",
     )
 
@@ -128,11 +128,10 @@ class Engine:
         # the next timer's due time, None if none: asked before every event of a replay
         self.next_timer: Callable[[], float | None] = self._timers.next_due
         self.parents = ParentLinks(self.table, self._link_changed, self.count)
-        self._suppressors: dict[str, list[str]] = {}
+        self.suppressions = Suppressions(self._transition)
         # rules removed or changed by a reload (their last running version), whose
         # suppressions may be stale until the next entry starts the new versions
         self._retired: dict[str, Operator] = {}
-        self._claims: set[tuple[str, str]] | None = None  # re-claimed while starting
         self._newest = float("-inf")
         self.operators: dict[str, Operator] = {}
         self.silences = Silences()  # not a rule: kept across reloads
@@ -366,7 +365,7 @@ class Engine:
         state = {
             "table": table.state(),
             "parents": self.parents.state(),
-            "suppressors": self._suppressors,
+            "suppressors": self.suppressions.holders,
             "newest": self._newest,
             "silences": self.silences.by_id,
             "timers": timers,
@@ -397,7 +396,7 @@ class Engine:
         state = decoder.decode(snapshot["state"])
         self.table.restore(rows, state["table"])
         self.parents.restore(state["parents"])
-        self._suppressors = state["suppressors"]
+        self.suppressions.holders = state["suppressors"]
         self._newest = state["newest"]
         self.silences.by_id = state.get("silences", {})
         self.silences.restored()
@@ -439,20 +438,13 @@ class Engine:
         if not (self._unstarted or self._retired):
             return
         operators, self._unstarted = self._unstarted, []
-        self._claims = set()
-        for op in operators:
-            op.start(now, self)
         retired, self._retired = self._retired, {}
-        for identifier, holders in list(self._suppressors.items()):
-            alert = self.table.get(identifier)
-            for by in [by for by in holders if by in retired]:
-                if alert is not None and (identifier, by) not in self._claims:
-                    retired[by].retire(alert, now)
-                    shown = alert.suppressed_by == by
-                    self.unsuppress(alert, now, by, "the rule was removed or changed by a reload")
-                    if not shown:  # nothing was published: tell rules that watch holds
-                        self._transition("modified", alert, now)
-        self._claims = None
+
+        def start() -> None:
+            for op in operators:
+                op.start(now, self)
+
+        self.suppressions.after_reload(start, retired, self.table, now)
         removed = retired - self.operators.keys()
         if removed:
             self._clear_raised_by(removed, now)
@@ -509,7 +501,7 @@ class Engine:
                     op.on_transition(transition, alert, now, self)
                 return
             if transition == "deleted":
-                self._suppressors.pop(alert.identifier, None)
+                self.suppressions.holders.pop(alert.identifier, None)
             elif transition == "reopened":
                 self.parents.reopened(alert, now)  # before the rules see the reopened row
             for op in self._by_transition.get(transition, ()):
@@ -571,37 +563,15 @@ class Engine:
 
     def suppress(self, alert: Alert, now: float, by: str, why: str) -> None:
         """Add a suppressor; `suppressed_by` names the first one still holding."""
-        holders = self._suppressors.setdefault(alert.identifier, [])
-        if self._claims is not None:  # starting after a reload: this hold is current
-            self._claims.add((alert.identifier, by))
-        if by in holders:
-            return
-        holders.append(by)
-        alert.note(now, by, f"suppressed: {why}")
-        if alert.suppressed_by is None:
-            alert.suppressed_by = by
-            self._transition("suppressed", alert, now)
+        self.suppressions.add(alert, now, by, why)
 
     def unsuppress(self, alert: Alert, now: float, by: str, why: str) -> None:
         """Remove a suppressor; the alert is released when none is left."""
-        holders = self._suppressors.get(alert.identifier)
-        if not holders or by not in holders:
-            return
-        holders.remove(by)
-        alert.note(now, by, f"released: {why}")
-        if alert.suppressed_by != by:
-            return
-        if holders:
-            alert.suppressed_by = holders[0]
-            self._transition("modified", alert, now)
-            return
-        del self._suppressors[alert.identifier]
-        alert.suppressed_by = None
-        self._transition("unsuppressed", alert, now)
+        self.suppressions.remove(alert, now, by, why)
 
     def suppressors(self, alert: Alert) -> tuple[str, ...]:
         """Every rule currently suppressing the alert, first one first."""
-        return tuple(self._suppressors.get(alert.identifier, ()))
+        return self.suppressions.of(alert)
 
     def set_parent(
         self, alert: Alert, link: ParentLink | None, now: float, who: str, why: str
@@ -614,7 +584,7 @@ class Engine:
 
     def in_maintenance(self, alert: Alert) -> bool:
         """Whether a rule that pauses escalation (maintenance) suppresses the alert."""
-        holders = self._suppressors.get(alert.identifier)
+        holders = self.suppressions.holders.get(alert.identifier)
         if not holders:
             return False
         operators = self.operators

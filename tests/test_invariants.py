@@ -88,7 +88,7 @@ def check(eng: Engine) -> None:
     """Every rule's holds are the engine's record of its suppressions, and nothing else."""
     if eng._unstarted or eng._retired:
         return  # a reload's changes take effect at the next entry
-    records = eng._suppressors
+    records = eng.suppressions.holders
     for ident, holders in records.items():
         row = eng.table.rows[ident]
         assert holders and row.suppressed_by == holders[0], ident
@@ -158,4 +158,4 @@ def test_holds_agree_and_state_drains(ruleset: Callable[[str], RuleSet], seed: i
                     eng.clear(row, now, "op", "end of the storm")
         check(eng)
     assert {name: op.size() for name, op in eng.operators.items() if op.size()} == {}
-    assert not eng._suppressors and not eng.table.rows and not eng.parents.links
+    assert not eng.suppressions.holders and not eng.table.rows and not eng.parents.links
