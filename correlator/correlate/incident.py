@@ -401,12 +401,8 @@ class IncidentOperator(Operator):
         """(name, value) per group_by field: the incident's `group`."""
         return tuple(zip(self._names, inc.key, strict=True))
 
-    def _view(
-        self, inc: _Incident, counts: int | None, *, changed_only: bool
-    ) -> dict[str, Any] | None:
+    def _view(self, inc: _Incident, ctx: Context, *, changed_only: bool) -> dict[str, Any] | None:
         """The published incident; None when `changed_only` and it is the one last shown.
-
-        `counts`: the incident's open members per severity when they hold (`_told`).
 
         A member list only grows, so an equal length means an equal list: an
         unchanged incident costs no list of its members and no dict.
@@ -415,11 +411,7 @@ class IncidentOperator(Operator):
         root = inc.root.alert if inc.root is not None else None
         title = self._title_of(inc, root, len(members))
         if inc.severity is None:
-            if counts is not None:  # the highest level with a count
-                inc.severity = (counts.bit_length() - 1) // _BITS if counts else 0
-            else:
-                levels = (m.alert.severity for m in members if m.alert.status != STATUS_CLEARED)
-                inc.severity = max(levels, default=0)
+            inc.severity = _highest_open(inc, ctx)
         status = "closed" if inc.closed_at is not None else "open"
         root_cause = root.identifier if root is not None else None
         shown = (
@@ -450,8 +442,7 @@ class IncidentOperator(Operator):
 
     def _publish(self, inc: _Incident, now: float, ctx: Context, kind: str | None = None) -> None:
         """Emit the incident if it changed (or as `kind`); views are never mutated once sent."""
-        counts = _told(inc, ctx) if inc.severity is None else None
-        view = self._view(inc, counts, changed_only=kind is None)
+        view = self._view(inc, ctx, changed_only=kind is None)
         if view is None:
             return
         kind = kind or INCIDENT_UPDATED
@@ -512,6 +503,15 @@ def _tell(inc: _Incident, member: _Member, severity: int, is_open: bool) -> None
             inc.severity = level
         elif before >= highest:
             inc.severity = None  # the highest one dropped: recomputed for the next view
+
+
+def _highest_open(inc: _Incident, ctx: Context) -> int:
+    """The highest severity among the incident's open members (0 when none is open)."""
+    counts = _told(inc, ctx)
+    if counts is not None:  # the highest level with a count
+        return (counts.bit_length() - 1) // _BITS if counts else 0
+    levels = (m.alert.severity for m in inc.members.values() if m.alert.status != STATUS_CLEARED)
+    return max(levels, default=0)
 
 
 def _told(inc: _Incident, ctx: Context) -> int | None:
